@@ -1,0 +1,104 @@
+"""Checkpoints: atomic writes, the RNG states that make resume exact, and clear errors for bad files.
+
+A checkpoint is a plain dict of state_dicts, numbers and tensors (never pickled objects), so it loads with
+`torch.load(weights_only=True)`. Files are `checkpoint_<step>.pt` in the run folder, written through a temp
+file and a rename; the newest `keep` are kept, so a file damaged after writing still leaves its predecessor.
+"""
+from __future__ import annotations
+
+import io
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .runs import atomic_write_bytes
+
+PATTERN = re.compile(r"^checkpoint_(\d+)\.pt$")
+REQUIRED_KEYS = ("step", "model", "ema", "optimizer", "train_config")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message names the file and what to do."""
+
+
+def checkpoint_path(folder: str | Path, step: int) -> Path:
+    return Path(folder) / f"checkpoint_{step:07d}.pt"
+
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """Checkpoints in `folder`, oldest first (by step)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := PATTERN.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(folder: str | Path, state: dict, keep: int = 2) -> Path:
+    """Write `state` atomically as checkpoint_<step>.pt, then prune all but the newest `keep`."""
+    path = checkpoint_path(folder, int(state["step"]))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    for old in list_checkpoints(folder)[:-max(keep, 1)]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint; an unreadable or incomplete file raises CheckpointError naming it."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for damaged files
+        raise CheckpointError(_damaged_message(path, f"{type(err).__name__}: {err}")) from err
+    missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(_damaged_message(path, f"missing keys {missing}"))
+    return state
+
+
+def _damaged_message(path: Path, why: str) -> str:
+    """Name the damaged file and the intact one to fall back to, if there is one."""
+    older = [p for p in list_checkpoints(path.parent) if p.name < path.name]
+    advice = (f"The previous checkpoint {older[-1]} is still there: delete or move {path.name} to resume from it."
+              if older else "No earlier checkpoint exists in that folder: delete it to start the run afresh.")
+    return f"checkpoint {path} is unreadable (truncated or corrupt?): {why}. {advice}"
+
+
+def capture_rng() -> dict:
+    """The RNG states of Python, NumPy and torch (CPU and every CUDA device) as tensors and numbers."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": _python_state_to_tensor(random.getstate()), "torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    """Inverse of capture_rng."""
+    random.setstate(_python_state_from_tensor(state["python"]))
+    torch.set_rng_state(state["torch"].cpu())
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _python_state_to_tensor(state: tuple) -> dict:
+    """Python's Mersenne state (version, 625 ints, cached gauss) as an int64 tensor and a float or None."""
+    version, internal, gauss = state
+    return {"state": torch.tensor([version, *internal], dtype=torch.int64), "gauss": gauss}
+
+
+def _python_state_from_tensor(saved: dict) -> tuple:
+    values = saved["state"].tolist()
+    return values[0], tuple(values[1:]), saved["gauss"]

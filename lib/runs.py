@@ -1,0 +1,189 @@
+"""Run folders and records: paths, smoke mode, devices, seeding, atomic writes, the metrics logger, results.
+
+A run lives in `outputs/runs/<name>/` (`outputs/smoke/runs/<name>/` in smoke mode): `config.json`,
+`metrics.jsonl` (one JSON object per logged step), `samples/` and checkpoints. The logger mirrors to wandb
+when wandb is installed and `WANDB_MODE` is not `disabled`; without wandb it keeps local records only.
+A finished real run writes `outputs/results/<experiment>.json`; smoke runs write `outputs/smoke/results/`,
+so they can never overwrite a real result.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+TRUTHY = ("1", "true", "yes", "on")
+
+
+def repo_root() -> Path:
+    """The folder holding `lib/` (the repository root)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def outputs_dir() -> Path:
+    """`$WORKBOOK_OUTPUTS`, else `<repo>/outputs`."""
+    return Path(os.environ.get("WORKBOOK_OUTPUTS") or repo_root() / "outputs")
+
+
+def is_smoke() -> bool:
+    """Whether `$WORKBOOK_SMOKE` asks for the small CPU profile."""
+    return os.environ.get("WORKBOOK_SMOKE", "0").strip().lower() in TRUTHY
+
+
+def run_dir(name: str, smoke: bool | None = None) -> Path:
+    """The folder of run `name`: `outputs/runs/<name>`, or `outputs/smoke/runs/<name>` in smoke mode."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"run name {name!r} must be a plain folder name (no '/', not starting with '.')")
+    smoke = is_smoke() if smoke is None else smoke
+    return outputs_dir() / ("smoke/runs" if smoke else "runs") / name
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """`prefer` if given, else CUDA, then Apple MPS, then the CPU."""
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def describe_device(device: torch.device | str) -> str:
+    """A human name for `device`, e.g. 'NVIDIA H100 80GB HBM3' or 'cpu (2 threads)'."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same folder and a rename: never a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache beside shared data must be readable by others
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """`obj` as indented JSON, written atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_jsonable) + "\n").encode())
+
+
+def _jsonable(value: Any) -> Any:
+    """Fallback JSON conversion for tensors, numpy scalars, paths and devices."""
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSON-lines file; a torn last line (a crash mid-write) is skipped."""
+    records = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+class RunLogger:
+    """Appends metric records to `metrics.jsonl` and mirrors them to wandb when that is enabled."""
+
+    def __init__(self, folder: str | os.PathLike, config: dict, use_wandb: bool = True,
+                 resume_at: int | None = None):
+        """resume_at: the step a resumed run continues from; later records (written after that checkpoint,
+        before an interruption) are dropped so the curve continues without duplicates. None starts afresh."""
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.folder / "config.json", config)
+        self.path = self.folder / "metrics.jsonl"
+        if resume_at is None:
+            self.path.unlink(missing_ok=True)
+        elif self.path.exists():
+            kept = [r for r in read_jsonl(self.path) if r.get("step", 0) <= resume_at]
+            atomic_write_bytes(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
+        self._wandb = _start_wandb(self.folder, config, resume_at is not None) if use_wandb else None
+
+    def log(self, record: dict) -> None:
+        """Append one record (plain floats) and mirror it."""
+        record = {k: _jsonable(v) if not isinstance(v, (int, float, str, bool)) else v for k, v in record.items()}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._wandb is not None:
+            self._wandb.log(record, step=int(record.get("step", 0)))
+
+    def close(self) -> None:
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
+
+
+def _start_wandb(folder: Path, config: dict, resume: bool):
+    """A wandb run, or None when wandb is absent or `WANDB_MODE=disabled`; never raises for absence."""
+    if os.environ.get("WANDB_MODE", "").lower() == "disabled":
+        return None
+    try:
+        import wandb
+    except ImportError:
+        return None
+    return wandb.init(project=os.environ.get("WANDB_PROJECT", "cifar10-generative-workbook"), name=folder.name,
+                      id=folder.name, dir=str(folder), config=config, resume="allow" if resume else None)
+
+
+def results_path(experiment: str, smoke: bool | None = None) -> Path:
+    """`outputs/results/<experiment>.json`, or under `outputs/smoke/results/` in smoke mode."""
+    smoke = is_smoke() if smoke is None else smoke
+    return outputs_dir() / ("smoke/results" if smoke else "results") / f"{experiment}.json"
+
+
+def write_results(experiment: str, *, model: str, config: dict, data: dict, device: str, wall_minutes: float,
+                  steps: int, img_per_s: float, metrics: dict, smoke: bool | None = None, **extra: Any) -> Path:
+    """Write the results contract of one run (DESIGN: a real run's numbers live here) and return its path.
+
+    `data` says which copy was used, e.g. {"source": "folder", "format": "jpeg", "lossy": True}.
+    """
+    path = results_path(experiment, smoke)
+    record = dict(experiment=experiment, model=model, config=config, data=data, device=device,
+                  wall_minutes=round(wall_minutes, 3), steps=steps, img_per_s=round(img_per_s, 1),
+                  metrics=metrics, smoke=is_smoke() if smoke is None else smoke,
+                  torch=torch.__version__, written=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra)
+    atomic_write_json(path, record)
+    return path
+
+
+def report_key_figure(name: str, value: float, unit: str = "") -> None:
+    """Print a notebook's headline number; the notebook runner collects it via `$WORKBOOK_KEY_FIGURE_FILE`."""
+    print(f"key figure: {name} = {value:.6g} {unit}".rstrip())
+    target = os.environ.get("WORKBOOK_KEY_FIGURE_FILE")
+    if target:
+        atomic_write_json(target, {"name": name, "value": float(value), "unit": unit})
