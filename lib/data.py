@@ -1,0 +1,212 @@
+"""CIFAR-10 for the workbook: loading it, its splits, batches on the device, and data facts.
+
+Owns the public data API: `load_cifar10` (finding, decoding and caching live in `lib.data_sources`: pickled
+batches or image folders, decoded once to `x` uint8 (N, 3, 32, 32) and `y` int64 (N,), cached next to the
+data), the `CIFAR10` record with its train / fit / val / test splits, `InfiniteBatches` (the device-resident
+batch iterator with seeded shuffles and flips, DDP sharding and exact random access), `eval_batch`, and the
+pure-numpy data facts of notebook 00 (class counts, channel statistics, exact duplicates).
+
+Folder-sourced arrays are stored in a fixed seeded shuffle (see `lib.data_sources`), so every prefix is
+class-mixed. JPEG copies are lossy: bits/dim and Fréchet distances measured on them compare only with
+each other, not with published numbers on the original batches.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data_sources as sources
+from .data_sources import ARRAY_KEYS, CLASSES, DataError
+from .runs import repo_root
+
+__all__ = ["CLASSES", "CIFAR10", "DataError", "InfiniteBatches", "channel_stats", "class_counts", "eval_batch",
+           "exact_duplicates", "load_cifar10", "resolve_root"]
+
+SPLITS = ("train", "test", "fit", "val")
+TRUTHY = ("1", "true", "yes", "on")
+
+
+def resolve_root(root: str | os.PathLike | None = None) -> Path:
+    """`root` if given, else `$CIFAR10_DIR`, else `<repo>/data/cifar10`."""
+    chosen = root if root is not None else os.environ.get("CIFAR10_DIR") or repo_root() / "data" / "cifar10"
+    return Path(chosen).expanduser().absolute()
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class CIFAR10:
+    """CIFAR-10 decoded to uint8 arrays, with where it came from."""
+    x_train: np.ndarray   # uint8 (N_train, 3, 32, 32), 50,000 for the real data
+    y_train: np.ndarray   # int64 (N_train,), index into CLASSES
+    x_test: np.ndarray    # uint8 (N_test, 3, 32, 32), 10,000 for the real data
+    y_test: np.ndarray    # int64 (N_test,)
+    source: str           # "pickle" (torchvision's batches) or "folder"
+    image_format: str     # "original" for pickles, else "jpeg" / "png" (or "jpeg+png" when mixed)
+    root: Path            # the resolved data root
+
+    def split(self, name: str, val_size: int = 5000, seed: int = 0,
+              limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of `name`: train, test, or the seeded disjoint fit / val partition of train."""
+        if name not in SPLITS:
+            raise ValueError(f"split name {name!r} is not one of {SPLITS}")
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit={limit} must be >= 1 (or None for the whole split)")
+        if name in ("train", "test"):
+            x, y = (self.x_train, self.y_train) if name == "train" else (self.x_test, self.y_test)
+            return x[:limit], y[:limit]
+        n = len(self.x_train)
+        if not 0 < val_size < n:
+            raise ValueError(f"val_size={val_size} must be between 1 and {n - 1} (the train split has {n} images)")
+        order = np.random.default_rng(seed).permutation(n)
+        index = np.sort(order[:val_size] if name == "val" else order[val_size:])[:limit]  # keeps stored order
+        return self.x_train[index], self.y_train[index]
+
+    @property
+    def lossy(self) -> bool:
+        """True for JPEG copies: likelihoods and distances are not comparable with papers."""
+        return "jpeg" in self.image_format
+
+    def describe(self) -> str:
+        """One line of provenance."""
+        what = ("torchvision's pickled batches (original pixels)" if self.source == "pickle" else
+                f"image folders ({self.image_format.upper()}{', lossy' if self.lossy else ', lossless'})")
+        return f"CIFAR-10 from {what} at {self.root}: {len(self.x_train):,} train / {len(self.x_test):,} test images"
+
+    def __repr__(self) -> str:
+        return f"CIFAR10({self.describe()})"
+
+
+def load_cifar10(root: str | os.PathLike | None = None, download: bool | None = None,
+                 cache: bool = True) -> CIFAR10:
+    """CIFAR-10 from `root` (see `resolve_root`): pickles first, else image folders; decoded once, cached."""
+    root = resolve_root(root)
+    source = sources.find_source(root)
+    if source is None:
+        if download is None:
+            download = os.environ.get("CIFAR10_DOWNLOAD", "1").strip().lower() in TRUTHY
+        if not download:
+            raise DataError(sources.missing_message(root, "Downloading is off (download=False or CIFAR10_DOWNLOAD=0)."))
+        sources.download(root)
+        source = sources.find_source(root)
+        if source is None:
+            raise DataError(sources.missing_message(root, "torchvision's download finished but left no batches there."))
+    digest = sources.fingerprint(source)
+    arrays = sources.read_cache(root, digest) if cache else None
+    if arrays is None:
+        arrays = sources.decode(source)
+        if cache:
+            sources.write_cache(root, arrays, digest)
+    return CIFAR10(**{k: arrays[k] for k in ARRAY_KEYS}, source=str(arrays["source"]),
+                   image_format=str(arrays["image_format"]), root=root)
+
+
+def _as_uint8_images(x) -> torch.Tensor:
+    """x (numpy or tensor) as a uint8 tensor (N, C, H, W), checking dtype and rank."""
+    x = torch.as_tensor(x)
+    if x.dtype != torch.uint8 or x.ndim != 4:
+        raise ValueError(f"x must be uint8 images (N, C, H, W), got {x.dtype} of shape {tuple(x.shape)}")
+    return x
+
+
+class InfiniteBatches:
+    """Endless float32 batches (batch_size, 3, 32, 32) in [0, 1] from uint8 images kept on `device`.
+
+    Epoch e visits a permutation drawn from a CPU generator seeded by (seed, e); flips use a per-position
+    mask from the same generator. Each global batch holds batch_size * world_size images; rank r takes
+    positions [r * batch_size, (r + 1) * batch_size) of it. `batch(step)` is exactly what iteration gives.
+    """
+
+    def __init__(self, x, batch_size: int, device="cpu", seed: int = 0, flip: bool = True,
+                 rank: int = 0, world_size: int = 1):
+        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need batch_size >= 1, world_size >= 1 and 0 <= rank < world_size; got "
+                             f"batch_size={batch_size}, world_size={world_size}, rank={rank}")
+        self.x = _as_uint8_images(x).to(device)  # moved to the device once
+        self.n, self.batch_size, self.device = len(self.x), batch_size, self.x.device
+        self.seed, self.flip, self.rank, self.world_size = seed, flip, rank, world_size
+        self.steps_per_epoch = self.n // (batch_size * world_size)
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size={batch_size} x world_size={world_size} exceeds the {self.n} images: "
+                             f"lower batch_size or use more data")
+        self._step, self._epoch, self._order, self._flips = 0, None, None, None
+
+    def _load_epoch(self, epoch: int) -> None:
+        """Draw epoch `epoch`'s permutation and flip mask on the CPU and move them to the device."""
+        if epoch != self._epoch:
+            seed = np.random.SeedSequence([self.seed % 2**64, epoch]).generate_state(1, np.uint64)[0]
+            generator = torch.Generator().manual_seed(int(seed))
+            order = torch.randperm(self.n, generator=generator)
+            flips = torch.rand(self.n, generator=generator) < 0.5
+            self._epoch, self._order, self._flips = epoch, order.to(self.device), flips.to(self.device)
+
+    def batch(self, step: int) -> torch.Tensor:
+        """This rank's float32 batch (batch_size, 3, 32, 32) in [0, 1] for global step `step` (0-based)."""
+        epoch, k = divmod(step, self.steps_per_epoch)
+        self._load_epoch(epoch)
+        start = (k * self.world_size + self.rank) * self.batch_size
+        x = self.x[self._order[start:start + self.batch_size]].float().div_(255)
+        if self.flip:
+            mirror = self._flips[start:start + self.batch_size].view(-1, 1, 1, 1)
+            x = torch.where(mirror, x.flip(3), x)  # horizontal flip of the chosen images
+        return x
+
+    def seek(self, step: int) -> None:
+        """Make the next `next()` return `batch(step)`."""
+        self._step = step
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        self._step += 1
+        return self.batch(self._step - 1)
+
+
+def eval_batch(x, n: int, device="cpu", seed: int = 0) -> torch.Tensor:
+    """A fixed float32 batch (n, 3, 32, 32) in [0, 1]: the first n of a seeded permutation, no flips."""
+    x = _as_uint8_images(x)
+    if not 1 <= n <= len(x):
+        raise ValueError(f"n={n} must be between 1 and the {len(x)} images")
+    index = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[index.to(x.device)].to(device).float().div_(255)
+
+
+def class_counts(y) -> np.ndarray:
+    """Images per class, int64 (10,)."""
+    y = np.asarray(y)
+    if y.size and (y.min() < 0 or y.max() >= len(CLASSES)):
+        raise ValueError(f"labels must lie in 0..{len(CLASSES) - 1}, got {y.min()}..{y.max()}")
+    return np.bincount(y, minlength=len(CLASSES)).astype(np.int64)
+
+
+def channel_stats(x, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of x / 255 over all pixels of uint8 x (N, 3, H, W); each (3,) float64."""
+    x = np.asarray(x)
+    total, total_sq = np.zeros(x.shape[1], np.int64), np.zeros(x.shape[1], np.int64)
+    for i in range(0, len(x), chunk):
+        block = x[i:i + chunk].astype(np.int64)  # exact integer sums, a chunk at a time
+        total += block.sum(axis=(0, 2, 3))
+        total_sq += (block * block).sum(axis=(0, 2, 3))
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return mean / 255, std / 255
+
+
+def exact_duplicates(a, b) -> list[tuple[int, int]]:
+    """All index pairs (i, j) with a[i] and b[j] byte-identical, sorted; a and b may be the same array."""
+    a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
+    if a.shape[1:] != b.shape[1:] or a.dtype != b.dtype:
+        raise ValueError(f"a {a.shape[1:]} {a.dtype} and b {b.shape[1:]} {b.dtype} hold different kinds of images")
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)  # one row of bytes per image
+    by_hash = defaultdict(list)
+    for j, row in enumerate(b):
+        by_hash[hashlib.blake2b(row, digest_size=16).digest()].append(j)
+    pairs = [(i, j) for i, row in enumerate(a) for j in by_hash.get(hashlib.blake2b(row, digest_size=16).digest(), ())
+             if np.array_equal(row, b[j])]  # a hash hit is checked byte for byte
+    return sorted(pairs)
