@@ -1,0 +1,404 @@
+"""The one training loop shared by every model family (DESIGN: "The model interface and the one loop").
+
+A model offers `loss(x, step) -> (loss, stats)` and `sample(n) -> (n, 3, 32, 32) in [0, 1]`. `train()` adds
+what every family needs, identically, so comparisons are fair: bf16 autocast on CUDA, an EMA of the weights
+(sampling and evaluation use it), gradient clipping, skipping of non-finite updates (VDVAE's "poisoned"
+updates) with a clear error after `max_bad_steps` in a row, warm-up and cosine learning-rate decay, sample
+grids, a tqdm bar, JSON-lines metrics (mirrored to wandb), atomic checkpoints with exact resume, and
+DistributedDataParallel under torchrun (per-rank data shards, rank-0 logging and checkpoints).
+
+Run it from notebooks, or from the shell with `python -m lib.train <model> --key value ...` (see lib.cli).
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+
+from . import checkpoints as ckpt
+from .data import InfiniteBatches
+from .runs import RunLogger, pick_device, run_dir, seed_everything
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 10_000            # total optimizer steps; the LR schedule spans them
+    max_minutes: float = 0.0       # stop early (with a checkpoint) after this much wall time; 0 = no limit
+    batch_size: int = 128          # images per step and process (DDP: the global batch is world_size times it)
+    lr: float = 2e-4               # peak learning rate
+    optimizer: str = "adam"        # adam | adamw | adamax
+    adam_beta1: float = 0.9        # Adam's beta_1
+    adam_beta2: float = 0.999      # Adam's beta_2
+    weight_decay: float = 0.0      # decoupled for adamw, L2 otherwise
+    warmup_steps: int = 0          # linear LR warm-up from 0
+    schedule: str = "constant"     # after warm-up: constant | cosine
+    min_lr_ratio: float = 0.0      # cosine floor as a fraction of lr
+    grad_clip: float = 1.0         # max global gradient norm; 0 = no clipping
+    ema_decay: float = 0.999       # EMA of weights; ramps as min(decay, (1+t)/(10+t)) when ema_warmup
+    ema_warmup: bool = True        # ramp the EMA decay so short runs are not stuck near the initial weights
+    amp: str = "auto"              # auto (bf16 on CUDA, off elsewhere) | bf16 | fp16 | off
+    max_bad_steps: int = 20        # non-finite updates in a row before the run stops with an error
+    flip: bool = True              # random horizontal flips of training images
+    seed: int = 0                  # seeds the data order, flips and the loop's RNG
+    log_every: int = 50            # steps between metrics records (and bar updates)
+    sample_every: int = 0          # steps between sample grids; 0 = only at the end
+    n_samples: int = 64            # images per sample grid; 0 = no grids
+    ckpt_every: int = 1000         # steps between checkpoints (one is always written at the end)
+    keep_ckpts: int = 2            # checkpoints kept; older ones are deleted after a new one is written
+
+    def __post_init__(self):
+        positive = ("steps", "batch_size", "log_every", "ckpt_every", "keep_ckpts", "max_bad_steps")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "max_minutes", "weight_decay", "warmup_steps", "grad_clip", "min_lr_ratio",
+                     "sample_every", "n_samples"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        choices = {"optimizer": OPTIMIZERS, "schedule": ("constant", "cosine"),
+                   "amp": ("auto", "bf16", "fp16", "off")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainConfig.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        if not (0.0 <= self.ema_decay < 1.0):
+            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
+
+
+class NonFiniteError(RuntimeError):
+    """Too many non-finite updates in a row."""
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module           # the trained weights
+    ema: nn.Module             # their EMA (use this for sampling and evaluation)
+    step: int                  # steps done, counting earlier sessions of a resumed run
+    wall_seconds: float        # training wall time over all sessions
+    img_per_s: float           # training throughput of this session (all processes)
+    n_skipped: int             # non-finite updates skipped over the whole run
+    folder: Path               # the run folder
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate at `step`: linear warm-up to cfg.lr, then constant or cosine down to lr * min_lr_ratio."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class EMA:
+    """Exponential moving average of a model's parameters; buffers (BatchNorm statistics) are copied."""
+
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = True):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.warmup = decay, warmup
+        self._params = list(self.model.parameters())
+        self._buffers = list(self.model.buffers())
+
+    def decay_at(self, n_updates: int) -> float:
+        """The decay for update number `n_updates` (0-based); ramps up when warmup is on."""
+        return min(self.decay, (1 + n_updates) / (10 + n_updates)) if self.warmup else self.decay
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, n_updates: int) -> None:
+        weight = 1.0 - self.decay_at(n_updates)
+        torch._foreach_lerp_(self._params, [p.detach() for p in model.parameters()], weight)
+        for mine, theirs in zip(self._buffers, model.buffers()):
+            mine.copy_(theirs)
+
+
+class _Objective(nn.Module):
+    """Wraps model.loss as forward() so DistributedDataParallel can hook it (DDP only syncs forward calls)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, step: int):
+        return self.model.loss(x, step)
+
+
+def distributed_context() -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) from torchrun's environment; initialises the process group once."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+def _autocast(device: torch.device, amp: str):
+    """The autocast context for cfg.amp ('auto' = bf16 on CUDA only)."""
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "off"
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def train(model: nn.Module, x, cfg: TrainConfig, run: str | Path, *, resume: bool = True,
+          model_config: dict | None = None, device: str | torch.device | None = None,
+          stop_at: int | None = None, init_from: str | Path | None = None, use_wandb: bool = True) -> TrainResult:
+    """Train `model` on uint8 images `x` (N, 3, 32, 32) for cfg.steps; returns the model and its EMA.
+
+    run: a run name (folder under outputs/runs, or outputs/smoke/runs in smoke mode) or a folder path.
+    resume: continue from the newest checkpoint in the folder, if any. stop_at: end this session at that
+    step (checkpointed) without changing the schedule, like an interruption. init_from: start from the
+    weights (model and EMA) of another run's checkpoint, with a fresh optimizer and schedule (staged training).
+    """
+    rank, local_rank, world = distributed_context()
+    device = torch.device(device) if device else pick_device()
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", local_rank)
+    folder = Path(run) if isinstance(run, Path) or os.sep in str(run) else run_dir(str(run))
+    loop = _Loop(model.to(device), x, cfg, folder, device, rank, world, model_config or {})
+    loop.start(resume=resume, init_from=init_from, use_wandb=use_wandb)
+    try:
+        loop.run(min(stop_at, cfg.steps) if stop_at is not None else cfg.steps)
+    finally:
+        loop.close()
+    return loop.result()
+
+
+class _Loop:
+    """The loop's state and its small named steps; `train()` is the public entry point."""
+
+    def __init__(self, model, x, cfg, folder, device, rank, world, model_config):
+        self.model, self.cfg, self.folder, self.device = model, cfg, Path(folder), device
+        self.rank, self.world, self.is_main = rank, world, rank == 0
+        self.batches = InfiniteBatches(x, cfg.batch_size, device=device, seed=cfg.seed, flip=cfg.flip,
+                                       rank=rank, world_size=world)
+        self.objective = _Objective(model)
+        if world > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
+        opt_class = OPTIMIZERS[cfg.optimizer]
+        self.optimizer = opt_class(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                   weight_decay=cfg.weight_decay)
+        fp16 = cfg.amp == "fp16" and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
+        self._buffers = list(model.buffers())                    # BN statistics: restored on a skipped step
+        self._buffer_backup = [b.clone() for b in self._buffers]
+        self.config = {"train": asdict(cfg), "model": model_config, "world_size": world,
+                       "n_params": sum(p.numel() for p in model.parameters())}
+        self.step, self.n_skipped, self.bad_in_a_row, self.n_updates = 0, 0, 0, 0
+        self.wall_before, self.logger, self.bar = 0.0, None, None
+
+    # --- start and finish -------------------------------------------------------------------------
+    def start(self, resume: bool, init_from, use_wandb: bool) -> None:
+        """Resume from the newest checkpoint, or initialise (optionally from another run's weights)."""
+        existing = ckpt.list_checkpoints(self.folder) if resume else []
+        if existing:
+            self._load(ckpt.load_checkpoint(existing[-1], self.device))
+        else:
+            seed_everything(self.cfg.seed * 1000 + self.rank)  # a different loop RNG stream per rank
+            if init_from is not None:
+                state = ckpt.load_checkpoint(_newest(init_from), self.device)
+                self.model.load_state_dict(state["model"])
+                self.ema.model.load_state_dict(state["ema"])
+        if self.is_main:
+            self.logger = RunLogger(self.folder, self.config, use_wandb=use_wandb,
+                                    resume_at=self.step if existing else None)
+        self.session_start, self.session_step0 = time.monotonic(), self.step
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.logger is not None:
+            self.logger.close()
+
+    def result(self) -> TrainResult:
+        seconds = time.monotonic() - self.session_start
+        images = (self.step - self.session_step0) * self.cfg.batch_size * self.world
+        return TrainResult(self.model, self.ema.model, self.step, self.wall_before + seconds,
+                           images / max(seconds, 1e-9), self.n_skipped, self.folder)
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run(self, end: int) -> None:
+        self.model.train()
+        self.bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not self.is_main, desc=self.folder.name,
+                        unit="step", dynamic_ncols=True)
+        window = _Window()
+        while self.step < end:
+            x = self.batches.batch(self.step)                   # this rank's shard of the global batch
+            lr = self._set_lr()                                 # warm-up / cosine schedule
+            loss, stats = self._forward(x)                      # model.loss under autocast
+            grad_norm, ok = self._backward(loss)                # gradients, clipping, finiteness check
+            self._update(ok)                                    # optimizer + EMA, or a counted skip
+            self.step += 1
+            window.add(loss, stats, grad_norm, ok)
+            if self.step % self.cfg.log_every == 0 or self.step == end:
+                self._log(window, lr)
+                window = _Window()
+                if self._out_of_time():
+                    end = self.step
+            if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.step < end:
+                self._save_samples()
+            if self.step % self.cfg.ckpt_every == 0 or self.step == end:
+                self._save()
+        if self.step > self.session_step0:
+            self._save_samples()                                # the grid of this session's final weights
+
+    def _set_lr(self) -> float:
+        lr = lr_at(self.step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _forward(self, x):
+        if self._buffers:
+            torch._foreach_copy_(self._buffer_backup, self._buffers)
+        with _autocast(self.device, self.cfg.amp):
+            loss, stats = self.objective(x, self.step)
+        return loss.float(), stats
+
+    def _backward(self, loss) -> tuple[torch.Tensor, bool]:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        ok = bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))  # one host sync per step
+        return grad_norm.detach(), ok
+
+    def _update(self, ok: bool) -> None:
+        """Apply the update, or skip it (weights, EMA and optimizer moments untouched) and count it."""
+        if ok:
+            self.scaler.step(self.optimizer)
+            self.ema.update(self.model, self.n_updates)
+            self.n_updates += 1
+            self.bad_in_a_row = 0
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            if self._buffers:                                   # undo the bad forward pass's BN updates
+                torch._foreach_copy_(self._buffers, self._buffer_backup)
+            self.n_skipped += 1
+            self.bad_in_a_row += 1
+        self.scaler.update()
+        if self.bad_in_a_row >= self.cfg.max_bad_steps:
+            raise NonFiniteError(self._non_finite_message())
+
+    def _non_finite_message(self) -> str:
+        kept = ckpt.list_checkpoints(self.folder)
+        where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written yet"
+        return (f"{self.bad_in_a_row} non-finite updates in a row (steps {self.step - self.bad_in_a_row + 1}"
+                f" to {self.step}; {self.n_skipped} skipped in all); none was applied and {where}. "
+                f"Lower lr (now {self.cfg.lr}), set grad_clip, or check the model and data for NaN/inf.")
+
+    def _out_of_time(self) -> bool:
+        """True when cfg.max_minutes has passed (agreed across ranks, so all stop at the same step)."""
+        if not self.cfg.max_minutes:
+            return False
+        late = torch.tensor(float(time.monotonic() - self.session_start > 60 * self.cfg.max_minutes))
+        if self.world > 1:
+            late = late.to(self.device)
+            dist.all_reduce(late, op=dist.ReduceOp.MAX)
+        return bool(late.item())
+
+    # --- records ----------------------------------------------------------------------------------
+    def _log(self, window: "_Window", lr: float) -> None:
+        record = window.summary(self.cfg.batch_size * self.world)
+        record.update(step=self.step, lr=lr, skipped=self.n_skipped,
+                      epoch=self.step / self.batches.steps_per_epoch)
+        if self.is_main:
+            self.logger.log(record)
+            self.bar.update(self.step - self.bar.n)
+            self.bar.set_postfix(loss=f"{record['loss']:.4g}", img_s=f"{record['img_per_s']:.0f}")
+
+    @torch.no_grad()
+    def _save_samples(self) -> None:
+        if not self.is_main or self.cfg.n_samples == 0:
+            return
+        images = self.ema.model.sample(self.cfg.n_samples).float().clamp(0, 1)
+        path = self.folder / "samples" / f"step_{self.step:07d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(images.cpu(), path, nrow=int(math.ceil(math.sqrt(self.cfg.n_samples))))
+
+    def _save(self) -> None:
+        """Every rank contributes its RNG state; rank 0 writes the checkpoint atomically."""
+        rng = ckpt.capture_rng()
+        if self.world > 1:
+            gathered = [None] * self.world
+            dist.all_gather_object(gathered, rng)
+            rng = gathered
+        else:
+            rng = [rng]
+        if self.is_main:
+            state = {"step": self.step, "model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
+                     "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
+                     "train_config": asdict(self.cfg), "model_config": self.config["model"],
+                     "n_skipped": self.n_skipped, "n_updates": self.n_updates,
+                     "wall_seconds": self.wall_before + time.monotonic() - self.session_start}
+            ckpt.save_checkpoint(self.folder, state, keep=self.cfg.keep_ckpts)
+
+    def _load(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.ema.model.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.n_skipped = int(state["step"]), int(state["n_skipped"])
+        self.n_updates, self.wall_before = int(state["n_updates"]), float(state["wall_seconds"])
+        rngs = state["rng"]
+        ckpt.restore_rng(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+
+
+def _newest(source: str | Path) -> Path:
+    """`source` itself if it is a file, else the newest checkpoint in that run folder."""
+    source = Path(source)
+    if source.is_dir():
+        found = ckpt.list_checkpoints(source)
+        if not found:
+            raise ckpt.CheckpointError(f"no checkpoint_*.pt in {source} to initialise from")
+        return found[-1]
+    return source
+
+
+class _Window:
+    """Sums of loss terms over the steps between two log records; the host sync happens only at summary()."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.n, self.n_steps, self.start = 0, 0, time.perf_counter()
+
+    def add(self, loss, stats: dict, grad_norm, ok: bool) -> None:
+        """Count the step; average only applied (finite) updates so one bad step does not hide the rest."""
+        self.n_steps += 1
+        if not ok:
+            return
+        terms = {"loss": loss.detach(), "grad_norm": grad_norm, **stats}
+        for key, value in terms.items():
+            value = torch.as_tensor(value).detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+        self.n += 1
+
+    def summary(self, images_per_step: int) -> dict:
+        record = {key: (total / self.n).item() for key, total in self.sums.items()} if self.n else {
+            "loss": math.nan}
+        record["img_per_s"] = images_per_step * self.n_steps / max(time.perf_counter() - self.start, 1e-9)
+        return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .cli import main as cli_main
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""`python -m lib.train`: argument mapping and errors, a real run, and DDP on gloo with 2 processes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from lib import checkpoints as ckpt
+from lib.cli import UsageError, main, parse
+from lib.runs import repo_root
+
+
+def test_options_map_onto_both_configs_with_their_types():
+    name, options, model_cfg, train_cfg = parse(
+        ["pixels", "--preset", "tiny", "--steps", "7", "--lr=0.5", "--flip", "false", "--init_scale", "0.25",
+         "--limit", "40", "--run_name", "x"])
+    assert (name, options["preset"], options["limit"], options["run_name"]) == ("pixels", "tiny", 40, "x")
+    assert (train_cfg.steps, train_cfg.lr, train_cfg.flip, model_cfg.init_scale) == (7, 0.5, False, 0.25)
+    assert train_cfg.batch_size == 16  # untouched fields keep the preset's values
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "name a model first"),
+    (["gan"], "unknown model 'gan'"),
+    (["pixels", "--stepz", "3"], "--stepz"),
+    (["pixels", "--steps", "three"], "--steps expects int"),
+    (["pixels", "--flip", "maybe"], "--flip expects true or false"),
+    (["pixels", "--preset", "huge"], "unknown preset 'huge'"),
+    (["pixels", "--steps"], "--steps needs a value"),
+])
+def test_bad_command_lines_say_what_is_wrong(argv, message):
+    with pytest.raises(UsageError, match=message):
+        parse(argv)
+
+
+def test_invalid_values_exit_2_naming_the_field(capsys):
+    assert main(["pixels", "--steps", "0"]) == 2
+    assert "TrainConfig.steps must be >= 1" in capsys.readouterr().err
+
+
+def test_a_run_from_the_command_line_writes_its_folder(tiny_cifar, isolated_outputs):
+    assert main(["pixels", "--preset", "tiny", "--steps", "4", "--run_name", "cli", "--split", "train"]) == 0
+    folder = isolated_outputs / "runs" / "cli"
+    state = ckpt.load_checkpoint(ckpt.checkpoint_path(folder, 4))
+    assert state["model_config"]["name"] == "pixels" and state["model_config"]["n_train"] == 160
+    assert (folder / "metrics.jsonl").exists() and (folder / "samples" / "step_0000004.png").exists()
+
+
+def run_cli(args, env, nproc=None):
+    prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
+        if nproc else [sys.executable]
+    done = subprocess.run(prefix + ["-m", "lib.train", *args], env=env, cwd=repo_root(),
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_ddp_on_two_processes_matches_one_process_with_the_global_batch(tiny_cifar, isolated_outputs):
+    """Two ranks of batch 8 average their gradients: the same updates as one process with batch 16."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo_root())}
+    common = ["pixels", "--preset", "tiny", "--steps", "6", "--ckpt_every", "3", "--split", "train",
+              "--init_scale", "0.1"]
+    done = run_cli(common + ["--batch_size", "8", "--run_name", "ddp"], env, nproc=2)
+    run_cli(common + ["--batch_size", "16", "--run_name", "single"], env)
+    assert "x2" in done.stdout  # the summary line comes from rank 0 only, once
+    assert done.stdout.count("done: pixels") == 1
+    ddp = ckpt.load_checkpoint(ckpt.checkpoint_path(isolated_outputs / "runs" / "ddp", 6))
+    single = ckpt.load_checkpoint(ckpt.checkpoint_path(isolated_outputs / "runs" / "single", 6))
+    assert len(ddp["rng"]) == 2 and not torch.equal(ddp["rng"][0]["torch"], ddp["rng"][1]["torch"])
+    assert torch.allclose(ddp["model"]["logits"], single["model"]["logits"], atol=1e-5)
+    halfway = ckpt.load_checkpoint(ckpt.checkpoint_path(isolated_outputs / "runs" / "ddp", 3))
+    assert not torch.allclose(halfway["model"]["logits"], ddp["model"]["logits"], atol=1e-3)  # it trained

@@ -1,0 +1,103 @@
+"""Run records (paths, atomic writes, results contract) and the independent-pixels baseline."""
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from lib import runs
+from lib.metrics import bits_per_dim
+from lib.models import IndependentPixels, IndependentPixelsConfig
+
+
+def test_smoke_and_real_results_never_share_a_path(isolated_outputs, monkeypatch):
+    common = dict(model="m", config={}, data={"source": "folder", "format": "jpeg"}, device="cpu",
+                  wall_minutes=1.0, steps=3, img_per_s=10.0, metrics={"bpd": 5.0})
+    real = runs.write_results("exp", smoke=False, **common)
+    monkeypatch.setenv("WORKBOOK_SMOKE", "1")
+    smoke = runs.write_results("exp", **common)
+    assert real == isolated_outputs / "results" / "exp.json"
+    assert smoke == isolated_outputs / "smoke" / "results" / "exp.json"
+    assert json.loads(real.read_text())["smoke"] is False and json.loads(smoke.read_text())["smoke"] is True
+    for key in ("experiment", "model", "config", "data", "device", "wall_minutes", "steps", "img_per_s", "metrics"):
+        assert key in json.loads(real.read_text())
+
+
+def test_run_dir_rejects_paths_as_names():
+    with pytest.raises(ValueError, match="plain folder name"):
+        runs.run_dir("../escape")
+
+
+def test_atomic_write_leaves_the_old_file_when_the_rename_fails(tmp_path, monkeypatch):
+    target = tmp_path / "f.json"
+    runs.atomic_write_json(target, {"v": 1})
+    monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        runs.atomic_write_json(target, {"v": 2})
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_read_jsonl_skips_a_torn_last_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"st')
+    assert runs.read_jsonl(path) == [{"step": 1}, {"step": 2}]
+
+
+def test_key_figure_goes_to_the_runner_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORKBOOK_KEY_FIGURE_FILE", str(tmp_path / "k.json"))
+    runs.report_key_figure("test bits/dim", 4.25, "bits/dim")
+    assert json.loads((tmp_path / "k.json").read_text()) == {"name": "test bits/dim", "value": 4.25,
+                                                              "unit": "bits/dim"}
+    assert "4.25" in capsys.readouterr().out
+
+
+def test_smoke_flag_and_device_choice(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_SMOKE", "True")
+    assert runs.is_smoke()
+    monkeypatch.setenv("WORKBOOK_SMOKE", "0")
+    assert not runs.is_smoke()
+    assert runs.pick_device("cpu").type == "cpu"
+    expected = "cuda" if torch.cuda.is_available() else runs.pick_device().type
+    assert runs.pick_device().type == expected
+
+
+def test_bits_per_dim_of_a_uniform_model_is_eight():
+    assert bits_per_dim(3072 * math.log(256)) == pytest.approx(8.0)
+
+
+def test_untrained_independent_pixels_is_exactly_uniform(images):
+    model = IndependentPixels()
+    loss, stats = model.loss(images.float() / 255, step=0)
+    assert stats["bpd"].item() == pytest.approx(8.0, abs=1e-5)
+    assert loss.item() == pytest.approx(math.log(256), abs=1e-5)
+
+
+def test_independent_pixels_at_the_histogram_scores_the_empirical_entropy():
+    """The ML fit is the per-subpixel histogram; its NLL is the summed per-subpixel entropy (closed form)."""
+    levels = torch.randint(0, 4, (200, 3072))                     # each subpixel takes 4 values
+    counts = torch.zeros(3072, 256).scatter_add_(1, levels.T, torch.ones(3072, 200))
+    freq = counts / 200
+    model = IndependentPixels()
+    with torch.no_grad():
+        model.logits.copy_(torch.log(freq.clamp_min(1e-30)))
+    x = levels.float().reshape(200, 3, 32, 32) / 255
+    entropy = -(freq * torch.log(freq.clamp_min(1e-30))).sum()    # nats per image
+    assert (-model.log_prob(x).mean()).item() == pytest.approx(entropy.item(), rel=1e-5)
+
+
+def test_independent_pixels_samples_follow_the_logits():
+    model = IndependentPixels()
+    with torch.no_grad():
+        model.logits.fill_(-1e4)
+        model.logits[:, 17] = 0.0                                 # every subpixel certain to be level 17
+    x = model.sample(3)
+    assert x.shape == (3, 3, 32, 32) and torch.allclose(x, torch.full_like(x, 17 / 255))
+
+
+def test_invalid_model_config_names_the_field():
+    with pytest.raises(ValueError, match="init_scale"):
+        IndependentPixelsConfig(init_scale=-1.0)
