@@ -1,0 +1,115 @@
+"""Behavioural tests of lib.viz: grid layout, dtype handling, histogram counts, curves, input checks."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from lib import viz
+
+
+def numbered_images(n: int, size: int = 4) -> np.ndarray:
+    """uint8 (n, 3, size, size) images where image i is filled with value i and channel c adds 100 c."""
+    x = np.arange(n, dtype=np.uint8)[:, None, None, None] + np.array([0, 100, 200], np.uint8)[None, :, None, None]
+    return np.broadcast_to(x, (n, 3, size, size)).copy()
+
+
+def test_image_grid_places_image_i_at_its_tile():
+    x = numbered_images(7, size=4)
+    grid = viz.image_grid(x, nrow=3, pad=2)
+    assert grid.shape == (3 * 6 + 2, 3 * 6 + 2, 3) and grid.dtype == np.uint8
+    for i in range(7):
+        top, left = 2 + (i // 3) * 6, 2 + (i % 3) * 6
+        np.testing.assert_array_equal(grid[top:top + 4, left:left + 4], x[i].transpose(1, 2, 0))
+    assert (grid[:2] == 255).all() and (grid[2 + 2 * 6:, 2 + 6:] == 255).all()  # padding and unused tiles
+
+
+def test_image_grid_uint8_float_and_tensor_inputs_agree():
+    x = np.random.default_rng(0).integers(0, 256, (5, 3, 8, 8), dtype=np.uint8)
+    from_uint8 = viz.image_grid(x, nrow=2)
+    from_float = viz.image_grid(x.astype(np.float32) / 255, nrow=2)
+    from_tensor = viz.image_grid(torch.from_numpy(x).float() / 255, nrow=2)
+    assert from_float.dtype == np.float32 and from_float.min() >= 0 and from_float.max() <= 1
+    np.testing.assert_array_equal(np.rint(from_float * 255).astype(np.uint8), from_uint8)
+    np.testing.assert_allclose(from_tensor, from_float)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (2, 1, 32, 32), (2, 32, 32, 3)])
+def test_wrong_shape_raises_value_error_naming_expected_shape(shape):
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        viz.image_grid(np.zeros(shape, np.uint8))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        viz.channel_histogram_counts(np.zeros(shape, np.uint8))
+
+
+def test_integer_images_other_than_uint8_are_rejected():
+    with pytest.raises(ValueError, match="uint8"):
+        viz.image_grid(np.zeros((1, 3, 4, 4), np.int64))
+
+
+def test_histogram_counts_match_numpy_and_sum_to_pixels_per_channel():
+    x = np.random.default_rng(1).integers(0, 256, (37, 3, 6, 5), dtype=np.uint8)
+    counts = viz.channel_histogram_counts(x, chunk=8)  # several chunks, the last one partial
+    assert counts.shape == (3, 256)
+    np.testing.assert_array_equal(counts.sum(axis=1), [37 * 6 * 5] * 3)
+    for c in range(3):
+        np.testing.assert_array_equal(counts[c], np.histogram(x[:, c], bins=256, range=(0, 256))[0])
+    np.testing.assert_array_equal(viz.channel_histogram_counts(x.astype(np.float64) / 255), counts)
+
+
+def test_channel_histograms_draws_fractions_of_the_counts():
+    x = numbered_images(4)
+    fig = viz.channel_histograms(x)
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    red = ax.patches[0].get_data().values  # StepPatch of the R channel
+    np.testing.assert_allclose(red, viz.channel_histogram_counts(x)[0] / (4 * 4 * 4))
+    with pytest.raises(ValueError, match="exactly one"):
+        viz.channel_histograms()
+
+
+def test_class_grid_has_one_labelled_row_per_class():
+    classes = ("a", "b", "c")
+    x, y = numbered_images(9), np.array([0, 1, 2] * 3)
+    fig = viz.class_grid(x, y, classes, per_class=2)
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(classes)
+    grid = ax.images[0].get_array()
+    assert grid.shape[:2] == (3 * 6 + 2, 2 * 6 + 2)
+    np.testing.assert_array_equal(grid[2 + 6:2 + 6 + 4, 2 + 6:2 + 6 + 4, 0], 4)  # class b's 2nd image is x[4]
+
+
+def test_show_grid_and_mean_images_return_figures():
+    x = numbered_images(6)
+    assert isinstance(viz.show_grid(x, nrow=3, title="t"), Figure)
+    fig = viz.mean_images(x, np.array([0, 0, 0, 1, 1, 1]), ("p", "q"))
+    assert [ax.get_title() for ax in fig.axes] == ["all", "p", "q"]
+    np.testing.assert_allclose(fig.axes[1].images[0].get_array()[0, 0], np.array([1, 101, 201]) / 255)
+
+
+def test_plot_curves_reads_jsonl_and_draws_one_panel_per_key(tmp_path):
+    records = [{"step": s, "loss": 1.0 / (s + 1), "lr": 1e-3, "note": "x"} for s in range(5)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"step": 5, "lo')
+    fig = viz.plot_curves(tmp_path)  # a run folder; the torn last line is skipped
+    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["loss", "lr"]
+    line = fig.axes[0].lines[0]
+    np.testing.assert_allclose(line.get_xdata(), range(5))
+    np.testing.assert_allclose(line.get_ydata(), [r["loss"] for r in records])
+    fig = viz.plot_curves(tmp_path / "metrics.jsonl", keys=["loss"], smooth=0.5, logy=["loss"])
+    assert len(fig.axes) == 1 and fig.axes[0].get_yscale() == "log" and len(fig.axes[0].lines) == 2
+    with pytest.raises(ValueError, match="numeric metrics"):
+        viz.plot_curves(records, keys=["missing"])
+
+
+def test_save_figure_creates_parent_folders(tmp_path):
+    path = viz.save_figure(viz.show_grid(numbered_images(2)), tmp_path / "a" / "b" / "grid.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_class_count_bars_draws_one_bar_per_class_and_split():
+    fig = viz.class_count_bars({"train": [5, 6, 7], "test": [1, 2, 3]}, ("a", "b", "c"))
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights == [5, 6, 7, 1, 2, 3]
+    with pytest.raises(ValueError, match="expected 3 counts"):
+        viz.class_count_bars({"train": [1, 2]}, ("a", "b", "c"))
