@@ -11,8 +11,10 @@ from torch import nn
 
 @pytest.fixture(autouse=True)
 def isolated_outputs(tmp_path, monkeypatch):
-    """Every test writes outputs under its own tmp folder, never into the repository's outputs/."""
+    """Every test writes outputs under its own tmp folder, never into the repository's outputs/, and sees the
+    real profile unless it asks for smoke (`make test` exports WORKBOOK_SMOKE=1 for the notebooks)."""
     monkeypatch.setenv("WORKBOOK_OUTPUTS", str(tmp_path / "outputs"))
+    monkeypatch.delenv("WORKBOOK_SMOKE", raising=False)
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("CIFAR10_DOWNLOAD", "0")
     return tmp_path / "outputs"
