@@ -16,6 +16,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -205,7 +206,9 @@ class _Loop:
         """Resume from the newest checkpoint, or initialise (optionally from another run's weights)."""
         existing = ckpt.list_checkpoints(self.folder) if resume else []
         if existing:
-            self._load(ckpt.load_checkpoint(existing[-1], self.device))
+            state = ckpt.load_checkpoint(existing[-1], self.device)
+            _warn_if_changed(state["train_config"], asdict(self.cfg), existing[-1])
+            self._load(state)
         else:
             seed_everything(self.cfg.seed * 1000 + self.rank)  # a different loop RNG stream per rank
             if init_from is not None:
@@ -357,6 +360,14 @@ class _Loop:
         self.n_updates, self.wall_before = int(state["n_updates"]), float(state["wall_seconds"])
         rngs = state["rng"]
         ckpt.restore_rng(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+
+
+def _warn_if_changed(saved: dict, now: dict, path: Path) -> None:
+    """Resuming under another TrainConfig is allowed (e.g. more steps), but never silently."""
+    changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+    if changed:
+        listed = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
+        warnings.warn(f"resuming {path} with a changed TrainConfig ({listed})", stacklevel=3)
 
 
 def _newest(source: str | Path) -> Path:

@@ -94,6 +94,23 @@ def test_crash_resumes_from_last_checkpoint_exactly(images, tmp_path):
     assert steps == sorted(set(steps)) == [2, 4, 6, 8, 10, 12]  # records after step 4 replaced, not repeated
 
 
+def test_a_finished_run_is_loaded_not_retrained(images, tmp_path):
+    cfg = TrainConfig(steps=4, **FAST)
+    done = train(make_model(), images, cfg, tmp_path / "run")
+    records = (tmp_path / "run" / "metrics.jsonl").read_text()
+    again = train(make_model(seed=5), images, cfg, tmp_path / "run")
+    assert again.step == 4
+    assert_same_weights(done.ema, again.ema)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == records
+
+
+def test_resuming_with_a_changed_config_warns_naming_the_fields(images, tmp_path):
+    train(make_model(), images, TrainConfig(steps=4, **FAST), tmp_path / "run")
+    with pytest.warns(UserWarning, match=r"steps: 4 -> 6"):
+        result = train(make_model(), images, TrainConfig(steps=6, **FAST), tmp_path / "run")
+    assert result.step == 6
+
+
 def test_checkpoint_holds_the_full_state_and_loads_without_pickled_objects(images, tmp_path):
     cfg = TrainConfig(steps=4, **FAST)
     train(make_model(), images, cfg, tmp_path / "run", model_config={"width": 8})
