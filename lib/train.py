@@ -87,7 +87,7 @@ class TrainResult:
     ema: nn.Module             # their EMA (use this for sampling and evaluation)
     step: int                  # steps done, counting earlier sessions of a resumed run
     wall_seconds: float        # training wall time over all sessions
-    img_per_s: float           # training throughput of this session (all processes)
+    img_per_s: float           # training throughput over the whole run: images / wall_seconds (all processes)
     n_skipped: int             # non-finite updates skipped over the whole run
     folder: Path               # the run folder
 
@@ -227,10 +227,10 @@ class _Loop:
             self.logger.close()
 
     def result(self) -> TrainResult:
-        seconds = time.monotonic() - self.session_start
-        images = (self.step - self.session_step0) * self.cfg.batch_size * self.world
-        return TrainResult(self.model, self.ema.model, self.step, self.wall_before + seconds,
-                           images / max(seconds, 1e-9), self.n_skipped, self.folder)
+        seconds = self.wall_before + time.monotonic() - self.session_start
+        images = self.step * self.cfg.batch_size * self.world  # every session's, so a loaded run reports it too
+        return TrainResult(self.model, self.ema.model, self.step, seconds, images / max(seconds, 1e-9),
+                           self.n_skipped, self.folder)
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, end: int) -> None:

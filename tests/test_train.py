@@ -100,6 +100,7 @@ def test_a_finished_run_is_loaded_not_retrained(images, tmp_path):
     records = (tmp_path / "run" / "metrics.jsonl").read_text()
     again = train(make_model(seed=5), images, cfg, tmp_path / "run")
     assert again.step == 4
+    assert again.img_per_s == pytest.approx(4 * 8 / again.wall_seconds) and again.img_per_s > 0
     assert_same_weights(done.ema, again.ema)
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == records
 
