@@ -242,3 +242,62 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
     runs.atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+# --- NCSN figures: the noise ladder, Langevin strips, nearest training neighbours -----------------------
+
+def labelled_grid(tiles, ncol: int, col_labels: Sequence[str] = (), row_labels: Sequence[str] = (),
+                  title: str | None = None, pad: int = 2) -> Figure:
+    """Images (R * ncol, 3, H, W) row-major as an R x ncol grid with optional column and row labels."""
+    tiles = as_images(tiles)
+    grid = image_grid(tiles, nrow=ncol, pad=pad)
+    h, w = tiles.shape[2:]
+    n_rows = math.ceil(len(tiles) / ncol)
+    fig, ax = plt.subplots(figsize=(max(ncol * 0.8 + (1.0 if row_labels else 0.2), 2.0), n_rows * 0.8 + 0.6))
+    plt.close(fig)
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_xticks([pad + c * (w + pad) + w / 2 for c in range(len(col_labels))], labels=list(col_labels),
+                  fontsize=7, rotation=45 if max(map(len, col_labels), default=0) > 6 else 0)
+    ax.set_yticks([pad + r * (h + pad) + h / 2 for r in range(len(row_labels))], labels=list(row_labels), fontsize=7)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def noise_ladder(x, sigmas, seed: int = 0) -> Figure:
+    """Each image of x (B, 3, H, W) in [0, 1] perturbed by x + sigma z at every sigma (columns; clipped for display)."""
+    import torch  # viz stays importable for the numpy-only notebooks; the ladder draws torch noise
+
+    x = torch.as_tensor(as_images(x)).float()
+    x = x / 255 if x.max() > 1 else x
+    sigmas = [float(s) for s in sigmas]
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    tiles = torch.stack([x] + [x + s * noise for s in sigmas], dim=1)  # (B, 1 + L, 3, H, W)
+    return labelled_grid(tiles.flatten(0, 1).clamp(0, 1), 1 + len(sigmas), ["clean"] + [f"{s:.3g}" for s in sigmas],
+                         title="the noise ladder: x + sigma z (columns: sigma)")
+
+
+def langevin_strip(trajectory: Sequence, n_images: int = 4, labels: Sequence[str] = (),
+                   title: str = "annealed Langevin dynamics") -> Figure:
+    """Snapshots of a Langevin chain (a list of (B, 3, H, W) tensors) as one row per image, time left to right."""
+    import torch
+
+    snaps = torch.stack([torch.as_tensor(s[:n_images]).float().cpu() for s in trajectory], dim=1)  # (n, S, 3, H, W)
+    return labelled_grid(snaps.flatten(0, 1).clamp(0, 1), snaps.shape[1], labels, title=title)
+
+
+def neighbours_figure(samples, neighbours, distances=None, title: str = "samples and their nearest training images"
+                      ) -> Figure:
+    """Row i: sample i, then its k nearest training images (neighbours (N, k, 3, H, W)); distances (N, k) label rows."""
+    samples, neighbours = as_images(samples), np.asarray(neighbours)
+    if neighbours.dtype == np.uint8:
+        neighbours = neighbours.astype(np.float32) / 255
+    samples = samples.astype(np.float32) / 255 if samples.dtype == np.uint8 else samples
+    tiles = np.concatenate([samples[:, None], neighbours], axis=1)  # (N, 1 + k, 3, H, W)
+    rows = [f"L2 {float(d[0]):.2f}" for d in np.asarray(distances)] if distances is not None else ()
+    cols = ["sample"] + [f"NN {j + 1}" for j in range(neighbours.shape[1])]
+    return labelled_grid(tiles.reshape(-1, *tiles.shape[2:]), tiles.shape[1], cols, rows, title=title)

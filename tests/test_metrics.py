@@ -1,0 +1,122 @@
+"""Sample-quality metrics: Fréchet distance, fd_c10 with a tiny classifier, precision/recall, Inception weights
+errors, the classifier's loop and sample banks (CPU, seconds)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from lib import banks, metrics
+from lib.data import load_cifar10
+from lib.feature_classifier import (CLASSIFIER_TINY, augment, classifier_step, ensure_classifier,
+                                    load_classifier)
+from lib.nets.classifier import ResNetC10
+
+
+def random_spd(rng, n):
+    a = rng.normal(size=(n, n))
+    return a @ a.T + 0.1 * np.eye(n)
+
+
+def test_frechet_distance_of_identical_statistics_is_zero():
+    rng = np.random.default_rng(0)
+    mu, sigma = rng.normal(size=6), random_spd(rng, 6)
+    assert metrics.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0, abs=1e-8)
+
+
+def test_frechet_distance_closed_form_for_diagonal_gaussians():
+    a, b = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()  # commuting: sum (sqrt a - sqrt b)^2
+    assert metrics.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_frechet_distance_non_commuting_2x2_matches_trace_identity():
+    s1, s2 = np.array([[2.0, 0.7], [0.7, 1.0]]), np.array([[1.0, -0.4], [-0.4, 3.0]])
+    assert not np.allclose(s1 @ s2, s2 @ s1)
+    m = s1 @ s2  # 2x2 with positive eigenvalues: (Tr sqrt M)^2 = Tr M + 2 sqrt(det M)
+    tr_sqrt = np.sqrt(np.trace(m) + 2 * np.sqrt(np.linalg.det(m)))
+    expected = 1.0 + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
+    assert metrics.frechet_distance([0, 0], s1, [1, 0], s2) == pytest.approx(expected, rel=1e-10)
+
+
+def test_frechet_distance_is_symmetric_and_matches_eigvals_of_product():
+    rng = np.random.default_rng(1)
+    mu1, mu2, s1, s2 = rng.normal(size=8), rng.normal(size=8), random_spd(rng, 8), random_spd(rng, 8)
+    d12, d21 = metrics.frechet_distance(mu1, s1, mu2, s2), metrics.frechet_distance(mu2, s2, mu1, s1)
+    assert d12 == pytest.approx(d21, rel=1e-9)
+    tr_sqrt = np.sqrt(np.linalg.eigvals(s1 @ s2).real).sum()  # independent route: eigenvalues of S1 S2
+    expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2) - 2 * tr_sqrt
+    assert d12 == pytest.approx(expected, rel=1e-8)
+
+
+def test_precision_recall_identical_sets_are_one_disjoint_sets_drop():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(200, 5))
+    assert metrics.precision_recall(real, real.copy()) == pytest.approx((1.0, 1.0))
+    precision, recall = metrics.precision_recall(real, real + 100.0)
+    assert precision == 0.0 and recall == 0.0
+
+
+@pytest.fixture
+def tiny_classifier(tiny_cifar):
+    cfg = dataclasses.replace(CLASSIFIER_TINY, epochs=1, n_train=None, n_test=None, batch_size=32, width=4)
+    return ensure_classifier(load_cifar10(), cfg=cfg, smoke=True, log=None)
+
+
+def test_classifier_features_and_storage(tiny_classifier, isolated_outputs):
+    assert (isolated_outputs / "smoke/classifier/classifier.pt").is_file()
+    assert 0.0 <= tiny_classifier.test_accuracy <= 1.0
+    features = tiny_classifier.features(np.zeros((5, 3, 32, 32), np.uint8))
+    assert features.shape == (5, 16) and features.dtype == np.float64
+    again = load_classifier(smoke=True)
+    assert again.weights_sha256 == tiny_classifier.weights_sha256
+
+
+def test_fd_c10_noised_exceeds_real(tiny_classifier, isolated_outputs):
+    cifar = load_cifar10()
+    real = cifar.split("train")[0]
+    same = metrics.fd_c10(real, "train", classifier=tiny_classifier, cifar=cifar)
+    noised = np.clip(real.astype(np.float32) + np.random.default_rng(0).normal(0, 120, real.shape), 0, 255)
+    far = metrics.fd_c10(noised.astype(np.uint8), "train", classifier=tiny_classifier, cifar=cifar)
+    assert same.fd == pytest.approx(0, abs=1e-6) and far.fd > same.fd + 1e-3
+    assert same.classifier_accuracy == tiny_classifier.test_accuracy and "classifier test accuracy" in str(far)
+    assert list((isolated_outputs / "runs/fd_c10_reference").glob("*.npz"))  # reference cache written
+
+
+def test_missing_inception_weights_raise_documented_error(monkeypatch, images):
+    monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
+    with pytest.raises(metrics.InceptionWeightsError, match=metrics.INCEPTION_ENV):
+        metrics.inception_metrics(images, images)
+    monkeypatch.setenv(metrics.INCEPTION_ENV, "/nonexistent/inception.pth")
+    with pytest.raises(metrics.InceptionWeightsError, match="not a file"):
+        metrics.inception_metrics(images, images)
+
+
+def test_wrong_shape_inception_weights_are_a_clear_error(tmp_path, monkeypatch, images):
+    path = tmp_path / "inception.pth"
+    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(32, 3, 3, 3), "fc.weight": torch.zeros(10, 2048),
+                "fc.bias": torch.zeros(10)}, path)
+    monkeypatch.setenv(metrics.INCEPTION_ENV, str(path))
+    with pytest.raises(metrics.InceptionWeightsError, match=r"'fc.weight' has shape \(10, 2048\)"):
+        metrics.inception_metrics(images, images)
+
+
+def test_classifier_step_lowers_the_loss_on_a_tiny_batch():
+    torch.manual_seed(0)
+    net = ResNetC10(width=4, n_blocks=1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    losses = [classifier_step(net, optimizer, x, y) for _ in range(25)]
+    assert losses[-1] < 0.7 * losses[0]
+    assert augment(x, torch.Generator().manual_seed(0)).shape == x.shape
+
+
+def test_sample_bank_round_trip(images, isolated_outputs):
+    path = banks.save_sample_bank("demo", images.float() / 255, seed=3, seconds_per_1k=1.5, smoke=True)
+    assert path == isolated_outputs / "smoke/results/demo.samples.npz"
+    bank = banks.load_sample_bank("demo", smoke=True)
+    assert np.array_equal(bank["images"], images.numpy()) and bank["seed"] == 3
+    assert banks.load_sample_bank("absent", smoke=True) is None

@@ -1,0 +1,193 @@
+"""NCSN: annealed DSM against the analytic Gaussian score, annealed Langevin on an exact mixture score, the two
+score nets, inpainting, config validation, NCSNv2's ladder techniques and pixel-space neighbours (all on CPU)."""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from lib.losses import dsm_loss, per_level_means
+from lib.metrics import largest_pairwise_distance, nearest_neighbours
+from lib.models import MODELS, NCSN, NCSN_TINY, NCSNConfig
+from lib.nets.ncsn import RefineNet, ScoreUNet
+from lib.samplers import (annealed_langevin, annealed_langevin_inpaint, geometric_sigmas, technique2_gamma,
+                          technique2_n_sigmas, technique4_step_lr, technique4_variance_ratio)
+from lib.train import TrainConfig, train
+
+TINY_REFINENET = replace(NCSN_TINY, net="refinenet", nf=8)
+
+
+def test_dsm_prefers_the_analytic_score_and_matches_its_closed_form():
+    """x ~ N(0, s^2 I_D): the perturbed score is -x / (s^2 + sigma^2) and its expected loss per level is
+    1/2 sigma^2 E||s + z / sigma||^2 = D s^2 / (2 (s^2 + sigma^2)) for lambda = sigma^2."""
+    g = torch.Generator().manual_seed(0)
+    n, d, s = 200_000, 8, 0.5
+    sigmas = geometric_sigmas(2.0, 0.05, 6).double()
+    x = s * torch.randn(n, d, generator=g, dtype=torch.float64)
+    level = torch.randint(0, len(sigmas), (n,), generator=g)
+    noise = torch.randn(n, d, generator=g, dtype=torch.float64)
+    exact = lambda xn, lvl: -xn / (s ** 2 + sigmas[lvl, None] ** 2)  # noqa: E731
+    losses, _ = dsm_loss(exact, x, sigmas, level=level, noise=noise)
+    closed = (0.5 * d * s ** 2 / (s ** 2 + sigmas[level] ** 2)).mean()
+    assert abs(losses.mean() - closed) < 4 * losses.std() / math.sqrt(n)  # within 4 Monte Carlo std errors
+    for wrong in (lambda xn, lvl: 1.1 * exact(xn, lvl), lambda xn, lvl: 0.9 * exact(xn, lvl),
+                  lambda xn, lvl: exact(xn, lvl) + 0.05, lambda xn, lvl: -xn / s ** 2):
+        assert dsm_loss(wrong, x, sigmas, level=level, noise=noise)[0].mean() > losses.mean()
+
+
+def test_per_level_means_are_unbiased_and_never_nan():
+    level = torch.tensor([0, 0, 2, 2])
+    means = per_level_means(torch.tensor([1.0, 3.0, 5.0, 7.0]), level, n_levels=4)
+    assert torch.allclose(means, torch.tensor([4.0, 0.0, 12.0, 0.0]))  # sums / (B / L) with B / L = 1
+
+
+MIX_W = torch.tensor([0.3, 0.7], dtype=torch.float64)
+MIX_MU = torch.tensor([[-2.0, 0.0], [2.0, 1.0]], dtype=torch.float64)
+MIX_COV = torch.tensor([[[0.3, 0.1], [0.1, 0.2]], [[0.2, -0.05], [-0.05, 0.4]]], dtype=torch.float64)
+
+
+def mixture_log_components(x, sigma):
+    """log w_k + log N(x; mu_k, C_k + sigma^2 I) for x (N, 2): (N, 2), and the precisions (2, 2, 2)."""
+    cov = MIX_COV + sigma ** 2 * torch.eye(2, dtype=torch.float64)
+    dist = torch.distributions.MultivariateNormal(MIX_MU, covariance_matrix=cov)
+    return MIX_W.log() + dist.log_prob(x[:, None, :]), torch.linalg.inv(cov)
+
+
+def test_annealed_langevin_recovers_a_gaussian_mixture():
+    """Tolerances (4,000 chains, about 4 sampling std errors): weights +-0.03, means +-0.06, covariance
+    entries +-0.04."""
+    torch.manual_seed(0)
+    sigmas = geometric_sigmas(6.0, 0.05, 12).double()
+
+    def score(x, level):  # exact grad log p_sigma of the mixture perturbed at sigma_level
+        log_comp, precision = mixture_log_components(x, float(sigmas[level]))
+        resp = log_comp.softmax(dim=1)                                          # (N, K)
+        grads = -torch.einsum("kij,nkj->nki", precision, x[:, None, :] - MIX_MU)  # (N, K, 2)
+        return (resp[..., None] * grads).sum(1)
+
+    x0 = 12 * torch.rand(4000, 2, dtype=torch.float64) - 6
+    x = annealed_langevin(score, x0, sigmas, n_steps_each=100, step_lr=1e-3, denoise=False)
+    component = mixture_log_components(x, 0.0)[0].argmax(dim=1)
+    for k in range(2):
+        xk = x[component == k]
+        assert abs(len(xk) / len(x) - MIX_W[k]) < 0.03
+        assert (xk.mean(0) - MIX_MU[k]).abs().max() < 0.06
+        assert (torch.cov(xk.T) - MIX_COV[k]).abs().max() < 0.04
+
+
+def test_trajectory_holds_the_start_each_level_and_the_denoised_end():
+    sigmas = geometric_sigmas(1.0, 0.1, 3)
+    x, path = annealed_langevin(lambda x, lvl: -x, torch.zeros(2, 3), sigmas, n_steps_each=4,
+                                return_trajectory=True)
+    assert len(path) == 1 + 3 + 1 and torch.equal(path[-1], x)
+
+
+def test_geometric_sigmas_descend_with_a_constant_ratio():
+    sigmas = geometric_sigmas(50.0, 0.01, 20).double()
+    ratios = sigmas[:-1] / sigmas[1:]
+    assert sigmas[0] == pytest.approx(50.0) and sigmas[-1] == pytest.approx(0.01, rel=1e-6)
+    assert torch.allclose(ratios, ratios[0].expand_as(ratios), rtol=1e-5) and bool((ratios > 1).all())
+
+
+TINY_NETS = [ScoreUNet(nf=8, ch_mult=(1, 2), n_res_blocks=1, dropout=0.0), RefineNet(nf=8, n_classes=4)]
+
+
+@pytest.mark.parametrize("net", TINY_NETS, ids=["unet", "refinenet"])
+def test_nets_keep_the_shape_and_read_the_noise_level(net):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 32, 32)
+    cond = (lambda i: torch.full((2,), [1.0, 0.1][i])) if net.conditioning == "sigma" else (
+        lambda i: torch.full((2,), [0, 3][i]))
+    out_a, out_b = net(x, cond(0)), net(x, cond(1))
+    assert out_a.shape == x.shape and torch.isfinite(out_a).all()
+    assert not torch.allclose(out_a, out_b)
+
+
+@pytest.mark.parametrize("cfg", [NCSN_TINY, TINY_REFINENET], ids=["unet", "refinenet"])
+def test_a_few_training_steps_lower_the_loss_on_a_tiny_batch(cfg):
+    torch.manual_seed(0)
+    model = NCSN(cfg)
+    x = torch.rand(8, 3, 1, 1) * torch.ones(8, 3, 32, 32)  # flat colours: an easy distribution
+
+    def fixed_loss():
+        torch.manual_seed(123)  # the same levels and noise every time
+        with torch.no_grad():
+            return model.loss(x, 0)[0].item()
+
+    before = fixed_loss()
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for step in range(15):
+        optimizer.zero_grad()
+        model.loss(x, step)[0].backward()
+        optimizer.step()
+    assert fixed_loss() < 0.9 * before
+
+
+def test_inpainting_keeps_the_known_pixels_exactly():
+    torch.manual_seed(0)
+    model = NCSN(NCSN_TINY).eval()
+    x_known = torch.rand(2, 3, 32, 32)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., :16] = 1  # the left half is known
+    out = model.inpaint(x_known, mask, n_steps_each=2)
+    known = mask.bool().expand_as(x_known)
+    assert torch.equal(out[known], x_known[known]) and not torch.equal(out, x_known)
+    huge = annealed_langevin_inpaint(lambda x, lvl: 1e300 * torch.ones_like(x), x_known.double(), mask,
+                                     model.sigmas, n_steps_each=1)  # even a diverging chain leaves them alone
+    assert torch.equal(huge[known], x_known.double()[known])
+
+
+@pytest.mark.parametrize("field, kwargs", [
+    ("sigma_min", dict(sigma_min=1.0, sigma_max=1.0)), ("sigma_min", dict(sigma_min=2.0, sigma_max=1.0)),
+    ("n_sigmas", dict(n_sigmas=0)), ("n_steps_each", dict(n_steps_each=0)),
+    ("step_lr", dict(step_lr=0.0)), ("step_lr", dict(step_lr=-1e-5)), ("net", dict(net="resnet")),
+])
+def test_bad_config_values_raise_naming_the_field(field, kwargs):
+    with pytest.raises(ValueError, match=field):
+        NCSNConfig(**kwargs)
+
+
+def test_technique2_gamma_gives_half_overlap_and_more_levels_in_more_dimensions():
+    gamma = technique2_gamma(3072)
+    phi = lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2)))  # noqa: E731
+    c = math.sqrt(2 * 3072) * (gamma - 1)
+    assert phi(c + 3 * gamma) - phi(c - 3 * gamma) == pytest.approx(0.5, abs=1e-6)
+    assert 200 < technique2_n_sigmas(50.0, 0.01, 3072) < 250  # NCSNv2 reports L = 232 for CIFAR-10
+    assert technique2_n_sigmas(50.0, 0.01, 12288) > technique2_n_sigmas(50.0, 0.01, 3072)
+
+
+def test_technique4_step_lr_brings_the_variance_ratio_closest_to_one():
+    gamma, sigma_min = 1.04, 0.01
+    ratio = lambda lr, t: technique4_variance_ratio(lr, t, gamma, sigma_min)  # noqa: E731
+    errors = []
+    for t in (1, 5, 50):
+        lr = technique4_step_lr(t, gamma, sigma_min)
+        best = abs(ratio(lr, t) - 1)
+        assert best <= abs(ratio(0.5 * lr, t) - 1) and best <= abs(ratio(2 * lr, t) - 1)
+        errors.append(best)
+    assert errors[0] > errors[1] > errors[2]  # more steps per level: closer to the target distribution
+    assert ratio(1e-12, 5) == pytest.approx(gamma ** 2, rel=1e-6)  # no movement: the previous level's variance
+
+
+def test_pixel_neighbours_and_the_largest_distance_match_brute_force():
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randint(0, 256, (50, 3, 4, 4), dtype=torch.uint8, generator=g)
+    queries = torch.rand(7, 3, 4, 4, generator=g)
+    dist, index = nearest_neighbours(queries, ref, k=2, chunk=16)
+    brute = torch.cdist(queries.flatten(1), ref.float().div(255).flatten(1))
+    assert torch.equal(index, brute.topk(2, dim=1, largest=False).indices)
+    assert torch.allclose(dist, brute.topk(2, dim=1, largest=False).values)
+    assert nearest_neighbours(ref[:3], ref, chunk=16)[1][:, 0].tolist() == [0, 1, 2]
+    flat = ref.float().div(255).flatten(1)
+    assert largest_pairwise_distance(ref, chunk=16) == pytest.approx(torch.cdist(flat, flat).max().item(), rel=1e-5)
+
+
+def test_tiny_preset_trains_through_the_loop_and_logs_per_level_losses(images):
+    model_cfg, train_cfg = MODELS["ncsn"].presets["tiny"]
+    train_cfg = replace(train_cfg, steps=4, log_every=2, n_samples=4)
+    result = train(NCSN(model_cfg), images, train_cfg, "ncsn-tiny", device="cpu")
+    records = [line for line in (result.folder / "metrics.jsonl").read_text().splitlines()]
+    assert result.step == 4 and len(records) == 2 and '"dsm_sigma=1"' in records[-1]
+    assert list((result.folder / "samples").glob("*.png"))
