@@ -36,7 +36,19 @@ def ncsn_benches(args) -> list[tuple[str, torch.nn.Module, Evaluate]]:
     return out
 
 
-BENCHES: dict[str, Callable] = {"ncsn": ncsn_benches}
+def vae_benches(args) -> list[tuple[str, torch.nn.Module, Evaluate]]:
+    """Beta-VAE and IWAE at their default presets; one sampling evaluation is one decoder pass from the prior."""
+    from .models import MODELS
+    out = []
+    for name in args.nets.split(","):
+        model = MODELS[name].build(MODELS[name].presets["default"][0])
+        out.append((name, model, lambda m, x: m.decode(torch.randn(len(x), m.latent_dim, device=x.device))))
+    return out
+
+
+BENCHES: dict[str, Callable] = {"ncsn": ncsn_benches, "vae": vae_benches}
+DEFAULT_NETS = {"ncsn": "unet,refinenet", "vae": "beta_vae,iwae"}
+COMPILED_PARTS = ("net", "encoder", "decoder")  # submodules torch.compile wraps when --compile is given
 REFERENCE = {"ncsn": "NCSNv2 reference code on one H100 (RefineNet ~30M params, fp32, ~59 GFLOP/image/step): "
                      "~1.5k img/s training (~90 TFLOP/s), ~4.4k image evaluations/s sampling"}
 
@@ -123,7 +135,9 @@ def bench_one(label: str, model, evaluate: Evaluate, args, device) -> dict:
     with torch.no_grad():
         eval_gflop = count_flops(lambda: evaluate(model, x2)) / 2 / 1e9
     if args.compile:
-        model.net = torch.compile(model.net)
+        for part in COMPILED_PARTS:
+            if hasattr(model, part):
+                setattr(model, part, torch.compile(getattr(model, part)))
     _reset_peak(device)
     img_per_s = time_training(model.train(), args, device)
     train_peak = peak_memory_mb(device)
@@ -148,9 +162,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--amp", default="auto", choices=("auto", "bf16", "off"), help="auto: bf16 on CUDA only")
     parser.add_argument("--channels_last", action="store_true", help="NHWC memory format for weights and inputs")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
-    parser.add_argument("--nets", default="unet,refinenet", help="comma-separated networks of the family")
+    parser.add_argument("--nets", default=None, help=f"comma-separated networks of the family (default: {DEFAULT_NETS})")
     parser.add_argument("--nf", type=int, default=0, help="override the base width (0: the preset's)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.nets = args.nets or DEFAULT_NETS[args.model]
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict:
