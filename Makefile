@@ -1,24 +1,38 @@
 # The workbook's entry point. A newcomer needs two commands, each of which sets up the environment first:
 #   make workbook   run every numbered notebook headlessly into outputs/ (smoke profile without a GPU)
 #   make test       run the test suite (pytest on lib/, nbval over notebooks/ in smoke mode)
-# Use an existing environment instead of .venv with VENV=<prefix>, e.g. `make test VENV=$CONDA_PREFIX`.
+# Setup makes .venv with $(PYTHON) once and pip-installs the workbook into it (again only when pyproject.toml
+# changes). To use the Python of an environment you already have (conda, Colab, a cluster module), empty VENV:
+#   make test VENV=                      installs into and runs with `python3` from PATH
+#   make test VENV= PYTHON=/path/to/python
 
 PYTHON ?= python3
 VENV ?= .venv
-PY := $(VENV)/bin/python
 SHARED_DATA ?= ../shared/data/cifar10-jpeg.tar.xz
 ARGS ?=
+
+ifeq ($(strip $(VENV)),)
+PY := $(PYTHON)
+# one stamp per interpreter, so switching environments installs again
+STAMP := .make/installed-$(shell $(PY) -c 'import sys, hashlib; print(hashlib.md5(sys.prefix.encode()).hexdigest()[:10])')
+else
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.workbook-installed
+endif
+
+# The one test command: README, `make test` and CI (.ci/run) all run exactly this.
 TEST_CMD = WORKBOOK_SMOKE=1 WANDB_MODE=disabled MPLBACKEND=Agg $(PY) -m pytest tests notebooks --nbval-lax -q
 
 .PHONY: setup data workbook test lab
 
-setup: $(VENV)/.workbook-installed
+setup: $(STAMP)
 
-$(VENV)/.workbook-installed: pyproject.toml
+$(STAMP): pyproject.toml
+ifneq ($(strip $(VENV)),)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
+endif
 	$(PY) -m pip install -e ".[dev]"
-	touch $@
+	mkdir -p $(dir $@) && touch $@
 
 # CIFAR-10 into data/cifar10 from the offline copy when there is one; otherwise lib.data downloads it online.
 data:
@@ -26,7 +40,8 @@ data:
 		echo "data: using $${CIFAR10_DIR:-data/cifar10}"; \
 	elif [ -f "$(SHARED_DATA)" ]; then \
 		rm -rf data/.unpacking && mkdir -p data/.unpacking data/cifar10 && \
-		xz -dc "$(SHARED_DATA)" | tar x -C data/.unpacking && mv data/.unpacking/* data/cifar10/ && \
+		xz -dc "$(SHARED_DATA)" | tar x -C data/.unpacking && \
+		for d in data/.unpacking/*; do rm -rf "data/cifar10/$${d##*/}" && mv "$$d" data/cifar10/; done && \
 		rmdir data/.unpacking && echo "data: unpacked $(SHARED_DATA) into data/cifar10"; \
 	else \
 		echo "data: none found locally; the notebooks download CIFAR-10 through torchvision (needs internet)"; \
@@ -39,4 +54,4 @@ test: setup data
 	$(TEST_CMD)
 
 lab: setup data
-	$(VENV)/bin/jupyter lab notebooks/
+	$(PY) -m jupyter lab notebooks/

@@ -1,18 +1,22 @@
 """Run the workbook: every numbered notebook, in order, headlessly through papermill (`make workbook`).
 
-    python -m lib.workbook [--profile auto|smoke|full] [--only 00 03 ...] [-p NAME VALUE ...] [--timeout MIN]
+    python -m lib.workbook [--profile auto|smoke|full] [--only 00 03 ...] [-p NAME VALUE ...] [-y YAML]
+                           [--timeout MIN]
 
 The profile `auto` is `full` on a CUDA machine and `smoke` elsewhere ($WORKBOOK_PROFILE overrides it); each
 notebook gets the parameter SMOKE and the environment variable WORKBOOK_SMOKE to match. Executed notebooks go
 to outputs/notebooks/ (full) or outputs/smoke/notebooks/ (smoke). A failing notebook does not stop the others;
 the summary table lists each one's status, minutes and key figure (what it passed to
-`lib.runs.report_key_figure`), and the exit status is 1 if any failed. A -p name that no selected notebook
-declares in its parameters cell is refused before anything runs.
+`lib.runs.report_key_figure`), and the exit status is 1 if any failed. -p and -y read values as papermill's own
+options do (-y for lists: `-y "BETAS: [4.0]"`); a name that no selected notebook assigns in its cell tagged
+`parameters` is refused before anything runs, and a name only some declare goes to those only.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -35,13 +39,35 @@ class Outcome:
 
 
 def parse_value(text: str):
-    """A -p value the way papermill reads it: int, float, bool, None, else the string itself."""
+    """A -p value exactly as papermill's own -p reads it: True, False, None, int, float, else the string."""
+    constants = {"True": True, "False": False, "None": None}
+    if text in constants:
+        return constants[text]
     for convert in (int, float):
         try:
             return convert(text)
         except ValueError:
             pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+    return text
+
+
+def parse_yaml(text: str) -> dict:
+    """A -y mapping, loaded as papermill loads it (YAML's safe loader, dates left as strings)."""
+    import yaml
+    from papermill.iorw import NoDatesSafeLoader
+
+    mapping = yaml.load(text, Loader=NoDatesSafeLoader) or {}
+    if not isinstance(mapping, dict):
+        raise SystemExit(f"error: -y expects a YAML mapping such as 'BETAS: [4.0]', got {text!r}")
+    return mapping
+
+
+def collect_overrides(pairs: list[tuple[str, str]], yaml_texts: list[str]) -> dict:
+    """The -y mappings, then the -p values on top of them (papermill's precedence)."""
+    overrides = {}
+    for text in yaml_texts:
+        overrides.update(parse_yaml(text))
+    return overrides | {name: parse_value(value) for name, value in pairs}
 
 
 def choose_profile(requested: str) -> str:
@@ -66,12 +92,28 @@ def find_notebooks(folder: Path, only: list[str] | None) -> list[Path]:
     return found
 
 
-def parameters_for(notebooks: list[Path], overrides: dict) -> dict[Path, dict]:
-    """Each notebook's share of the -p overrides; a name no notebook declares is an error."""
-    import papermill
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names assigned at the top level of the cell tagged `parameters`. (papermill.inspect_notebook skips
+    lines whose comment holds an '=', such as `BETAS = [4.0]  # e.g. BETAS=[1.0]`.)"""
+    import nbformat
 
-    declared = {nb: set(papermill.inspect_notebook(str(nb))) for nb in notebooks}
-    known = set().union(*declared.values()) if declared else set()
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            code = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+            try:
+                body = ast.parse(code).body
+            except SyntaxError as err:
+                raise SystemExit(f"error: the parameters cell of {notebook} is not valid Python: {err}") from None
+            targets = [t for node in body if isinstance(node, ast.Assign) for t in node.targets]
+            targets += [node.target for node in body if isinstance(node, ast.AnnAssign)]
+            return {t.id for t in targets if isinstance(t, ast.Name)}
+    return set()
+
+
+def parameters_for(notebooks: list[Path], overrides: dict) -> dict[Path, dict]:
+    """Each notebook's share of the overrides; a name no notebook declares is an error."""
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    known = set().union(*declared.values())
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise SystemExit(f"error: unknown notebook parameter(s) {unknown}; the selected notebooks declare "
@@ -79,24 +121,36 @@ def parameters_for(notebooks: list[Path], overrides: dict) -> dict[Path, dict]:
     return {nb: {k: v for k, v in overrides.items() if k in names} for nb, names in declared.items()}
 
 
+class _SkipInspectorWarnings(logging.Filter):
+    """Drops papermill's warnings from its own parameter inspection: it misreads some lines (see
+    declared_parameters), and the runner has checked every name before running anything."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(("Passed unknown parameter", "Unable to parse line"))
+
+
+QUIET = _SkipInspectorWarnings()
+
+
 def run_one(notebook: Path, output: Path, parameters: dict, smoke: bool, timeout_min: float) -> Outcome:
     """Execute one notebook with papermill; never raises for the notebook's own errors."""
     import papermill
 
+    for name in ("papermill", "papermill.translators"):  # a logger's filter sees only its own records
+        logging.getLogger(name).addFilter(QUIET)
     output.parent.mkdir(parents=True, exist_ok=True)
-    key_file = Path(tempfile.mkstemp(prefix="key-figure-", suffix=".json")[1])
-    key_file.write_text("")
+    fd, key_name = tempfile.mkstemp(prefix="key-figure-", suffix=".json")
+    os.close(fd)  # stays empty unless the notebook calls report_key_figure
+    key_file = Path(key_name)
     saved = {k: os.environ.get(k) for k in ("WORKBOOK_SMOKE", "WORKBOOK_KEY_FIGURE_FILE")}
     os.environ.update(WORKBOOK_SMOKE="1" if smoke else "0", WORKBOOK_KEY_FIGURE_FILE=str(key_file))
     start, status, detail = time.monotonic(), "ok", ""
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters={"SMOKE": smoke, **parameters},
                                    kernel_name="python3", cwd=str(notebook.parent), progress_bar=False,
-                                   execution_timeout=int(timeout_min * 60) if timeout_min else None)
+                                   log_output=False, execution_timeout=int(timeout_min * 60) or None)
     except Exception as err:  # papermill's execution error, a dead kernel, a timeout: report, go on
-        status = "FAILED"
-        detail = f"{getattr(err, 'ename', type(err).__name__)}: {str(getattr(err, 'evalue', err))[:200]}"
-        detail += f" (partial notebook: {output})"
+        status, detail = "FAILED", f"{failure_line(err)} (partial notebook: {output})"
     finally:
         for k, v in saved.items():  # leave the caller's environment as it was
             if v is None:
@@ -104,6 +158,13 @@ def run_one(notebook: Path, output: Path, parameters: dict, smoke: bool, timeout
             else:
                 os.environ[k] = v
     return Outcome(notebook.stem, status, (time.monotonic() - start) / 60, _read_key_figure(key_file), detail)
+
+
+def failure_line(err: Exception) -> str:
+    """One short line: where the notebook failed (its In [n]) and the exception's name and message."""
+    cell = f"In [{err.exec_count}] " if getattr(err, "exec_count", None) is not None else ""
+    message = " ".join(str(getattr(err, "evalue", err)).split())  # one line, however long the traceback
+    return f"{cell}{getattr(err, 'ename', type(err).__name__)}: {message[:160]}"
 
 
 def _read_key_figure(path: Path) -> str:
@@ -129,16 +190,18 @@ def summary_table(outcomes: list[Outcome], profile: str) -> str:
 
 def main(argv: list[str] | None = None, notebooks_dir: Path | None = None, outputs: Path | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.workbook", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="auto", help="auto | smoke | full (auto: full only with CUDA)")
+    parser.add_argument("--profile", default="auto", choices=("auto", "smoke", "full"),
+                        help="smoke: small and fast, full: real budgets; auto: full only with CUDA")
     parser.add_argument("--only", nargs="+", help="notebook name prefixes to run, e.g. 00 03")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+    parser.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override a notebook parameter (repeatable), as with papermill -p")
+    parser.add_argument("-y", "--parameters_yaml", action="append", default=[], metavar="YAML",
+                        help="parameters as a YAML mapping (repeatable), as with papermill -y: 'BETAS: [4.0]'")
     parser.add_argument("--timeout", type=float, default=0, help="per-cell time limit in minutes (0: none)")
     args = parser.parse_args(argv)
     profile = choose_profile(args.profile)
     notebooks = find_notebooks(notebooks_dir or repo_root() / "notebooks", args.only)
-    overrides = {name: parse_value(value) for name, value in args.parameter}
-    shares = parameters_for(notebooks, overrides)
+    shares = parameters_for(notebooks, collect_overrides(args.parameters, args.parameters_yaml))
     target = (outputs or outputs_dir()) / ("smoke/notebooks" if profile == "smoke" else "notebooks")
     outcomes = []
     for i, notebook in enumerate(notebooks, 1):

@@ -1,13 +1,18 @@
 """The notebook runner: order, failures that do not stop the rest, parameters, profiles, the summary."""
 from __future__ import annotations
 
+import re
+
 import nbformat
 import pytest
 
 from lib import workbook
 
 
-def write_notebook(path, *cells, parameters="SMOKE = False\nSCALE = 1"):
+PARAMETERS = "SMOKE = False\nSCALE = 1\nBETAS = [1.0]  # e.g. BETAS=[4.0]: papermill's inspector skips this line"
+
+
+def write_notebook(path, *cells, parameters=PARAMETERS):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     tagged = nbformat.v4.new_code_cell(parameters)
@@ -21,7 +26,7 @@ def books(tmp_path):
     folder = tmp_path / "notebooks"
     folder.mkdir()
     write_notebook(folder / "00_first.ipynb", "from lib.runs import report_key_figure\n"
-                   "report_key_figure('scaled', 2.5 * SCALE, 'units')")
+                   "report_key_figure('scaled', 2.5 * SCALE * sum(BETAS), 'units')")
     write_notebook(folder / "01_broken.ipynb", "raise ValueError('on purpose')")
     write_notebook(folder / "02_last.ipynb", "import os\nassert SMOKE == (os.environ['WORKBOOK_SMOKE'] == '1')\n"
                    "open('ran.txt', 'w').write(str(SMOKE))", parameters="SMOKE = False")
@@ -34,8 +39,12 @@ def test_runs_all_in_order_continues_after_a_failure_and_exits_nonzero(books, tm
     out = capsys.readouterr().out
     assert code == 1
     assert out.index("00_first") < out.index("01_broken") < out.index("02_last")
-    assert "ValueError: on purpose" in out and "1 failed" in out and "2 ok" in out
-    assert "scaled = 10 units" in out                          # the key figure, with SCALE=4 applied
+    # In [3]: the raising cell comes after the parameters cell and the one papermill injects
+    assert re.search(r"In \[3\] ValueError: on purpose \(partial notebook: .*01_broken.ipynb\)", out)
+    assert "2 ok, 1 failed" in out
+    table = out[out.index("workbook summary (smoke profile)"):].splitlines()
+    assert table[3].split()[:2] == ["00_first", "ok"] and table[3].endswith("scaled = 10 units")  # SCALE=4
+    assert table[4].split()[:2] == ["01_broken", "FAILED"] and table[4].endswith("-")  # no key figure
     assert (books / "ran.txt").read_text() == "True"           # the notebook after the failure still ran
     assert sorted(p.name for p in (tmp_path / "out" / "smoke" / "notebooks").iterdir()) == [
         "00_first.ipynb", "01_broken.ipynb", "02_last.ipynb"]  # the failed one is kept, partially executed
@@ -49,20 +58,27 @@ def test_full_profile_writes_outputs_notebooks_and_passes_smoke_false(books, tmp
 
 
 def test_unknown_parameter_is_refused_before_anything_runs(books, tmp_path):
-    with pytest.raises(SystemExit, match=r"unknown notebook parameter\(s\) \['BETA'\].*'SCALE'"):
+    with pytest.raises(SystemExit, match=r"unknown notebook parameter\(s\) \['BETA'\].*'BETAS', 'SCALE'"):
         workbook.main(["--profile", "smoke", "-p", "BETA", "4.0"], notebooks_dir=books, outputs=tmp_path / "out")
     assert not (tmp_path / "out").exists() and not (books / "ran.txt").exists()
 
 
 def test_parameters_go_only_to_notebooks_that_declare_them(books):
-    shares = workbook.parameters_for(sorted(books.glob("0*.ipynb")), {"SCALE": 3})
+    assert workbook.declared_parameters(books / "00_first.ipynb") == {"SMOKE", "SCALE", "BETAS"}
+    shares = workbook.parameters_for(sorted(books.glob("0*.ipynb")), {"SCALE": 3, "BETAS": [2.0]})
     assert {nb.stem: share for nb, share in shares.items()} == {
-        "00_first": {"SCALE": 3}, "01_broken": {"SCALE": 3}, "02_last": {}}
+        "00_first": {"SCALE": 3, "BETAS": [2.0]}, "01_broken": {"SCALE": 3, "BETAS": [2.0]}, "02_last": {}}
 
 
-@pytest.mark.parametrize("text, value", [("4", 4), ("4.0", 4.0), ("True", True), ("false", False),
-                                         ("None", None), ("beta", "beta"), ("1e-3", 1e-3)])
-def test_parameter_values_are_typed_like_papermill(text, value):
+def test_yaml_parameters_carry_lists_and_p_wins_over_y(books, tmp_path, capsys):
+    argv = ["--profile", "smoke", "--only", "00", "-y", "{BETAS: [2.0, 1.0], SCALE: 3}", "-p", "SCALE", "2"]
+    assert workbook.main(argv, notebooks_dir=books, outputs=tmp_path / "out") == 0
+    assert "scaled = 15 units" in capsys.readouterr().out  # 2.5 * 2 * (2.0 + 1.0)
+
+
+@pytest.mark.parametrize("text, value", [("4", 4), ("-2", -2), ("4.0", 4.0), ("1e-3", 1e-3), ("True", True),
+                                         ("False", False), ("None", None), ("true", "true"), ("beta", "beta")])
+def test_parameter_values_are_typed_like_papermill(text, value):  # papermill's -p is case-sensitive too
     assert workbook.parse_value(text) == value and type(workbook.parse_value(text)) is type(value)
 
 
