@@ -79,3 +79,61 @@ def dreg_loss(log_w: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     if z.requires_grad:
         z.register_hook(lambda grad: grad * w_tilde.unsqueeze(-1).to(grad.dtype))
     return -(w_tilde * log_w).sum(0).mean()
+
+
+# --- NVAE: KL warm-up and balancing, spectral regularisation, BatchNorm-scale term (Vahdat & Kautz 2020) ------
+# kl (B, G): per-image KL of each of the G latent groups (nats); alpha (G,): a group's relative size (official
+# code: groups at a scale with 4x the positions get 4x the alpha); coeff: the KL warm-up weight in [kl_min, 1];
+# weight (n, out, in): n same-shaped weight matrices; u (n, out): their persistent power-iteration vectors.
+
+def kl_coeff_at(step: int, warmup_steps: int, start: int = 0, min_coeff: float = 1e-4) -> float:
+    """KL warm-up (NVAE Sec. 3.2.1): linear from min_coeff to 1 over warmup_steps, the window opening at `start`."""
+    if warmup_steps <= 0:
+        return 1.0
+    return max(min(1.0, (step - start) / warmup_steps), min_coeff)
+
+
+def kl_balance(kl: torch.Tensor, alpha: torch.Tensor, coeff: float,
+               balance: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """coeff * sum_l gamma_l KL_l per image (B,) and the weights gamma (G,) (NVAE App. A, "KL balancing").
+
+    While coeff < 1, gamma_l is proportional to the batch-mean |KL_l| (+0.01) over alpha_l, normalised to mean 1
+    and not differentiated, so groups that carry little information are pushed to carry more; at coeff = 1 all
+    gamma_l are 1 and the objective is the ELBO."""
+    if not balance or coeff >= 1.0:
+        return coeff * kl.sum(1), torch.ones(kl.shape[1], device=kl.device)
+    gamma = (kl.detach().abs().mean(0) + 0.01) / alpha.to(kl.device)
+    gamma = gamma / gamma.mean()
+    return coeff * (kl * gamma).sum(1), gamma
+
+
+@torch.no_grad()
+def _power_steps(weight: torch.Tensor, u: torch.Tensor, n_iter: int, eps: float = 1e-12):
+    """n_iter batched power-iteration steps on W (n, out, in) from u (n, out): (u, v), both unit norm."""
+    v = None
+    for _ in range(n_iter):
+        v = torch.nn.functional.normalize(torch.einsum("noi,no->ni", weight, u), dim=1, eps=eps)
+        u = torch.nn.functional.normalize(torch.einsum("noi,ni->no", weight, v), dim=1, eps=eps)
+    return u, v
+
+
+def power_iteration(weight: torch.Tensor, u: torch.Tensor, n_iter: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Largest singular values sigma = u^T W v (n,), differentiable in W, and the updated u (n, out).
+
+    Miyato et al. (2018) Alg. 1, batched over n same-shaped matrices as in NVAE's official code; u persists
+    between steps, so one iteration per training step suffices once it has converged."""
+    weight = weight.to(torch.promote_types(weight.dtype, torch.float32))  # fp32 at least, even under autocast
+    u, v = _power_steps(weight.detach(), u.to(weight.dtype), n_iter)
+    sigma = torch.einsum("no,noi,ni->n", u, weight, v)
+    return sigma, u
+
+
+def spectral_coeff_at(kl_coeff: float, final: float, initial: float) -> float:
+    """NVAE's lambda schedule: log-linear from `initial` to `final` as the KL warm-up coefficient goes 0 -> 1."""
+    return math.exp((1.0 - kl_coeff) * math.log(initial) + kl_coeff * math.log(final))
+
+
+def bn_scale_penalty(scales: list[torch.Tensor]) -> torch.Tensor:
+    """sum over BatchNorm layers of max_c |gamma_c| (NVAE official code's batchnorm_loss): keeps BN from undoing
+    the spectral regulariser by growing its scales."""
+    return torch.stack([s.abs().max() for s in scales]).sum() if scales else torch.zeros(())
