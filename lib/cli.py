@@ -21,7 +21,7 @@ from .runs import describe_device, pick_device, seed_everything
 from .train import TrainConfig, distributed_context, train
 
 OPTIONS = {  # run and data options that are not config fields: name -> (type, default, help)
-    "preset": (str, "default", "named preset of the model (model config + training config)"),
+    "preset": (str, None, "named preset of the model (model config + training config); default: its first"),
     "run_name": (str, None, "run folder under outputs/runs (default: MODEL-PRESET); not --run, which torchrun takes"),
     "data_root": (str, None, "CIFAR-10 folder (default: $CIFAR10_DIR, else data/cifar10)"),
     "split": (str, "fit", "training split: fit (45k, keeps val held out) or train (50k)"),
@@ -82,6 +82,7 @@ def parse(argv: list[str]) -> tuple[str, dict, object, TrainConfig]:
         raise UsageError(f"unknown model {name!r}; choose one of {list(MODELS)}")
     spec = MODELS[name]
     options = {k: parse_value(pairs.pop(k), t, k) if k in pairs else d for k, (t, d, _) in OPTIONS.items()}
+    options["preset"] = options["preset"] or next(iter(spec.presets))  # "default" where a family has one
     if options["preset"] not in spec.presets:
         raise UsageError(f"unknown preset {options['preset']!r} for {name}; choose one of {list(spec.presets)}")
     model_cfg, train_cfg = spec.presets[options["preset"]]

@@ -1,13 +1,19 @@
-"""Evaluation numbers. Here: bits per dimension. (The evaluation issue adds likelihood bounds and distances.)
+"""Evaluation numbers: bits/dim, likelihood bounds (the VAE family's importance-weighted log-likelihood, NVAE's
+ELBO and L_k), active units, nearest neighbours, and (from lib.fidelity / lib.feature_classifier) the Fréchet
+distances fd_c10 and FID, precision/recall, IS and KID.
 
 bits/dim of 8-bit images with a discrete likelihood is NLL / (D ln 2) with D = 3 * 32 * 32 = 3072 and the NLL
 in nats; no extra term is needed because the likelihood already assigns probability to the 256 levels.
+Likelihoods are evaluated in eval mode (BatchNorm running statistics), whatever mode the model was in.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
+
+from .losses import iwae_bound
 
 N_DIMS = 3 * 32 * 32  # D, subpixels of one CIFAR-10 image
 
@@ -69,6 +75,17 @@ from .fidelity import (INCEPTION_ENV, FDResult, InceptionWeightsError, fd_c10, f
 # --- VAE family: importance-weighted log-likelihood, active units, reconstruction error (Burda et al. 2016) -----
 # A VAE here offers posterior(x) -> q with .mu, log_weights(x, k, q=q) -> (log_w (k, B), z), reconstruct(x).
 
+@contextlib.contextmanager
+def _eval_mode(model):
+    """Run the block with `model` in eval mode (BatchNorm uses, and keeps, its running statistics), then restore."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def _batches(x, batch_size: int, device):
     """Float [0, 1] batches (b, 3, 32, 32) on `device` of images x (uint8 or float in [0, 1])."""
     for start in range(0, len(x), batch_size):
@@ -84,7 +101,7 @@ def importance_log_likelihood(model, x: torch.Tensor, k: int = 5000, k_chunk: in
         raise ValueError(f"k and k_chunk must be >= 1, got k={k}, k_chunk={k_chunk}")
     q = model.posterior(x)
     log_w = torch.cat([model.log_weights(x, min(k_chunk, k - done), q=q)[0] for done in range(0, k, k_chunk)])
-    return torch.logsumexp(log_w, dim=0) - math.log(k)  # (k, B) -> (B,)
+    return iwae_bound(log_w)  # (k, B) -> (B,)
 
 
 @torch.no_grad()
@@ -92,9 +109,10 @@ def evaluate_likelihood(model, x, k: int = 5000, batch_size: int = 8, k_chunk: i
     """Mean log p(x) estimate L_k and the ELBO (beta = 1) over images x (uint8 or [0, 1]), in nats and bits/dim."""
     device = device or torch.device("cpu")
     log_px, elbo = [], []
-    for xb in _batches(x, batch_size, device):
-        log_px.append(importance_log_likelihood(model, xb, k, k_chunk).cpu())
-        elbo.append(model.log_weights(xb, min(k, 100))[0].mean(0).cpu())  # ELBO averaged over up to 100 z
+    with _eval_mode(model):
+        for xb in _batches(x, batch_size, device):
+            log_px.append(importance_log_likelihood(model, xb, k, k_chunk).cpu())
+            elbo.append(model.log_weights(xb, min(k, 100))[0].mean(0).cpu())  # ELBO averaged over up to 100 z
     log_px, elbo = torch.cat(log_px).mean().item(), torch.cat(elbo).mean().item()
     return {"k": k, "n_images": len(x), "log_px_nats": log_px, "bpd": bits_per_dim(-log_px),
             "elbo_nats": elbo, "bpd_elbo": bits_per_dim(-elbo)}
@@ -138,12 +156,13 @@ def hierarchical_bounds(model, x, k: int = 100, k_chunk: int = 25, batch_size: i
         raise ValueError(f"k and k_chunk must be >= 1, got k={k}, k_chunk={k_chunk}")
     device = device or next(model.parameters()).device
     elbo, bound, kl = [], [], []
-    for xb in _batches(x, batch_size, device):
-        log_px, kl_b = model.elbo_terms(xb)
-        elbo.append((log_px - kl_b.sum(1)).cpu())
-        kl.append(kl_b.cpu())
-        log_w = torch.cat([model.log_weights(xb, min(k_chunk, k - done)) for done in range(0, k, k_chunk)])
-        bound.append((torch.logsumexp(log_w, dim=0) - math.log(k)).cpu())  # (k, B) -> (B,)
+    with _eval_mode(model):
+        for xb in _batches(x, batch_size, device):
+            log_px, kl_b = model.elbo_terms(xb)
+            elbo.append((log_px - kl_b.sum(1)).cpu())
+            kl.append(kl_b.cpu())
+            log_w = torch.cat([model.log_weights(xb, min(k_chunk, k - done)) for done in range(0, k, k_chunk)])
+            bound.append(iwae_bound(log_w).cpu())  # (k, B) -> (B,)
     elbo, bound = torch.cat(elbo).mean().item(), torch.cat(bound).mean().item()
     return {"k": k, "n_images": len(x), "elbo_nats": elbo, "bpd_elbo": bits_per_dim(-elbo),
             "iw_nats": bound, "bpd_iw": bits_per_dim(-bound), "kl_per_group_nats": torch.cat(kl).mean(0).tolist()}

@@ -8,7 +8,8 @@ floor any real model must beat; its maximum-likelihood fit is the per-position h
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -373,3 +374,22 @@ MODELS["nvae"] = ModelSpec(NVAEConfig, NVAE, presets={
     "tiny": (NVAE_TINY, TrainConfig(steps=30, batch_size=16, lr=5e-3, optimizer="adamax", warmup_steps=5,
                                     schedule="cosine", min_lr_ratio=0.01, log_every=5, ckpt_every=10, n_samples=16)),
 })
+
+
+def load_run_model(folder: str | Path, model_name: str, device="cpu") -> tuple[nn.Module, dict]:
+    """The EMA weights of the newest checkpoint in run `folder` as an eval-mode `model_name` model, and that
+    checkpoint's step, wall_seconds, train_config and model_config. Extra keys in the stored model_config (the
+    CLI adds the data copy and split) are ignored; a missing checkpoint or config is a clear error."""
+    from .checkpoints import list_checkpoints, load_checkpoint
+    found = list_checkpoints(folder) if Path(folder).is_dir() else []
+    if not found:
+        raise FileNotFoundError(f"no checkpoint in {folder}: run the training that writes it first")
+    state = load_checkpoint(found[-1], device)
+    if not state.get("model_config"):
+        raise ValueError(f"{found[-1]} holds no model_config, so its architecture is unknown: train with "
+                         "train(..., model_config=asdict(cfg)) as the notebooks and the CLI do")
+    spec = MODELS[model_name]
+    names = {f.name for f in fields(spec.config)}
+    model = spec.build(spec.config(**{k: v for k, v in state["model_config"].items() if k in names})).to(device)
+    model.load_state_dict(state["ema"])
+    return model.eval(), {key: state[key] for key in ("step", "wall_seconds", "train_config", "model_config")}

@@ -78,7 +78,8 @@ class NVAE(nn.Module):
         self._spectral = _shape_groups(self.net)  # [(param names, (out, in))], fixed by the architecture
         for k, (names, (n_out, _)) in enumerate(self._spectral):
             self.register_buffer(f"sn_u{k}", nn.functional.normalize(torch.randn(len(names), n_out), dim=1))
-        self.register_buffer("sn_ready", torch.tensor(False))
+        self.register_buffer("sn_ready", torch.tensor(False))  # u vectors converged (checkpointed for resume)
+        self._sn_warm = False  # Python copy of sn_ready once it is True: no host-device sync per step after that
         self._bn_scales = [m.weight for m in self.net.modules() if isinstance(m, nn.BatchNorm2d)]
 
     def _init_output(self) -> None:
@@ -111,7 +112,8 @@ class NVAE(nn.Module):
     def spectral_sum(self) -> torch.Tensor:
         """sum of the largest singular values of every conv / linear weight (reshaped to (out, in))."""
         params = dict(self.net.named_parameters())
-        n_iter = self.cfg.n_power_iter if bool(self.sn_ready) else 10
+        self._sn_warm = self._sn_warm or bool(self.sn_ready)  # read the buffer only until it turns True
+        n_iter = self.cfg.n_power_iter if self._sn_warm else 10
         total = torch.zeros((), device=self.alpha.device)
         for k, (names, (n_out, n_in)) in enumerate(self._spectral):
             weight = torch.stack([params[n].reshape(n_out, n_in) for n in names])
@@ -119,7 +121,7 @@ class NVAE(nn.Module):
             if self.training:
                 getattr(self, f"sn_u{k}").copy_(u)
             total = total + sigma.sum()
-        if self.training:
+        if self.training and not self._sn_warm:
             self.sn_ready.fill_(True)
         return total
 
@@ -208,22 +210,7 @@ def _shape_groups(net: nn.Module) -> list[tuple[list[str], tuple[int, int]]]:
     return [(names, shape) for shape, names in groups.items()]
 
 
-# --- notebook helpers: loading a run, sharpness, temperature grids -------------------------------------------------
-
-def load_nvae(folder, device="cpu") -> tuple[NVAE, dict]:
-    """The EMA weights of the newest checkpoint in run `folder` as an eval-mode NVAE, and that checkpoint's step,
-    wall_seconds and train_config."""
-    from .checkpoints import list_checkpoints, load_checkpoint
-    found = list_checkpoints(folder)
-    if not found:
-        raise FileNotFoundError(f"no checkpoint in {folder}: run the training stage that writes it first")
-    state = load_checkpoint(found[-1], device)
-    if not state.get("model_config"):
-        raise ValueError(f"{found[-1]} holds no model_config: train with model_config=asdict(cfg)")
-    model = NVAE(NVAEConfig(**state["model_config"])).to(device)
-    model.load_state_dict(state["ema"])
-    return model.eval(), {key: state[key] for key in ("step", "wall_seconds", "train_config")}
-
+# --- notebook helpers: sharpness, temperature grids -------------------------------------------------
 
 def high_frequency_energy(x: torch.Tensor) -> float:
     """Mean squared difference of horizontally and vertically adjacent subpixels, x (B, 3, H, W) in [0, 1]:

@@ -10,6 +10,7 @@ import torch
 
 from lib import checkpoints as ckpt
 from lib.cli import UsageError, main, parse
+from lib.models import MODELS, load_run_model
 from lib.runs import repo_root
 
 
@@ -41,12 +42,28 @@ def test_invalid_values_exit_2_naming_the_field(capsys):
     assert "TrainConfig.steps must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("model, preset", [("pixels", "default"), ("ncsn", "paper"), ("nvae", "reference")])
+def test_without_preset_a_model_takes_its_first(model, preset):
+    assert parse([model])[1]["preset"] == preset == next(iter(MODELS[model].presets))
+    assert parse([model])[1]["run_name"] == f"{model}-{preset}"
+
+
 def test_a_run_from_the_command_line_writes_its_folder(tiny_cifar, isolated_outputs):
     assert main(["pixels", "--preset", "tiny", "--steps", "4", "--run_name", "cli", "--split", "train"]) == 0
     folder = isolated_outputs / "runs" / "cli"
     state = ckpt.load_checkpoint(ckpt.checkpoint_path(folder, 4))
     assert state["model_config"]["name"] == "pixels" and state["model_config"]["n_train"] == 160
     assert (folder / "metrics.jsonl").exists() and (folder / "samples" / "step_0000004.png").exists()
+
+
+def test_a_cli_run_loads_back_although_its_config_holds_extra_keys(tiny_cifar, isolated_outputs):
+    argv = ["nvae", "--preset", "tiny", "--steps", "2", "--ckpt_every", "2", "--run_name", "nv", "--split", "train"]
+    assert main(argv) == 0
+    model, info = load_run_model(isolated_outputs / "runs" / "nv", "nvae")
+    assert info["step"] == 2 and info["model_config"]["data"] and not model.training  # "data": added by the CLI
+    assert model.cfg == MODELS["nvae"].presets["tiny"][0]
+    with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+        load_run_model(isolated_outputs / "runs" / "nothing", "nvae")
 
 
 def run_cli(args, env, nproc=None):

@@ -10,8 +10,8 @@ import torch
 from lib.dists import (Normal, dmol_component_log_prob, dmol_log_prob, dmol_sample, residual_normal)
 from lib.losses import kl_balance, kl_coeff_at, power_iteration
 from lib.metrics import bits_per_dim, hierarchical_bounds
-from lib.models import MODELS, NVAE, NVAE_TINY, NVAEConfig
-from lib.nvae import load_nvae, reestimate_bn
+from lib.models import MODELS, NVAE, NVAE_TINY, NVAEConfig, load_run_model
+from lib.nvae import reestimate_bn
 from lib.runs import read_jsonl
 from lib.train import TrainConfig, lr_at, train
 
@@ -178,7 +178,7 @@ def test_resuming_a_staged_run_continues_step_and_schedules(tmp_path):
         expected = kl_coeff_at(a["step"] - 1, 6, model_cfg.kl_warmup_start, model_cfg.kl_min_coeff)
         assert a["kl_coeff"] == pytest.approx(expected)
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)  # exact resume: same batches, same noise
-    loaded, info = load_nvae(tmp_path / "whole")
+    loaded, info = load_run_model(tmp_path / "whole", "nvae")
     assert info["step"] == 8 and not loaded.training
     # stage 3: continue from the checkpoint with a fresh optimizer, LR warm-up and KL warm-up window
     cont = _train(tmp_path / "continue", replace(cfg, steps=4), replace(model_cfg, kl_warmup_steps=4),
