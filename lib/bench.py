@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Callable
 
 import torch
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 from .runs import describe_device, pick_device
@@ -46,11 +47,25 @@ def vae_benches(args) -> list[tuple[str, torch.nn.Module, Evaluate]]:
     return out
 
 
-BENCHES: dict[str, Callable] = {"ncsn": ncsn_benches, "vae": vae_benches}
-DEFAULT_NETS = {"ncsn": "unet,refinenet", "vae": "beta_vae,iwae"}
+def nvae_benches(args) -> list[tuple[str, torch.nn.Module, Evaluate]]:
+    """NVAE at its reference preset (2 scales, 64 channels, 3 groups per scale; --nf sets the channels); one
+    sampling evaluation is one top-down decoder pass from the prior."""
+    from .models import MODELS
+    cfg = MODELS["nvae"].presets["reference"][0]
+    cfg = replace(cfg, channels=args.nf) if args.nf else cfg
+    return [("nvae", MODELS["nvae"].build(cfg), lambda m, x: m.net.top_down(n=len(x))[0])]
+
+
+BENCHES: dict[str, Callable] = {"ncsn": ncsn_benches, "vae": vae_benches, "nvae": nvae_benches}
+DEFAULT_NETS = {"ncsn": "unet,refinenet", "vae": "beta_vae,iwae", "nvae": "nvae"}
 COMPILED_PARTS = ("net", "encoder", "decoder")  # submodules torch.compile wraps when --compile is given
-REFERENCE = {"ncsn": "NCSNv2 reference code on one H100 (RefineNet ~30M params, fp32, ~59 GFLOP/image/step): "
-                     "~1.5k img/s training (~90 TFLOP/s), ~4.4k image evaluations/s sampling"}
+REFERENCE = {  # the figures each family's issue quotes for the reference implementations
+    "ncsn": "NCSNv2 reference code on one H100 (RefineNet ~30M params, fp32, ~59 GFLOP/image/step): "
+            "~1.5k img/s training (~90 TFLOP/s), ~4.4k image evaluations/s sampling",
+    "nvae": "official NVAE code on one H100: CIFAR-10 config (131M params, batch 32, fp16) ~28 img/s "
+            "(~5.6 TFLOP/s, 202 GFLOP/image/step); small config (2 scales, 64 channels, 3 groups/scale, "
+            "16.7M params, batch 64) ~250 img/s (12.6 GFLOP/image/step)",
+}
 
 
 def autocast(device: torch.device, amp: str):
@@ -60,9 +75,22 @@ def autocast(device: torch.device, amp: str):
     return contextlib.nullcontext()
 
 
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation, transposed,
+                         output_padding, groups, output_mask, out_shape=None, **kwargs) -> int:
+    """torch's convolution-backward count with the weight gradient of a grouped convolution divided by `groups`:
+    torch counts that term as if the convolution were dense, ~C times too much for a depthwise one (NVAE's
+    decoder cells), while its input-gradient term already sees the grouped weight shape."""
+    def part(grad_input: bool, grad_weight: bool) -> int:
+        return flop_counter.conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation,
+                                               transposed, output_padding, groups, [grad_input, grad_weight],
+                                               out_val=out_shape, **kwargs)  # torch's registered, shape-wrapped
+    return part(bool(output_mask[0]), False) + (part(False, True) // groups if output_mask[1] else 0)
+
+
 def count_flops(fn: Callable[[], object]) -> int:
     """FLOPs of running fn() once (matmuls and convolutions, forward and any backward inside)."""
-    with FlopCounterMode(display=False) as counter:
+    fixes = {torch.ops.aten.convolution_backward: _conv_backward_flops}
+    with FlopCounterMode(display=False, custom_mapping=fixes) as counter:
         fn()
     return counter.get_total_flops()
 
