@@ -3,9 +3,12 @@
 A checkpoint is a plain dict of state_dicts, numbers and tensors (never pickled objects), so it loads with
 `torch.load(weights_only=True)`. Files are `checkpoint_<step>.pt` in the run folder, written through a temp
 file and a rename; the newest `keep` are kept, so a file damaged after writing still leaves its predecessor.
+`isolated_rng` runs side work (sample grids) on its own seeded stream and puts every global RNG back, so that
+work never shifts the training draws a checkpoint records.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 import re
@@ -91,6 +94,26 @@ def restore_rng(state: dict) -> None:
                          np_state["has_gauss"], np_state["gauss"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int, device: torch.device | str):
+    """Run the block on a stream seeded by `seed`; afterwards Python, NumPy and torch (CPU and every device of
+    `device`'s accelerator) continue as if it never ran. Resume stays exact whether or not the block ran."""
+    device = torch.device(device)
+    accelerator = None if device.type == "cpu" else device.type
+    # torch.manual_seed reseeds every device of the accelerator, so every one of them is forked, not just ours
+    indices = list(range(torch.get_device_module(accelerator).device_count())) if accelerator else []
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=indices, device_type=accelerator):
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+            torch.manual_seed(seed)
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 def _python_state_to_tensor(state: tuple) -> dict:

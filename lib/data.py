@@ -33,9 +33,18 @@ TRUTHY = ("1", "true", "yes", "on")
 
 
 def resolve_root(root: str | os.PathLike | None = None) -> Path:
-    """`root` if given, else `$CIFAR10_DIR`, else `<repo>/data/cifar10`."""
-    chosen = root if root is not None else os.environ.get("CIFAR10_DIR") or repo_root() / "data" / "cifar10"
-    return Path(chosen).expanduser().absolute()
+    """`root` if given, else `$CIFAR10_DIR`, else `<repo>/data/cifar10`.
+
+    A relative `root` argument is the caller's path (against the working folder). A relative `$CIFAR10_DIR` is
+    always taken against the repository root: one environment serves processes with different working folders
+    (papermill runs notebooks inside notebooks/), and the variable must mean the same folder in all of them.
+    """
+    if root is not None:
+        return Path(root).expanduser().absolute()
+    env = os.environ.get("CIFAR10_DIR")
+    if not env:
+        return repo_root() / "data" / "cifar10"
+    return (repo_root() / Path(env).expanduser()).absolute()  # an absolute (or ~) path replaces repo_root()
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .runs import atomic_write_bytes
+from .runs import atomic_write_bytes, repo_root
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 PICKLE_FOLDER = "cifar-10-batches-py"
@@ -107,7 +107,8 @@ def missing_message(root: Path, why: str) -> str:
     env = os.environ.get("CIFAR10_DIR")
     return (f"No CIFAR-10 found at {root}: looked for torchvision's pickled batches in {root / PICKLE_FOLDER} "
             f"or {root}, and for image folders {root}/train/<class>/ and {root}/test/<class>/. The root is the "
-            f"root argument, else $CIFAR10_DIR (now {env or 'unset'}), else <repo>/data/cifar10. Provide the "
+            f"root argument, else $CIFAR10_DIR (now {env or 'unset'}; a relative CIFAR10_DIR is taken against the "
+            f"repository root, {repo_root()}, not the working folder), else <repo>/data/cifar10. Provide the "
             f"data by unpacking the offline copy (`mkdir -p {root} && xz -dc ../shared/data/cifar10-jpeg.tar.xz "
             f"| tar x -C {root}`, see shared/data/README.md), by downloading on a machine with internet "
             f"(load_cifar10(download=True) or CIFAR10_DOWNLOAD=1), or by setting CIFAR10_DIR to a folder that "

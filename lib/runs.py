@@ -2,7 +2,8 @@
 
 A run lives in `outputs/runs/<name>/` (`outputs/smoke/runs/<name>/` in smoke mode): `config.json`,
 `metrics.jsonl` (one JSON object per logged step), `samples/` and checkpoints. The logger mirrors to wandb
-when wandb is installed and `WANDB_MODE` is not `disabled`; without wandb it keeps local records only.
+when wandb is installed and `WANDB_MODE` is not `disabled` (`offline` is passed on to wandb); without wandb, or
+when wandb cannot start (not logged in, no network), it warns and keeps local records only.
 A finished real run writes `outputs/results/<experiment>.json`; smoke runs write `outputs/smoke/results/`,
 so they can never overwrite a real result.
 """
@@ -14,6 +15,7 @@ import platform
 import random
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -149,15 +151,23 @@ class RunLogger:
 
 
 def _start_wandb(folder: Path, config: dict, resume: bool):
-    """A wandb run, or None when wandb is absent or `WANDB_MODE=disabled`; never raises for absence."""
-    if os.environ.get("WANDB_MODE", "").lower() == "disabled":
+    """A wandb run, or None when wandb is absent, `WANDB_MODE=disabled`, or wandb fails to start; never raises."""
+    mode = os.environ.get("WANDB_MODE", "").strip().lower() or None  # None: wandb's own default (online)
+    if mode == "disabled":
         return None
     try:
         import wandb
     except ImportError:
         return None
-    return wandb.init(project=os.environ.get("WANDB_PROJECT", "cifar10-generative-workbook"), name=folder.name,
-                      id=folder.name, dir=str(folder), config=config, resume="allow" if resume else None)
+    try:
+        return wandb.init(project=os.environ.get("WANDB_PROJECT", "cifar10-generative-workbook"), name=folder.name,
+                          id=folder.name, dir=str(folder), config=config, resume="allow" if resume else None,
+                          mode=mode)
+    except Exception as err:  # wandb raises its own types (not logged in, no network, timeout): none may stop a run
+        warnings.warn(f"wandb.init failed ({type(err).__name__}: {err}); this run's records stay local in "
+                      f"{folder / 'metrics.jsonl'}. Run `wandb login`, set WANDB_MODE=offline to sync later, or "
+                      f"WANDB_MODE=disabled to skip wandb.", stacklevel=2)
+        return None
 
 
 def results_path(experiment: str, smoke: bool | None = None) -> Path:

@@ -5,7 +5,8 @@ what every family needs, identically, so comparisons are fair: bf16 autocast on 
 (sampling and evaluation use it), gradient clipping, skipping of non-finite updates (VDVAE's "poisoned"
 updates) with a clear error after `max_bad_steps` in a row, warm-up and cosine learning-rate decay, sample
 grids, a tqdm bar, JSON-lines metrics (mirrored to wandb), atomic checkpoints with exact resume, and
-DistributedDataParallel under torchrun (per-rank data shards, rank-0 logging and checkpoints).
+DistributedDataParallel under torchrun (per-rank data shards, skips agreed by all ranks, rank-0 logging and
+checkpoints).
 
 Run it from notebooks, or from the shell with `python -m lib.train <model> --key value ...` (see lib.cli).
 """
@@ -252,7 +253,7 @@ class _Loop:
                 if self._out_of_time():
                     end = self.step
             if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.step < end:
-                self._save_samples()
+                self._save_samples()                            # the end's grid is drawn once, after the loop
             if self.step % self.cfg.ckpt_every == 0 or self.step == end:
                 self._save()
         if self.step > self.session_step0:
@@ -277,7 +278,13 @@ class _Loop:
         self.scaler.unscale_(self.optimizer)
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-        ok = bool(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))  # one host sync per step
+        finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
+        if self.world > 1:
+            # a rank's own loss can be non-finite while the averaged gradients are not: all ranks must skip or
+            # step together, or their weights drift apart; MIN makes one bad rank count for all
+            finite = finite.to(torch.int32)
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        ok = bool(finite)                                       # one host sync per step
         return grad_norm.detach(), ok
 
     def _update(self, ok: bool) -> None:
@@ -326,9 +333,12 @@ class _Loop:
 
     @torch.no_grad()
     def _save_samples(self) -> None:
+        """A grid from the EMA weights. Its own fixed seed makes grids of different steps comparable and leaves
+        the training RNG as it was, so a run stopped at a grid step resumes exactly (only rank 0 draws)."""
         if not self.is_main or self.cfg.n_samples == 0:
             return
-        images = self.ema.model.sample(self.cfg.n_samples).float().clamp(0, 1)
+        with ckpt.isolated_rng(self.cfg.seed, self.device):
+            images = self.ema.model.sample(self.cfg.n_samples).float().clamp(0, 1)
         path = self.folder / "samples" / f"step_{self.step:07d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(images.cpu(), path, nrow=int(math.ceil(math.sqrt(self.cfg.n_samples))))

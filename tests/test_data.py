@@ -212,6 +212,21 @@ def test_root_is_argument_then_cifar10_dir_then_repo_default(tmp_path, monkeypat
     np.testing.assert_array_equal(data.load_cifar10().x_train, x_train)
 
 
+def test_a_relative_cifar10_dir_is_taken_from_the_repository_not_the_working_folder(tmp_path, monkeypatch):
+    """papermill runs notebooks in notebooks/: CIFAR10_DIR=data/cifar10 must still mean <repo>/data/cifar10."""
+    from lib.runs import repo_root
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "cifar10").mkdir(parents=True)    # a same-named folder under the cwd is not used
+    monkeypatch.setenv("CIFAR10_DIR", "data/cifar10")
+    assert data.resolve_root() == repo_root() / "data" / "cifar10"
+    monkeypatch.setenv("CIFAR10_DIR", "~/elsewhere")       # ~ still means home, absolute paths stay as they are
+    assert data.resolve_root() == data.Path("~/elsewhere").expanduser()
+    assert data.resolve_root("data/cifar10") == tmp_path / "data" / "cifar10"  # an argument is the caller's path
+    monkeypatch.setenv("CIFAR10_DIR", "no/such/folder")
+    with pytest.raises(data.DataError, match="relative CIFAR10_DIR is taken against the repository root"):
+        data.load_cifar10(download=False)
+
+
 @pytest.mark.parametrize("download", [False, None])
 def test_no_data_without_download_says_where_it_looked_and_how_to_fix(tmp_path, download):
     with pytest.raises(data.DataError) as err:

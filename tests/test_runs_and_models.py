@@ -55,14 +55,21 @@ def test_key_figure_goes_to_the_runner_file(tmp_path, monkeypatch, capsys):
     assert "4.25" in capsys.readouterr().out
 
 
-def test_smoke_flag_and_device_choice(monkeypatch):
+def test_smoke_flag(monkeypatch):
     monkeypatch.setenv("WORKBOOK_SMOKE", "True")
     assert runs.is_smoke()
     monkeypatch.setenv("WORKBOOK_SMOKE", "0")
     assert not runs.is_smoke()
-    assert runs.pick_device("cpu").type == "cpu"
-    expected = "cuda" if torch.cuda.is_available() else runs.pick_device().type
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (True, False, "cuda"),
+                                                 (False, True, "mps"), (False, False, "cpu")])
+def test_device_choice_is_cuda_then_mps_then_cpu_and_an_explicit_one_wins(monkeypatch, cuda, mps, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
     assert runs.pick_device().type == expected
+    assert runs.pick_device("cpu").type == "cpu"
+    assert runs.pick_device("cuda:1") == torch.device("cuda", 1)  # named, even where CUDA is absent
 
 
 def test_bits_per_dim_of_a_uniform_model_is_eight():

@@ -71,8 +71,11 @@ def test_ema_warmup_ramps_the_decay():
 
 # --- resume, crashes, checkpoints -----------------------------------------------------------------
 
-def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(images, tmp_path):
-    cfg = TrainConfig(steps=12, **FAST)
+@pytest.mark.parametrize("sample_every", [0, 3])
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(images, tmp_path, sample_every):
+    """With sample_every=3 the stop step 6 is a grid step: the whole run draws a grid inside the loop there, the
+    stopped one after its checkpoint. Grids must not touch the training RNG, or the two runs diverge."""
+    cfg = TrainConfig(steps=12, sample_every=sample_every, **FAST)
     whole = train(make_model(), images, cfg, tmp_path / "whole")
     first = train(make_model(), images, cfg, tmp_path / "split", stop_at=6)
     assert first.step == 6
@@ -80,6 +83,25 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(images, tmp_pat
     assert resumed.step == 12
     assert_same_weights(whole.model, resumed.model)
     assert_same_weights(whole.ema, resumed.ema)
+    if sample_every:
+        grids = [sorted(p.name for p in (tmp_path / run / "samples").glob("*.png")) for run in ("whole", "split")]
+        assert grids[0] == grids[1] == [f"step_{s:07d}.png" for s in (3, 6, 9, 12)]
+        grid_6 = [(tmp_path / run / "samples" / "step_0000006.png").read_bytes() for run in ("whole", "split")]
+        assert grid_6[0] == grid_6[1]  # same weights, same grid seed: the same picture
+
+
+def test_sample_grids_leave_the_training_rng_alone_and_reuse_one_noise(images, tmp_path):
+    """A grid draws from its own seeded stream: the global RNG is untouched and equal weights give equal grids."""
+    loop = _Loop(make_model(), images, TrainConfig(**FAST), tmp_path, torch.device("cpu"), 0, 1, {})
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    loop._save_samples()
+    first = (tmp_path / "samples" / "step_0000000.png").read_bytes()
+    assert torch.equal(torch.rand(3), expected)
+    torch.manual_seed(8)                                    # another training state: the same grid noise
+    loop._save_samples()
+    assert (tmp_path / "samples" / "step_0000000.png").read_bytes() == first
 
 
 def test_crash_resumes_from_last_checkpoint_exactly(images, tmp_path):
@@ -242,6 +264,47 @@ def test_wandb_is_mirrored_when_enabled_and_absent_wandb_is_fine(images, tmp_pat
     monkeypatch.setenv("WANDB_MODE", "online")
     train(make_model(), images, TrainConfig(steps=2, **FAST), tmp_path / "absent")
     assert (tmp_path / "absent" / "metrics.jsonl").exists()
+
+
+def test_wandb_that_fails_to_start_warns_once_and_training_keeps_local_records(images, tmp_path, monkeypatch):
+    """Installed but not logged in (or offline, or misconfigured): wandb.init raises; the run must go on."""
+    def refuse(**kwargs):
+        raise RuntimeError("api_key not configured (no-tty)")
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=refuse))
+    monkeypatch.setenv("WANDB_MODE", "online")
+    with pytest.warns(UserWarning, match=r"wandb\.init failed.*api_key not configured.*metrics\.jsonl") as caught:
+        result = train(make_model(), images, TrainConfig(steps=4, **FAST), tmp_path / "run")
+    assert result.step == 4 and len([w for w in caught if "wandb" in str(w.message)]) == 1
+    assert [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [2, 4]
+
+
+def test_wandb_mode_from_the_environment_reaches_wandb_init(images, tmp_path, monkeypatch):
+    seen = {}
+    fake = types.SimpleNamespace(init=lambda **kw: seen.update(kw) or types.SimpleNamespace(
+        log=lambda record, step: None, finish=lambda: None))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    train(make_model(), images, TrainConfig(steps=2, **FAST), tmp_path / "run")
+    assert seen["mode"] == "offline" and seen["id"] == "run" and seen["dir"] == str(tmp_path / "run")
+
+
+def test_ddp_ranks_agree_on_skipping_a_non_finite_update(images, tmp_path, monkeypatch):
+    """Finiteness is reduced with MIN across ranks (one bad rank makes all skip); one process never syncs."""
+    import torch.distributed as dist
+    reductions = []
+
+    def other_rank_was_bad(tensor, op=None):
+        reductions.append(op)
+        tensor.zero_()
+
+    monkeypatch.setattr(dist, "all_reduce", other_rank_was_bad)
+    loop = _Loop(make_model(), images, TrainConfig(**FAST), tmp_path, torch.device("cpu"), 0, 1, {})
+    loss, _ = loop._forward(loop.batches.batch(0))
+    assert loop._backward(loss)[1] and reductions == []     # single process: no collective call
+    loop.world = 2                                            # as if under torchrun (DDP wrapping not needed here)
+    loss, _ = loop._forward(loop.batches.batch(1))
+    assert not loop._backward(loss)[1] and reductions == [dist.ReduceOp.MIN]
 
 
 @pytest.mark.parametrize("field, value", [("steps", 0), ("batch_size", 0), ("lr", -1.0), ("amp", "fp8"),
