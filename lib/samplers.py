@@ -19,11 +19,23 @@ NoiseFn = Callable[[torch.Tensor], torch.Tensor]
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, n: int) -> torch.Tensor:
     """The descending geometric ladder sigma_1 = sigma_max, ..., sigma_L = sigma_min: (n,) float32."""
-    if n < 1 or not 0 < sigma_min <= sigma_max:
-        raise ValueError(f"need n >= 1 and 0 < sigma_min <= sigma_max, got n={n}, {sigma_min=}, {sigma_max=}")
+    if n < 1:
+        raise ValueError(f"n (the number of levels L) must be >= 1, got {n}")
+    if sigma_min <= 0:
+        raise ValueError(f"sigma_min must be > 0 (the ladder is geometric), got {sigma_min}")
+    if sigma_min >= sigma_max:  # the same rule as NCSNConfig: a ladder that does not descend anneals nothing
+        raise ValueError(f"sigma_min must be < sigma_max, got sigma_min={sigma_min} >= sigma_max={sigma_max}")
     if n == 1:
         return torch.tensor([float(sigma_max)])
     return torch.logspace(math.log10(sigma_max), math.log10(sigma_min), n, dtype=torch.float64).float()
+
+
+def _check_chain(n_steps_each: int, step_lr: float) -> None:
+    """Reject a chain that cannot run: T < 1 steps, or epsilon <= 0 (0 never moves; < 0 has no sqrt(alpha_i))."""
+    if n_steps_each < 1:
+        raise ValueError(f"n_steps_each (T, Langevin steps per level) must be >= 1, got {n_steps_each}")
+    if step_lr <= 0:
+        raise ValueError(f"step_lr (epsilon of Alg. 1) must be > 0, got {step_lr}")
 
 
 def _langevin_level(score: Score, x, level: int, alpha: float, n_steps: int, noise_fn: NoiseFn,
@@ -47,6 +59,7 @@ def annealed_langevin(score: Score, x: torch.Tensor, sigmas, n_steps_each: int =
     level's noise. trajectory: a list of CPU snapshots, the start and every `keep_every` steps (default: the
     end of each level), then the denoised result. noise_fn(x) draws the injected noise (default N(0, I)).
     """
+    _check_chain(n_steps_each, step_lr)
     sigmas = [float(s) for s in sigmas]
     noise_fn = noise_fn or torch.randn_like
     keep_every = keep_every or n_steps_each
@@ -70,6 +83,7 @@ def annealed_langevin_inpaint(score: Score, x_known: torch.Tensor, mask: torch.T
     At level i the known pixels are held at x_known + sigma_i z (one draw per level) after every step, so the
     chain sees a consistently perturbed image; the result carries the known pixels exactly.
     """
+    _check_chain(n_steps_each, step_lr)
     sigmas = [float(s) for s in sigmas]
     known = mask.bool().expand_as(x_known)
     mask = known.to(x_known.dtype)
@@ -98,6 +112,7 @@ def annealed_langevin_interpolate(score: Score, shape: tuple[int, ...], sigmas, 
                                   denoise: bool = True, device=None) -> torch.Tensor:
     """Interpolations (NCSNv2 code): every chain's start and injected noise slerp between two draws per row,
     so neighbouring chains differ only through the noise angle. Returns (n_rows * n_interpolations, *shape)."""
+    _check_chain(n_steps_each, step_lr)  # before drawing anything
     x = slerp_noise(n_rows, n_interpolations, shape, device, draw=torch.rand)
     noise_fn = lambda _: slerp_noise(n_rows, n_interpolations, shape, device)  # noqa: E731
     return annealed_langevin(score, x, sigmas, n_steps_each, step_lr, denoise, noise_fn=noise_fn)

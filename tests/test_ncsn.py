@@ -1,5 +1,6 @@
-"""NCSN: annealed DSM against the analytic Gaussian score, annealed Langevin on an exact mixture score, the two
-score nets, inpainting, config validation, NCSNv2's ladder techniques and pixel-space neighbours (all on CPU)."""
+"""NCSN: annealed DSM against the analytic Gaussian score, annealed Langevin on an exact mixture score, the final
+Tweedie step, the two score nets, inpainting, config and sampler argument validation, NCSNv2's ladder techniques
+and pixel-space neighbours (all on CPU)."""
 from __future__ import annotations
 
 import math
@@ -12,8 +13,9 @@ from lib.losses import dsm_loss, per_level_means
 from lib.metrics import largest_pairwise_distance, nearest_neighbours
 from lib.models import MODELS, NCSN, NCSN_TINY, NCSNConfig
 from lib.nets.ncsn import RefineNet, ScoreUNet
-from lib.samplers import (annealed_langevin, annealed_langevin_inpaint, geometric_sigmas, technique2_gamma,
-                          technique2_n_sigmas, technique4_step_lr, technique4_variance_ratio)
+from lib.samplers import (annealed_langevin, annealed_langevin_inpaint, annealed_langevin_interpolate,
+                          geometric_sigmas, technique2_gamma, technique2_n_sigmas, technique4_step_lr,
+                          technique4_variance_ratio)
 from lib.train import TrainConfig, train
 
 TINY_REFINENET = replace(NCSN_TINY, net="refinenet", nf=8)
@@ -82,6 +84,49 @@ def test_trajectory_holds_the_start_each_level_and_the_denoised_end():
     x, path = annealed_langevin(lambda x, lvl: -x, torch.zeros(2, 3), sigmas, n_steps_each=4,
                                 return_trajectory=True)
     assert len(path) == 1 + 3 + 1 and torch.equal(path[-1], x)
+
+
+def test_the_final_denoising_step_is_tweedie_with_sigma_l_squared():
+    """Data N(0, s^2 I): the exact score at sigma is -x / (s^2 + sigma^2), so denoise=True must return
+    x_T + sigma_L^2 s(x_T, L) for the last Langevin iterate x_T of the same chain (same seed)."""
+    s = 0.5
+    sigmas = geometric_sigmas(2.0, 0.1, 4).double()
+    score = lambda x, lvl: -x / (s ** 2 + sigmas[lvl] ** 2)  # noqa: E731
+    x0 = torch.rand(64, 3, dtype=torch.float64)
+    torch.manual_seed(0)
+    x_last, path = annealed_langevin(score, x0, sigmas, n_steps_each=7, step_lr=1e-3, denoise=False,
+                                     return_trajectory=True)
+    torch.manual_seed(0)
+    denoised = annealed_langevin(score, x0, sigmas, n_steps_each=7, step_lr=1e-3, denoise=True)
+    sigma_l = float(sigmas[-1])
+    assert torch.equal(path[-1], x_last)  # without denoising the trajectory ends at x_T
+    assert torch.allclose(denoised, x_last + sigma_l ** 2 * score(x_last, len(sigmas) - 1), rtol=0, atol=1e-12)
+    assert not torch.allclose(denoised, x_last + sigma_l * score(x_last, len(sigmas) - 1), atol=1e-3)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("n_steps_each", dict(n_steps_each=0)), ("n_steps_each", dict(n_steps_each=-3)),
+    ("step_lr", dict(step_lr=0.0)), ("step_lr", dict(step_lr=-1e-5)),
+])
+def test_samplers_reject_a_chain_that_cannot_run_naming_the_parameter(name, kwargs):
+    sigmas, score = geometric_sigmas(1.0, 0.1, 3), lambda x, lvl: -x  # noqa: E731
+    x, mask = torch.rand(1, 3, 4, 4), torch.ones(1, 1, 4, 4)
+    with pytest.raises(ValueError, match=name):
+        annealed_langevin(score, x, sigmas, **kwargs)
+    with pytest.raises(ValueError, match=name):
+        annealed_langevin_inpaint(score, x, mask, sigmas, **kwargs)
+    with pytest.raises(ValueError, match=name):
+        annealed_langevin_interpolate(score, (3, 4, 4), sigmas, n_rows=1, n_interpolations=2, **kwargs)
+
+
+@pytest.mark.parametrize("message, args", [
+    ("sigma_min must be < sigma_max", (1.0, 1.0, 5)), ("sigma_min must be < sigma_max", (0.5, 2.0, 5)),
+    ("sigma_min must be > 0", (1.0, 0.0, 5)), ("sigma_min must be > 0", (1.0, -0.1, 5)),
+    (r"^n \(the number of levels", (1.0, 0.1, 0)),
+])
+def test_geometric_sigmas_reject_a_ladder_that_does_not_descend(message, args):
+    with pytest.raises(ValueError, match=message):
+        geometric_sigmas(*args)  # (sigma_max, sigma_min, n)
 
 
 def test_geometric_sigmas_descend_with_a_constant_ratio():
