@@ -1,18 +1,23 @@
 """Beta-VAE and IWAE: distributions, bounds, estimators and the models' behaviour (CPU, < 60 s)."""
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from lib import losses, metrics
+from lib import banks, losses, metrics
 from lib.dists import DISCRETE_LIKELIHOODS, DiagonalGaussian, standard_normal_log_prob
 from lib.models import MODELS, VAE, BetaVAE, BetaVAEConfig, IWAE, IWAEConfig
 from lib.train import train
+from lib.vae_experiments import check_beta_sweep, elbo_terms, iwae_k_claims, objective_terms
 
 TINY = dict(latent_dim=4, widths=(4, 8))
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 class LinearGaussian(nn.Module):
@@ -78,18 +83,36 @@ def test_discrete_likelihood_sums_to_one(name, mean, log_scale):
 
 # --- bounds and estimators ---------------------------------------------------------------------------------
 
+def losses_on_the_same_noise(models, x, step: int, seed: int = 1) -> list[torch.Tensor]:
+    """Each model's loss on x with the same posterior noise (the RNG reseeded before each)."""
+    out = []
+    for model in models:
+        torch.manual_seed(seed)
+        out.append(model.loss(x, step)[0])
+    return out
+
+
 def test_iwae_bound_at_k1_is_the_elbo_on_the_same_samples(linear):
     x = torch.randn(8, 4)
     log_w, _ = linear.log_weights(x, 1)
     torch.testing.assert_close(losses.iwae_bound(log_w), log_w[0])
     vae, iwae = IWAE(IWAEConfig(**TINY, k=1, objective="vae")), IWAE(IWAEConfig(**TINY, k=1))
     iwae.load_state_dict(vae.state_dict())
-    images = torch.rand(4, 3, 32, 32)
-    torch.manual_seed(1)
-    loss_vae, _ = vae.loss(images, 0)
-    torch.manual_seed(1)
-    loss_iwae, _ = iwae.loss(images, 0)
-    torch.testing.assert_close(loss_vae, loss_iwae)
+    torch.testing.assert_close(*losses_on_the_same_noise([vae, iwae], torch.rand(4, 3, 32, 32), step=0))
+
+
+@pytest.mark.parametrize("k", [2, 5, 50])
+def test_iwae_bound_of_equal_weights_is_their_log_weight_at_every_k(k):
+    # w_i all equal: (1/k) sum_i w_i = w, so L_k = log w; a missing or doubled log k is off by log k
+    torch.testing.assert_close(losses.iwae_bound(torch.zeros(k, 3)), torch.zeros(3))
+    torch.testing.assert_close(losses.iwae_bound(torch.full((k, 3), -2.5)), torch.full((3,), -2.5))
+
+
+def test_iwae_bound_by_hand():
+    w = torch.tensor([[1.0, 2.0], [3.0, 6.0], [8.0, 1.0]])  # importance weights, (k=3, B=2)
+    expected = torch.tensor([math.log(12 / 3), math.log(9 / 3)])  # log of each column's mean weight
+    torch.testing.assert_close(losses.iwae_bound(w.log()), expected)
+    torch.testing.assert_close(losses.iwae_bound(w.log() + 1000.0), expected + 1000.0)  # no overflow in exp
 
 
 def test_iwae_bound_does_not_decrease_with_k(linear):
@@ -184,3 +207,64 @@ def test_tiny_models_train_and_sample(name, cfg, images, tmp_path):
     assert samples.shape == (4, 3, 32, 32) and 0 <= float(samples.min()) and float(samples.max()) <= 1
     _, stats = result.model.loss(torch.rand(4, 3, 32, 32), 0)
     assert all(torch.isfinite(v) for v in stats.values())
+
+
+# --- the notebooks' sweep helpers (lib.vae_experiments) -----------------------------------------------------
+
+def test_capacity_objective_ignores_beta_so_a_beta_sweep_under_it_is_refused():
+    cfg = BetaVAEConfig(**TINY, capacity_max=20.0, capacity_steps=100)
+    a, b = BetaVAE(cfg).eval(), BetaVAE(replace(cfg, beta=4.0)).eval()
+    b.load_state_dict(a.state_dict())
+    loss_a, loss_b = losses_on_the_same_noise([a, b], torch.rand(4, 3, 32, 32), step=50)
+    torch.testing.assert_close(loss_a, loss_b)  # the premise of the refusal: beta changes nothing here
+    with pytest.raises(ValueError, match=r"BETAS=\[1\.0, 4\.0\] with CAPACITY_MAX=20.*CAPACITY_MAX = 0"):
+        check_beta_sweep([1.0, 4.0], capacity_max=20.0)
+    check_beta_sweep([4.0], capacity_max=20.0)
+    check_beta_sweep([0.5, 4.0], capacity_max=0.0)
+
+
+@pytest.mark.parametrize("cfg,name", [
+    (BetaVAEConfig(**TINY, beta=4.0), "beta_elbo"),
+    (BetaVAEConfig(**TINY, beta=4.0, capacity_max=20.0, capacity_steps=100, gamma=2.0), "capacity_elbo")])
+def test_reported_objective_is_the_one_the_model_trains_under_its_own_name(cfg, name, images):
+    torch.manual_seed(0)
+    model = BetaVAE(cfg).eval()
+    x = images[:8].float() / 255
+    torch.manual_seed(1)
+    _, stats = model.loss(x, 50)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        q = model.posterior(x)
+        terms = objective_terms(cfg, model.log_px_z(x, q.rsample()), q.kl_standard_normal(), 50)
+    assert set(terms) == {"reconstruction", "kl", "elbo", name}
+    assert float(terms[name].mean()) == pytest.approx(float(stats["beta_elbo"]), rel=1e-5)
+    reported = elbo_terms(model, images, model_cfg=cfg, step=50)
+    assert set(reported) == {"reconstruction", "kl", "elbo", name}
+
+
+def test_iwae_k_claims_are_verdicts_computed_from_the_numbers():
+    def row(k, log_px_k, train_bound, n_active):
+        return dict(k=k, log_px_k=log_px_k, train_bound=train_bound, n_active=n_active)
+
+    text = iwae_k_claims([row(50, -90.0, -88.0, 20), row(1, -100.0, -95.0, 10), row(5, -95.0, -96.0, 20)], 5000)
+    assert "test L_5000 -100.0 -> -95.0 -> -90.0 nats: holds (rises at every larger k)" in text  # ordered by k
+    assert "-95.0 -> -96.0 -> -88.0 nats: does not hold (falls from k=1 -> 5)" in text
+    assert "10 -> 20 -> 20: holds only weakly (no change from k=5 -> 50)" in text
+    assert "cannot be checked with one k" in iwae_k_claims([row(5, -1.0, -1.0, 3)], 64)
+
+
+@pytest.mark.parametrize("name", ["03_beta_vae_sweep", "04_iwae_k_comparison"])
+def test_notebook_setup_cells_run_on_the_real_path(name):
+    """Imports, parameters and the derivation cell with SMOKE False: names only the real path reads
+    (banks.N_BANK) must be imported before it, which the smoke run cannot show."""
+    cells = [c for c in json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"] if c["cell_type"] == "code"]
+    start = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
+    imports, parameters, derived = ("".join(c["source"]) for c in cells[start - 1:start + 2])
+    namespace = {}
+    for source in (imports, parameters, derived):
+        exec(source, namespace)
+    assert namespace["SMOKE"] is False and namespace["N_BANK"] == banks.N_BANK
+    if "CAPACITY_MAX" in namespace:  # notebook 03 refuses a beta sweep under the capacity objective up front
+        namespace.update(CAPACITY_MAX=20.0, BETAS=[1.0, 4.0])
+        with pytest.raises(ValueError, match="CAPACITY_MAX"):
+            exec(derived, namespace)
