@@ -3,10 +3,13 @@
 `outputs/results/<experiment>.samples.npz` (smoke: `outputs/smoke/results/`) holds `images` uint8
 (N, 3, 32, 32), compressed (np.savez_compressed; a few MB for 2,000 images), plus the seed and the sampling
 time, so distances can be recomputed and grids drawn later without the checkpoint, which stays out of git.
+It also holds what notebook 06 reads from a results record: the run folder of its checkpoint and its tightest
+test bound.
 """
 from __future__ import annotations
 
 import io
+import math
 import time
 from pathlib import Path
 
@@ -70,22 +73,42 @@ def load_sample_bank(experiment: str, smoke: bool | None = None) -> dict | None:
         return {"images": f["images"], "seed": int(f["seed"]), "seconds_per_1k": float(f["seconds_per_1k"])}
 
 
-def model_from_run(experiment: str, model_name: str, smoke: bool | None = None, device="cpu"):
-    """(model with its EMA weights, n_params) from the newest checkpoint of run `experiment`, or None when the
-    run folder has no checkpoint (checkpoints stay out of git) or the family is not in `lib.models.MODELS`."""
-    import dataclasses
+def run_name(record: dict) -> str:
+    """The run folder (under outputs/runs/, smoke: outputs/smoke/runs/) holding the checkpoint a results record
+    describes: its "run" field, else (results files written before that field existed) its experiment name."""
+    return record.get("run") or record["experiment"]
 
-    from .checkpoints import list_checkpoints, load_checkpoint
-    from .models import MODELS
 
-    folder = runs.run_dir(experiment, smoke)
-    found = list_checkpoints(folder) if folder.is_dir() else []
-    if not found or model_name not in MODELS:
+def model_from_run(run: str, model_name: str, smoke: bool | None = None, device="cpu"):
+    """(model with its EMA weights, n_params) from the newest checkpoint in run folder `run` (`run_name(record)`),
+    or None when that folder has no checkpoint (checkpoints stay out of git) or the family is not in
+    `lib.models.MODELS`."""
+    from .checkpoints import list_checkpoints
+    from .models import MODELS, load_run_model
+
+    folder = runs.run_dir(run, smoke)
+    if model_name not in MODELS or not (folder.is_dir() and list_checkpoints(folder)):
         return None
-    state = load_checkpoint(found[-1], map_location=device)
-    spec = MODELS[model_name]
-    names = {f.name for f in dataclasses.fields(spec.config)}
-    cfg = spec.config(**{k: v for k, v in state["model_config"].items() if k in names})
-    model = spec.build(cfg).to(device)
-    model.load_state_dict(state["ema"])
-    return model.eval(), sum(p.numel() for p in model.parameters())
+    model, _ = load_run_model(folder, model_name, device)
+    return model, sum(p.numel() for p in model.parameters())
+
+
+def tightest_test_bound(metrics: dict) -> tuple[float | None, str | None]:
+    """(bits/dim, label) of the tightest test bound in a results record's metrics: an importance-weighted L_k
+    (label "L_<k>"; NVAE's `test_bpd_iw`, the VAEs' `bpd_k`) before the ELBO (label "ELBO"), the lower value
+    among several of a kind; (None, None) without a likelihood (NCSN). Validation and training numbers are skipped."""
+    k = metrics.get("k_eval", metrics.get("k"))
+    found = []
+    for key, value in metrics.items():
+        words = set(key.lower().split("_"))
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            continue
+        if not words & {"bpd", "bits"} or words & {"val", "train", "fit"}:
+            continue
+        is_elbo = "elbo" in words
+        label = "ELBO" if is_elbo else f"L_{k}" if words & {"k", "iw"} and k else key
+        found.append((is_elbo, float(value), label))
+    if not found:
+        return None, None
+    _, value, label = min(found)
+    return value, label

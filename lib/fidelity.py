@@ -155,19 +155,22 @@ def reference_features(classifier: TrainedClassifier, images: np.ndarray, smoke:
 
 
 def fd_c10(images, reference="train", classifier: TrainedClassifier | None = None, cifar=None,
-           n_reference: int | None = None, with_pr: bool = True, n_pr: int = 10_000, device=None) -> FDResult:
+           n_reference: int | None = None, with_pr: bool = True, n_pr: int = 10_000, device=None,
+           smoke: bool | None = None) -> FDResult:
     """fd_c10 of images (N, 3, 32, 32; uint8 or [0, 1]) against a split name ("train", "test", ...) or images.
 
-    Precision/recall use equal-size sets: the first min(N, n_reference, n_pr) of each.
+    Precision/recall use equal-size sets: the first min(N, n_reference, n_pr) of each. `smoke` (None:
+    $WORKBOOK_SMOKE) picks the smoke classifier and keeps the reference-feature cache under outputs/smoke/.
     """
     from .data import load_cifar10
+    smoke = runs.is_smoke() if smoke is None else smoke
     cifar = cifar if cifar is not None or not isinstance(reference, str) else load_cifar10()
-    classifier = classifier or ensure_classifier(cifar, device=device)
+    classifier = classifier or ensure_classifier(cifar, smoke=smoke, device=device)
     if isinstance(reference, str):
         ref_images, what = cifar.split(reference, limit=n_reference)[0], f"the {reference} split"
     else:
         ref_images, what = _as_uint8(reference)[:n_reference], "the given reference images"
-    ref = reference_features(classifier, np.ascontiguousarray(ref_images), device=device)
+    ref = reference_features(classifier, np.ascontiguousarray(ref_images), smoke=smoke, device=device)
     fake = classifier.features(_as_uint8(images), device=device)
     fd = frechet_distance(*feature_stats(fake), *feature_stats(ref))
     precision = recall = None
@@ -232,10 +235,11 @@ class _Images(torch.utils.data.Dataset):
 
 
 def inception_metrics(images, reference, weights: str | os.PathLike | None = None, fid: bool = True,
-                      isc: bool = True, kid: bool = True, device=None) -> dict:
+                      isc: bool = True, kid: bool = True, device=None, smoke: bool | None = None) -> dict:
     """FID, IS and KID (torch-fidelity) of images vs reference images, both (N, 3, 32, 32) uint8 or [0, 1].
 
-    Papers use 50k samples against the 50k training images.
+    Papers use 50k samples against the 50k training images; FID is biased upwards at fewer samples, so report
+    the sample count beside it. `smoke` (None: $WORKBOOK_SMOKE) keeps the statistics cache under outputs/smoke/.
     """
     path = inception_weights_path(weights)
     try:
@@ -245,7 +249,8 @@ def inception_metrics(images, reference, weights: str | os.PathLike | None = Non
                           "`pip install torch-fidelity`).") from err
     fake, real = _as_uint8(images), _as_uint8(reference)
     key = hashlib.sha256(real.tobytes()).hexdigest()[:16]
-    cache_root = runs.outputs_dir() / ("smoke/runs" if runs.is_smoke() else "runs") / "fidelity_cache"
+    smoke = runs.is_smoke() if smoke is None else smoke
+    cache_root = runs.outputs_dir() / ("smoke/runs" if smoke else "runs") / "fidelity_cache"
     return torch_fidelity.calculate_metrics(
         input1=_Images(fake), input2=_Images(real), fid=fid, isc=isc, kid=kid, verbose=False,
         cuda=runs.pick_device(device).type == "cuda", feature_extractor_weights_path=str(path),

@@ -60,6 +60,17 @@ def test_precision_recall_identical_sets_are_one_disjoint_sets_drop():
     assert precision == 0.0 and recall == 0.0
 
 
+def test_precision_recall_narrow_fakes_are_precise_but_miss_modes():
+    """Fakes from a narrow core of the real distribution lie on the real manifold (high precision) but cover
+    little of it (low recall); the order of the returned pair and of the arguments matters."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(500, 2))
+    fake = 0.2 * rng.normal(size=(500, 2))  # a narrow subset of where the real samples lie
+    precision, recall = metrics.precision_recall(real, fake)
+    assert precision > 0.9 and recall < 0.4 and precision - recall > 0.5
+    assert metrics.precision_recall(fake, real) == pytest.approx((recall, precision))  # roles swap with the sets
+
+
 @pytest.fixture
 def tiny_classifier(tiny_cifar):
     cfg = dataclasses.replace(CLASSIFIER_TINY, epochs=1, n_train=None, n_test=None, batch_size=32, width=4)
@@ -84,6 +95,13 @@ def test_fd_c10_noised_exceeds_real(tiny_classifier, isolated_outputs):
     assert same.fd == pytest.approx(0, abs=1e-6) and far.fd > same.fd + 1e-3
     assert same.classifier_accuracy == tiny_classifier.test_accuracy and "classifier test accuracy" in str(far)
     assert list((isolated_outputs / "runs/fd_c10_reference").glob("*.npz"))  # reference cache written
+
+
+def test_fd_c10_smoke_keeps_the_reference_cache_under_smoke(tiny_classifier, isolated_outputs):
+    cifar = load_cifar10()
+    metrics.fd_c10(cifar.split("test")[0], "train", classifier=tiny_classifier, cifar=cifar, smoke=True)
+    assert list((isolated_outputs / "smoke/runs/fd_c10_reference").glob("*.npz"))
+    assert not (isolated_outputs / "runs").exists()  # $WORKBOOK_SMOKE is unset here: smoke=True alone decides
 
 
 def test_missing_inception_weights_raise_documented_error(monkeypatch, images):
@@ -120,3 +138,32 @@ def test_sample_bank_round_trip(images, isolated_outputs):
     bank = banks.load_sample_bank("demo", smoke=True)
     assert np.array_equal(bank["images"], images.numpy()) and bank["seed"] == 3
     assert banks.load_sample_bank("absent", smoke=True) is None
+
+
+def test_tightest_test_bound_prefers_importance_weighted_over_elbo():
+    vae = {"bpd_elbo": 4.1, "bpd_k": 4.0, "k_eval": 5000, "log_px_k": -9000.0, "elbo": -9100.0}  # notebooks 03/04
+    nvae = {"test_bpd_iw": 3.3, "test_bpd_elbo": 3.4, "k": 100, "val_bpd_elbo": {"full": 3.5}}  # notebook 05
+    assert banks.tightest_test_bound(vae) == (4.0, "L_5000")
+    assert banks.tightest_test_bound(nvae) == (3.3, "L_100")
+    assert banks.tightest_test_bound({"bpd_elbo": 4.1, "val_bpd_elbo": 3.0}) == (4.1, "ELBO")
+    assert banks.tightest_test_bound({"final_loss": 1.0, "fd_c10": 2.0}) == (None, None)  # NCSN: no likelihood
+
+
+def test_model_from_run_reads_the_run_folder_the_record_names(isolated_outputs):
+    """Results of experiment "beta_vae-beta4" describe the checkpoint in run folder "beta_vae-beta4-tiny"."""
+    from lib.checkpoints import save_checkpoint
+    from lib.models import MODELS
+    from lib.runs import run_dir
+
+    cfg = MODELS["beta_vae"].presets["tiny"][0]
+    model = MODELS["beta_vae"].build(cfg)
+    record = {"experiment": "beta_vae-beta4", "run": "beta_vae-beta4-tiny"}
+    assert banks.run_name(record) == "beta_vae-beta4-tiny"
+    assert banks.run_name({"experiment": "ncsn-tiny"}) == "ncsn-tiny"  # results written before the "run" field
+    save_checkpoint(run_dir(banks.run_name(record), smoke=True), dict(
+        step=1, model=model.state_dict(), ema=model.state_dict(), optimizer={}, train_config={},
+        model_config=dataclasses.asdict(cfg), wall_seconds=0.0))
+    loaded, n_params = banks.model_from_run(banks.run_name(record), "beta_vae", smoke=True)
+    assert n_params == sum(p.numel() for p in model.parameters()) and not loaded.training
+    assert banks.model_from_run(record["experiment"], "beta_vae", smoke=True) is None  # no checkpoint there
+    assert banks.model_from_run(banks.run_name(record), "not-a-family", smoke=True) is None
