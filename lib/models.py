@@ -308,6 +308,14 @@ class VAE(nn.Module):
         return self.decode(torch.randn(n, self.latent_dim, device=self.log_scale.device))
 
 
+def beta_vae_terms(cfg: BetaVAEConfig, log_px_z: torch.Tensor, kl: torch.Tensor, step: int) -> dict:
+    """Per-image (B,) terms of what BetaVAE trains on at `step`: the beta-ELBO, or Burgess et al.'s capacity
+    objective (beta unused) when cfg.capacity_max > 0; lib.losses keys either objective `beta_elbo`."""
+    if cfg.capacity_max > 0:
+        return capacity_elbo(log_px_z, kl, cfg.gamma, capacity_at(step, cfg.capacity_max, cfg.capacity_steps))
+    return beta_elbo(log_px_z, kl, cfg.beta)
+
+
 class BetaVAE(VAE):
     """The beta-ELBO (or Burgess et al.'s capacity objective) with one reparameterised z per image."""
 
@@ -317,12 +325,7 @@ class BetaVAE(VAE):
 
     def loss(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
         q = self.posterior(x)
-        log_px_z, kl = self.log_px_z(x, q.rsample()), q.kl_standard_normal()
-        if self.cfg.capacity_max > 0:
-            capacity = capacity_at(step, self.cfg.capacity_max, self.cfg.capacity_steps)
-            terms = capacity_elbo(log_px_z, kl, self.cfg.gamma, capacity)
-        else:
-            terms = beta_elbo(log_px_z, kl, self.cfg.beta)
+        terms = beta_vae_terms(self.cfg, self.log_px_z(x, q.rsample()), q.kl_standard_normal(), step)
         stats = {name: value.detach().mean() for name, value in terms.items()}
         stats["bpd_elbo"] = bits_per_dim(-stats["elbo"])
         return -terms["beta_elbo"].mean() / N_DIMS, stats  # nats per dim keeps the lr scale-free

@@ -16,7 +16,7 @@ import torch
 
 from . import losses, metrics
 from .checkpoints import list_checkpoints
-from .models import MODELS
+from .models import MODELS, BetaVAEConfig, beta_vae_terms
 from .train import TrainConfig, TrainResult, train
 
 
@@ -68,11 +68,10 @@ def objective_name(model_cfg=None) -> str:
 def objective_terms(model_cfg, log_px_z: torch.Tensor, kl: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
     """Per-image (B,) terms of what BetaVAE.loss optimises at `step`, keyed reconstruction, kl, elbo and
     objective_name(model_cfg); a config without beta (IWAE, None) gets the beta = 1 ELBO."""
-    if objective_name(model_cfg) == "capacity_elbo":
-        capacity = losses.capacity_at(step, model_cfg.capacity_max, model_cfg.capacity_steps)  # C at that step
-        terms = losses.capacity_elbo(log_px_z, kl, model_cfg.gamma, capacity)
+    if isinstance(model_cfg, BetaVAEConfig):
+        terms = beta_vae_terms(model_cfg, log_px_z, kl, step)  # exactly what BetaVAE.loss computes
     else:
-        terms = losses.beta_elbo(log_px_z, kl, getattr(model_cfg, "beta", 1.0))
+        terms = losses.beta_elbo(log_px_z, kl, 1.0)
     terms[objective_name(model_cfg)] = terms.pop("beta_elbo")  # lib.losses names both objectives beta_elbo
     return terms
 
