@@ -1,5 +1,25 @@
-"""A research workbook for deep generative models on CIFAR-10.
+"""A research workbook for deep generative models on CIFAR-10. `lib` holds what the notebooks share; each
+concern has one home, and lower layers never import higher ones (tests/test_layout.py checks both).
 
-`lib` holds what the notebooks share: the data layer (`data`), run folders and records (`runs`), the one
-training loop (`train`), models (`models`) and figures (`viz`). Notebooks under `notebooks/` tell the story.
+    runs          run folders, smoke mode, devices, seeding, atomic writes, the JSON-lines logger (+ wandb)
+    data_sources  finding and decoding CIFAR-10 (pickled batches or image folders), its uint8 cache
+    degrade       real images degraded on purpose (noise, blur, JPEG) to calibrate distances
+    data          load_cifar10, splits, the device-resident batch iterator, the one uint8 <-> float converter
+                  (to_float, to_uint8) and the pixel constants N_LEVELS, N_DIMS
+    nets/         nn.Modules only: score nets, VAE encoder/decoder, NVAE cells, the fd_c10 classifier
+    dists         diagonal Gaussian, discretized logistic / Gaussian, DMOL
+    losses        pure functions: DSM, beta-ELBO, capacity, IWAE, DReG, NVAE's KL terms, bits/dim
+    samplers      annealed Langevin dynamics, inpainting, NCSNv2's ladder rules
+    checkpoints   atomic checkpoints and RNG state
+    train         TrainConfig, EMA and the one training loop (`python -m lib.train` runs lib.cli)
+    models/       one module per family (config, presets, model): pixels, ncsn, vae (Beta-VAE, IWAE), nvae;
+                  the registry MODELS, build, load_run_model, train_or_load
+    metrics/      likelihood bounds, active units, pixel neighbours, Fréchet distances (fd_c10, FID), the
+                  fd_c10 classifier (`python -m lib.metrics train-classifier`)
+    results       the run -> results contract: records, sample banks, reading them back, the family table
+    findings      plain-text tables and verdicts computed from numbers
+    viz, viz_vae  figures (returned, never shown)
+    cli           the command line of `python -m lib.train`
+    bench         throughput benchmark (`python -m lib.bench`)
+    workbook      the headless notebook runner (`python -m lib.workbook`, `make workbook`)
 """

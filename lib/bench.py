@@ -28,7 +28,7 @@ Evaluate = Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]  # one sampli
 
 def ncsn_benches(args) -> list[tuple[str, torch.nn.Module, Evaluate]]:
     """The U-Net (reference preset) and the RefineNet (paper preset), optionally at another width."""
-    from .models import NCSN, NCSN_PAPER, NCSN_REFERENCE
+    from .models.ncsn import NCSN, NCSN_PAPER, NCSN_REFERENCE
     configs = {"unet": NCSN_REFERENCE, "refinenet": NCSN_PAPER}
     out = []
     for name in args.nets.split(","):

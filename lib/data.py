@@ -3,8 +3,9 @@
 Owns the public data API: `load_cifar10` (finding, decoding and caching live in `lib.data_sources`: pickled
 batches or image folders, decoded once to `x` uint8 (N, 3, 32, 32) and `y` int64 (N,), cached next to the
 data), the `CIFAR10` record with its train / fit / val / test splits, `InfiniteBatches` (the device-resident
-batch iterator with seeded shuffles and flips, DDP sharding and exact random access), `eval_batch`, and the
-pure-numpy data facts of notebook 00 (class counts, channel statistics, exact duplicates).
+batch iterator with seeded shuffles and flips, DDP sharding and exact random access), `eval_batch`, the pure-numpy
+data facts of notebook 00 (class counts, channel statistics, exact duplicates), and the workbook's one image
+converter (`to_float`, `to_uint8`) with the pixel constants `N_LEVELS` and `N_DIMS`.
 
 Folder-sourced arrays are stored in a fixed seeded shuffle (see `lib.data_sources`), so every prefix is
 class-mixed. JPEG copies are lossy: bits/dim and Fréchet distances measured on them compare only with
@@ -25,9 +26,11 @@ from . import data_sources as sources
 from .data_sources import ARRAY_KEYS, CLASSES, DataError
 from .runs import repo_root
 
-__all__ = ["CLASSES", "CIFAR10", "DataError", "InfiniteBatches", "channel_stats", "class_counts", "eval_batch",
-           "exact_duplicates", "load_cifar10", "resolve_root"]
+__all__ = ["CLASSES", "CIFAR10", "DataError", "InfiniteBatches", "N_DIMS", "N_LEVELS", "channel_stats",
+           "class_counts", "eval_batch", "exact_duplicates", "load_cifar10", "resolve_root", "to_float", "to_uint8"]
 
+N_LEVELS = 256        # values of an 8-bit subpixel; level k stands for x = k / (N_LEVELS - 1)
+N_DIMS = 3 * 32 * 32  # D, subpixels of one CIFAR-10 image (bits/dim divides by it)
 SPLITS = ("train", "test", "fit", "val")
 TRUTHY = ("1", "true", "yes", "on")
 
@@ -127,7 +130,7 @@ class InfiniteBatches:
 
     Epoch e visits a permutation drawn from a CPU generator seeded by (seed, e); flips use a per-position
     mask from the same generator. Each global batch holds batch_size * world_size images; rank r takes
-    positions [r * batch_size, (r + 1) * batch_size) of it. `batch(step)` is exactly what iteration gives.
+    positions [r * batch_size, (r + 1) * batch_size) of it; `batch(step)` is random access, so resume is exact.
     """
 
     def __init__(self, x, batch_size: int, device="cpu", seed: int = 0, flip: bool = True,
@@ -142,7 +145,7 @@ class InfiniteBatches:
         if self.steps_per_epoch == 0:
             raise ValueError(f"batch_size={batch_size} x world_size={world_size} exceeds the {self.n} images: "
                              f"lower batch_size or use more data")
-        self._step, self._epoch, self._order, self._flips = 0, None, None, None
+        self._epoch, self._order, self._flips = None, None, None
 
     def _load_epoch(self, epoch: int) -> None:
         """Draw epoch `epoch`'s permutation and flip mask on the CPU and move them to the device."""
@@ -158,22 +161,11 @@ class InfiniteBatches:
         epoch, k = divmod(step, self.steps_per_epoch)
         self._load_epoch(epoch)
         start = (k * self.world_size + self.rank) * self.batch_size
-        x = self.x[self._order[start:start + self.batch_size]].float().div_(255)
+        x = to_float(self.x[self._order[start:start + self.batch_size]])
         if self.flip:
             mirror = self._flips[start:start + self.batch_size].view(-1, 1, 1, 1)
             x = torch.where(mirror, x.flip(3), x)  # horizontal flip of the chosen images
         return x
-
-    def seek(self, step: int) -> None:
-        """Make the next `next()` return `batch(step)`."""
-        self._step = step
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> torch.Tensor:
-        self._step += 1
-        return self.batch(self._step - 1)
 
 
 def eval_batch(x, n: int, device="cpu", seed: int = 0) -> torch.Tensor:
@@ -182,7 +174,7 @@ def eval_batch(x, n: int, device="cpu", seed: int = 0) -> torch.Tensor:
     if not 1 <= n <= len(x):
         raise ValueError(f"n={n} must be between 1 and the {len(x)} images")
     index = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
-    return x[index.to(x.device)].to(device).float().div_(255)
+    return to_float(x[index.to(x.device)], device)
 
 
 def class_counts(y) -> np.ndarray:
@@ -219,3 +211,29 @@ def exact_duplicates(a, b) -> list[tuple[int, int]]:
     pairs = [(i, j) for i, row in enumerate(a) for j in by_hash.get(hashlib.blake2b(row, digest_size=16).digest(), ())
              if np.array_equal(row, b[j])]  # a hash hit is checked byte for byte
     return sorted(pairs)
+
+
+def to_float(x, device=None) -> torch.Tensor:
+    """Images as float32 in [0, 1] on `device` (default: where they are): uint8 (tensor or array) is read as
+    k / 255, float is taken as already in [0, 1]. The one uint8 -> float converter of the workbook."""
+    x = torch.as_tensor(x)
+    x = x.to(device) if device is not None else x
+    return x.float().div_(N_LEVELS - 1) if x.dtype == torch.uint8 else x.float()
+
+
+def to_uint8(x) -> np.ndarray:
+    """Images (N, 3, H, W) in [0, 1] (float tensor on any device, or array) or uint8 -> uint8 numpy, each value
+    rounded to the nearest of the 256 levels (values outside [0, 1] are clipped). The one float -> uint8 converter."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        if x.dtype != torch.uint8:
+            x = x.float().clamp(0, 1).mul(N_LEVELS - 1).round().to(torch.uint8)
+        x = x.cpu().numpy()
+    x = np.asarray(x)
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"expected uint8 images in [0, 255] or float images in [0, 1], got dtype {x.dtype}")
+    if x.dtype != np.uint8:
+        x = np.clip(np.round(x.astype(np.float32) * (N_LEVELS - 1)), 0, N_LEVELS - 1).astype(np.uint8)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected images (N, 3, H, W), got shape {x.shape}")
+    return x

@@ -21,7 +21,8 @@ import math
 
 import torch
 
-N_LEVELS = 256                     # values of an 8-bit subpixel
+from .data import N_LEVELS
+
 HALF_BIN = 1.0 / (2 * (N_LEVELS - 1))  # half the width of one level's bin for x in [0, 1]
 LOG_2PI = math.log(2 * math.pi)
 MIN_LOG_SCALE = -7.0               # floor on a decoder's log-scale (far below one bin) for stable gradients

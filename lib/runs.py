@@ -4,8 +4,7 @@ A run lives in `outputs/runs/<name>/` (`outputs/smoke/runs/<name>/` in smoke mod
 `metrics.jsonl` (one JSON object per logged step), `samples/` and checkpoints. The logger mirrors to wandb
 when wandb is installed and `WANDB_MODE` is not `disabled` (`offline` is passed on to wandb); without wandb, or
 when wandb cannot start (not logged in, no network), it warns and keeps local records only.
-A finished real run writes `outputs/results/<experiment>.json`; smoke runs write `outputs/smoke/results/`,
-so they can never overwrite a real result.
+What a finished run reports (the results record and its sample bank) is lib.results' concern.
 """
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ import os
 import platform
 import random
 import tempfile
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -168,32 +166,3 @@ def _start_wandb(folder: Path, config: dict, resume: bool):
                       f"{folder / 'metrics.jsonl'}. Run `wandb login`, set WANDB_MODE=offline to sync later, or "
                       f"WANDB_MODE=disabled to skip wandb.", stacklevel=2)
         return None
-
-
-def results_path(experiment: str, smoke: bool | None = None) -> Path:
-    """`outputs/results/<experiment>.json`, or under `outputs/smoke/results/` in smoke mode."""
-    smoke = is_smoke() if smoke is None else smoke
-    return outputs_dir() / ("smoke/results" if smoke else "results") / f"{experiment}.json"
-
-
-def write_results(experiment: str, *, model: str, config: dict, data: dict, device: str, wall_minutes: float,
-                  steps: int, img_per_s: float, metrics: dict, smoke: bool | None = None, **extra: Any) -> Path:
-    """Write the results contract of one run (DESIGN: a real run's numbers live here) and return its path.
-
-    `data` says which copy was used, e.g. {"source": "folder", "format": "jpeg", "lossy": True}.
-    """
-    path = results_path(experiment, smoke)
-    record = dict(experiment=experiment, model=model, config=config, data=data, device=device,
-                  wall_minutes=round(wall_minutes, 3), steps=steps, img_per_s=round(img_per_s, 1),
-                  metrics=metrics, smoke=is_smoke() if smoke is None else smoke,
-                  torch=torch.__version__, written=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra)
-    atomic_write_json(path, record)
-    return path
-
-
-def report_key_figure(name: str, value: float, unit: str = "") -> None:
-    """Print a notebook's headline number; the notebook runner collects it via `$WORKBOOK_KEY_FIGURE_FILE`."""
-    print(f"key figure: {name} = {value:.6g} {unit}".rstrip())
-    target = os.environ.get("WORKBOOK_KEY_FIGURE_FILE")
-    if target:
-        atomic_write_json(target, {"name": name, "value": float(value), "unit": unit})

@@ -1,5 +1,5 @@
 """Image generation with a noise-conditional score: the noise ladder, annealed Langevin dynamics (Song & Ermon
-2019, Algorithm 1), inpainting and interpolation, and NCSNv2's rules for choosing the ladder (Song & Ermon 2020).
+2019, Algorithm 1), inpainting, and NCSNv2's rules for choosing the ladder (Song & Ermon 2020).
 
 Symbols: `sigmas` the descending noise ladder sigma_1 > ... > sigma_L; `level` an index into it; `score(x, level)`
 a callable returning s(x, sigma_level) shaped like x; `step_lr` the paper's epsilon; `n_steps_each` its T.
@@ -12,6 +12,8 @@ import math
 from typing import Callable
 
 import torch
+
+from .data import to_float
 
 Score = Callable[[torch.Tensor, int], torch.Tensor]
 NoiseFn = Callable[[torch.Tensor], torch.Tensor]
@@ -99,26 +101,18 @@ def annealed_langevin_inpaint(score: Score, x_known: torch.Tensor, mask: torch.T
     return torch.where(known, x_known, x)  # known pixels exactly as given (where: immune to inf * 0)
 
 
-def slerp_noise(n_rows: int, n_interpolations: int, shape: tuple[int, ...], device=None, draw=torch.randn):
-    """(n_rows * n_interpolations, *shape): rows of cos(a) u + sin(a) v, a from 0 to pi/2, one (u, v) per row."""
-    u, v = draw((n_rows, 1, *shape), device=device), draw((n_rows, 1, *shape), device=device)
-    angles = torch.linspace(0, math.pi / 2, n_interpolations, device=device).view(1, -1, *[1] * len(shape))
-    return (u * angles.cos() + v * angles.sin()).reshape(n_rows * n_interpolations, *shape)
-
+# --- NCSNv2's techniques for the noise ladder and the sampler (Song & Ermon 2020) -----------------------
 
 @torch.no_grad()
-def annealed_langevin_interpolate(score: Score, shape: tuple[int, ...], sigmas, n_rows: int = 4,
-                                  n_interpolations: int = 8, n_steps_each: int = 100, step_lr: float = 2e-5,
-                                  denoise: bool = True, device=None) -> torch.Tensor:
-    """Interpolations (NCSNv2 code): every chain's start and injected noise slerp between two draws per row,
-    so neighbouring chains differ only through the noise angle. Returns (n_rows * n_interpolations, *shape)."""
-    _check_chain(n_steps_each, step_lr)  # before drawing anything
-    x = slerp_noise(n_rows, n_interpolations, shape, device, draw=torch.rand)
-    noise_fn = lambda _: slerp_noise(n_rows, n_interpolations, shape, device)  # noqa: E731
-    return annealed_langevin(score, x, sigmas, n_steps_each, step_lr, denoise, noise_fn=noise_fn)
+def largest_pairwise_distance(x, chunk: int = 2048, device=None) -> float:
+    """Technique 1: sigma_1 = max_{i,j} ||x_i - x_j||_2 over images x (N, ...) (uint8 read as k / 255, or [0, 1])."""
+    best = 0.0
+    for start in range(0, len(x), chunk):
+        a = to_float(x[start:start + chunk], device).flatten(1)
+        for other in range(start, len(x), chunk):
+            best = max(best, torch.cdist(a, to_float(x[other:other + chunk], device).flatten(1)).max().item())
+    return best
 
-
-# --- NCSNv2's techniques for the noise ladder and the sampler (Song & Ermon 2020) -----------------------
 
 def technique2_gamma(n_dims: int, target: float = 0.5) -> float:
     """Technique 2: the ladder ratio gamma = sigma_{i-1} / sigma_i solving

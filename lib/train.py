@@ -416,10 +416,7 @@ class _Window:
         return record
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .cli import main as cli_main
-    return cli_main(argv)
+if __name__ == "__main__":  # `python -m lib.train ...`: the command line lives in lib.cli, which imports this module
+    from lib.cli import main
 
-
-if __name__ == "__main__":
     raise SystemExit(main())

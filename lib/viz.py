@@ -6,7 +6,8 @@ inline backend registers its PNG display) and closed from pyplot's registry befo
 cell shows each figure once and long loops do not accumulate open figures.
 
 Images follow the project convention `x`: (B, 3, H, W), either float in [0, 1] or uint8 in [0, 255], as a
-numpy array or a torch tensor (any device). Float values outside [0, 1] are clipped for display.
+numpy array or a torch tensor (any device); they are shown as the 8-bit image they round to (values outside
+[0, 1] are clipped).
 """
 from __future__ import annotations
 
@@ -21,30 +22,20 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from lib import runs
+from lib.data import N_LEVELS, to_float, to_uint8
 
 RGB = ("tab:red", "tab:green", "tab:blue")  # line colours for the R, G, B channels
-N_LEVELS = 256  # pixel values of an 8-bit channel
 
 
 def as_images(x) -> np.ndarray:
-    """`x` as a numpy (B, 3, H, W) array, uint8 kept as is, floats as float32 clipped to [0, 1]."""
-    if hasattr(x, "detach"):  # a torch tensor, possibly on an accelerator
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected images of shape (B, 3, H, W), got shape {tuple(x.shape)}")
-    if x.dtype == np.uint8:
-        return x
-    if np.issubdtype(x.dtype, np.floating):
-        return np.clip(x.astype(np.float32, copy=False), 0.0, 1.0)
-    raise ValueError(f"expected uint8 images in [0, 255] or float images in [0, 1], got dtype {x.dtype}")
+    """`x` as uint8 numpy (B, 3, H, W) for display: what an 8-bit PNG of it shows (lib.data.to_uint8)."""
+    return to_uint8(x)
 
 
 def image_grid(x, nrow: int = 8, pad: int = 2) -> np.ndarray:
     """Tile images (B, 3, H, W) into one (rows*(H+pad)+pad, nrow*(W+pad)+pad, 3) HWC array.
 
-    Image i sits in row i // nrow, column i % nrow; the padding (and any unused tile) is white. The result is
-    uint8 for uint8 input and float32 in [0, 1] for float input.
+    Image i sits in row i // nrow, column i % nrow; the padding (and any unused tile) is white. The result is uint8.
     """
     x = as_images(x)
     if nrow < 1 or pad < 0:
@@ -52,8 +43,7 @@ def image_grid(x, nrow: int = 8, pad: int = 2) -> np.ndarray:
     n, _, h, w = x.shape
     ncol = min(nrow, max(n, 1))
     nrows = max(math.ceil(n / nrow), 1)
-    white = 255 if x.dtype == np.uint8 else 1.0
-    grid = np.full((nrows * (h + pad) + pad, ncol * (w + pad) + pad, 3), white, dtype=x.dtype)
+    grid = np.full((nrows * (h + pad) + pad, ncol * (w + pad) + pad, 3), 255, dtype=np.uint8)
     for i, img in enumerate(x):
         top, left = pad + (i // nrow) * (h + pad), pad + (i % nrow) * (w + pad)
         grid[top:top + h, left:left + w] = img.transpose(1, 2, 0)  # CHW -> HWC
@@ -127,8 +117,7 @@ def channel_histogram_counts(x, chunk: int = 4096) -> np.ndarray:
     counts = np.zeros(3 * N_LEVELS, dtype=np.int64)
     for start in range(0, len(x), chunk):
         part = x[start:start + chunk]
-        levels = np.rint(part * 255).astype(np.int32) if part.dtype != np.uint8 else part.astype(np.int32)
-        counts += np.bincount((levels + offsets).ravel(), minlength=3 * N_LEVELS)
+        counts += np.bincount((part.astype(np.int32) + offsets).ravel(), minlength=3 * N_LEVELS)
     return counts.reshape(3, N_LEVELS)
 
 
@@ -159,7 +148,7 @@ def channel_histograms(x=None, counts: np.ndarray | None = None, log: bool = Fal
 def mean_images(x, y=None, classes: Sequence[str] | None = None) -> Figure:
     """The mean image of `x`, followed by the mean image of each class when labels `y` and `classes` are given."""
     x = as_images(x)
-    scale = 255.0 if x.dtype == np.uint8 else 1.0
+    scale = float(N_LEVELS - 1)
     means = [("all", x.mean(axis=0, dtype=np.float64) / scale)]
     if y is not None:
         y = np.asarray(y)
@@ -272,8 +261,7 @@ def noise_ladder(x, sigmas, seed: int = 0) -> Figure:
     """Each image of x (B, 3, H, W) in [0, 1] perturbed by x + sigma z at every sigma (columns; clipped for display)."""
     import torch  # viz stays importable for the numpy-only notebooks; the ladder draws torch noise
 
-    x = torch.as_tensor(as_images(x)).float()
-    x = x / 255 if x.max() > 1 else x
+    x = to_float(as_images(x))
     sigmas = [float(s) for s in sigmas]
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
     tiles = torch.stack([x] + [x + s * noise for s in sigmas], dim=1)  # (B, 1 + L, 3, H, W)
@@ -293,11 +281,9 @@ def langevin_strip(trajectory: Sequence, n_images: int = 4, labels: Sequence[str
 def neighbours_figure(samples, neighbours, distances=None, title: str = "samples and their nearest training images"
                       ) -> Figure:
     """Row i: sample i, then its k nearest training images (neighbours (N, k, 3, H, W)); distances (N, k) label rows."""
-    samples, neighbours = as_images(samples), np.asarray(neighbours)
-    if neighbours.dtype == np.uint8:
-        neighbours = neighbours.astype(np.float32) / 255
-    samples = samples.astype(np.float32) / 255 if samples.dtype == np.uint8 else samples
-    tiles = np.concatenate([samples[:, None], neighbours], axis=1)  # (N, 1 + k, 3, H, W)
+    neighbours = np.asarray(neighbours)
+    neighbours = to_uint8(neighbours.reshape(-1, *neighbours.shape[2:])).reshape(neighbours.shape)
+    tiles = np.concatenate([as_images(samples)[:, None], neighbours], axis=1)  # (N, 1 + k, 3, H, W)
     rows = [f"L2 {float(d[0]):.2f}" for d in np.asarray(distances)] if distances is not None else ()
     cols = ["sample"] + [f"NN {j + 1}" for j in range(neighbours.shape[1])]
     return labelled_grid(tiles.reshape(-1, *tiles.shape[2:]), tiles.shape[1], cols, rows, title=title)

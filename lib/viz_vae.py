@@ -14,14 +14,10 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .data import to_float
 from .viz import labelled_grid
 
 TRAVERSAL_RANGE = (-3.0, 3.0)  # z_j values of a traversal, in prior standard deviations
-
-
-def _float_images(x, device) -> torch.Tensor:
-    x = torch.as_tensor(x)
-    return (x.float() / 255 if x.dtype == torch.uint8 else x.float()).to(device)
 
 
 def _device(model) -> torch.device:
@@ -32,7 +28,7 @@ def _device(model) -> torch.device:
 def reconstructions(model, x, n: int = 8, title: str = "test images (top) and reconstructions at E_q[z] (bottom)"
                     ) -> Figure:
     """Two rows: n images and the decoder's locations at their posterior means."""
-    x = _float_images(x[:n], _device(model))
+    x = to_float(x[:n], _device(model))
     return labelled_grid(torch.cat([x, model.reconstruct(x)]).cpu(), len(x), row_labels=["data", "recon"], title=title)
 
 
@@ -44,7 +40,7 @@ def most_active_dims(unit_variance, n: int = 8) -> list[int]:
 @torch.no_grad()
 def traversal_tiles(model, x, dims: Sequence[int], values: Sequence[float]) -> torch.Tensor:
     """Decode E_q[z|x] of one image x (3, 32, 32) with z_j set to each value: (len(dims) * len(values), 3, 32, 32)."""
-    mu = model.posterior(_float_images(x[None], _device(model))).mu[0]
+    mu = model.posterior(to_float(x[None], _device(model))).mu[0]
     z = mu.repeat(len(dims), len(values), 1)                          # (n_dims, n_values, L)
     for row, j in enumerate(dims):
         z[row, :, j] = torch.as_tensor(list(values), dtype=z.dtype, device=z.device)
@@ -82,7 +78,7 @@ def traversal_slider(model, x_all, dims: Sequence[int], n_values: int = 9):
 def interpolations(model, x_a, x_b, n_steps: int = 8, title: str = "interpolations between posterior means") -> Figure:
     """Row i decodes (1 - t) E_q[z|a_i] + t E_q[z|b_i] for t in [0, 1], framed by the two real images."""
     device = _device(model)
-    a, b = _float_images(x_a, device), _float_images(x_b, device)
+    a, b = to_float(x_a, device), to_float(x_b, device)
     mu_a, mu_b = model.posterior(a).mu, model.posterior(b).mu
     t = torch.linspace(0, 1, n_steps, device=device)[None, :, None]
     middle = model.decode(mu_a[:, None] + t * (mu_b - mu_a)[:, None])      # (B, n_steps, 3, 32, 32)
@@ -94,7 +90,7 @@ def interpolations(model, x_a, x_b, n_steps: int = 8, title: str = "interpolatio
 @torch.no_grad()
 def best_weight_reconstructions(model, x, k: int = 50, title: str | None = None) -> Figure:
     """Per image: the data, the reconstruction at E_q[z], and the decoded z_i of largest importance weight among k."""
-    x = _float_images(x, _device(model))
+    x = to_float(x, _device(model))
     log_w, z = model.log_weights(x, k)                                     # (k, B), (k, B, L)
     best = z[log_w.argmax(dim=0), torch.arange(len(x))]                    # (B, L)
     tiles = torch.stack([x, model.reconstruct(x), model.decode(best)], dim=1).flatten(0, 1).cpu()

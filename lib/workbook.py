@@ -7,7 +7,7 @@ The profile `auto` is `full` on a CUDA machine and `smoke` elsewhere ($WORKBOOK_
 notebook gets the parameter SMOKE and the environment variable WORKBOOK_SMOKE to match. Executed notebooks go
 to outputs/notebooks/ (full) or outputs/smoke/notebooks/ (smoke). A failing notebook does not stop the others;
 the summary table lists each one's status, minutes and key figure (what it passed to
-`lib.runs.report_key_figure`), and the exit status is 1 if any failed. -p and -y read values as papermill's own
+`lib.results.report_key_figure`), and the exit status is 1 if any failed. -p and -y read values as papermill's own
 options do (-y for lists: `-y "BETAS: [4.0]"`); a name that no selected notebook assigns in its cell tagged
 `parameters` is refused before anything runs, and a name only some declare goes to those only.
 """

@@ -394,7 +394,7 @@ def test_one_epoch_visits_every_image_once_and_flips_about_half_exactly():
     batches = data.InfiniteBatches(x, batch_size=8, seed=0)
     assert batches.steps_per_epoch == 8 and batches.n == 66 and batches.batch_size == 8
     seen, flips = [], []
-    for _, batch in zip(range(8), batches):
+    for batch in map(batches.batch, range(8)):
         assert batch.shape == (8, 3, 32, 32)
         index, flipped = identify(batch, x)
         seen += index
@@ -419,14 +419,25 @@ def test_seeds_reproduce_and_differ_and_epochs_reshuffle():
     assert not torch.equal(a.batch(0), a.batch(a.steps_per_epoch))
 
 
-def test_random_access_and_seek_match_iteration():
+def test_random_access_in_any_order_gives_the_same_batches():
     x = random_images(40)
-    iterated = [batch for _, batch in zip(range(17), data.InfiniteBatches(x, 8, seed=5))]  # crosses 3 epochs
-    batches = data.InfiniteBatches(x, 8, seed=5)
-    for step in reversed(range(17)):
-        assert torch.equal(batches.batch(step), iterated[step])
-    batches.seek(11)
-    assert torch.equal(next(batches), iterated[11]) and torch.equal(next(batches), iterated[12])
+    forward = data.InfiniteBatches(x, 8, seed=5)
+    in_order = [forward.batch(step) for step in range(17)]  # crosses 3 epochs
+    backward = data.InfiniteBatches(x, 8, seed=5)
+    for step in reversed(range(17)):  # a resumed run jumps straight to its step: the batch must not depend on history
+        assert torch.equal(backward.batch(step), in_order[step])
+
+
+def test_the_one_converter_round_trips_uint8_exactly_and_rounds_floats_to_the_nearest_level():
+    x = random_images(6)
+    as_float = data.to_float(x)
+    assert as_float.dtype == torch.float32 and float(as_float.max()) <= 1.0
+    assert np.array_equal(data.to_uint8(as_float), x)  # uint8 -> float -> uint8 is the identity
+    levels = torch.tensor([0.0, 0.49 / 255, 0.51 / 255, 1.2, -0.3]).view(1, 1, 1, 5).expand(1, 3, 1, 5)
+    assert data.to_uint8(levels)[0, 0, 0].tolist() == [0, 0, 1, 255, 0]  # nearest level; out of range clipped
+    assert torch.equal(data.to_float(as_float), as_float)  # float input is taken as already in [0, 1]
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        data.to_uint8(np.zeros((2, 32, 32), np.float32))
 
 
 def test_two_ranks_take_disjoint_halves_of_the_global_batch():

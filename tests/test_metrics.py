@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from lib import banks, metrics
+from lib import metrics
 from lib.data import load_cifar10
-from lib.feature_classifier import (CLASSIFIER_TINY, augment, classifier_step, ensure_classifier,
+from lib.metrics.classifier import (CLASSIFIER_TINY, accuracy, augment, classifier_step, ensure_classifier,
                                     load_classifier)
 from lib.nets.classifier import ResNetC10
 
@@ -79,9 +79,15 @@ def tiny_classifier(tiny_cifar):
 
 def test_classifier_features_and_storage(tiny_classifier, isolated_outputs):
     assert (isolated_outputs / "smoke/classifier/classifier.pt").is_file()
-    assert 0.0 <= tiny_classifier.test_accuracy <= 1.0
-    features = tiny_classifier.features(np.zeros((5, 3, 32, 32), np.uint8))
+    x_test, y_test = load_cifar10().split("test")
+    recomputed = accuracy(tiny_classifier.net, x_test, y_test)  # the stored figure is the test split's accuracy
+    assert tiny_classifier.test_accuracy == pytest.approx(recomputed)
+    images = np.random.default_rng(0).integers(0, 256, (5, 3, 32, 32), dtype=np.uint8)
+    features = tiny_classifier.features(images, batch_size=2)  # batched like the full set, one image at a time here
+    with torch.no_grad():
+        direct = tiny_classifier.net.eval().features(torch.as_tensor(images).float() / 255).double().numpy()
     assert features.shape == (5, 16) and features.dtype == np.float64
+    np.testing.assert_allclose(features, direct, rtol=1e-5, atol=1e-6)
     again = load_classifier(smoke=True)
     assert again.weights_sha256 == tiny_classifier.weights_sha256
 
@@ -130,40 +136,3 @@ def test_classifier_step_lowers_the_loss_on_a_tiny_batch():
     losses = [classifier_step(net, optimizer, x, y) for _ in range(25)]
     assert losses[-1] < 0.7 * losses[0]
     assert augment(x, torch.Generator().manual_seed(0)).shape == x.shape
-
-
-def test_sample_bank_round_trip(images, isolated_outputs):
-    path = banks.save_sample_bank("demo", images.float() / 255, seed=3, seconds_per_1k=1.5, smoke=True)
-    assert path == isolated_outputs / "smoke/results/demo.samples.npz"
-    bank = banks.load_sample_bank("demo", smoke=True)
-    assert np.array_equal(bank["images"], images.numpy()) and bank["seed"] == 3
-    assert banks.load_sample_bank("absent", smoke=True) is None
-
-
-def test_tightest_test_bound_prefers_importance_weighted_over_elbo():
-    vae = {"bpd_elbo": 4.1, "bpd_k": 4.0, "k_eval": 5000, "log_px_k": -9000.0, "elbo": -9100.0}  # notebooks 03/04
-    nvae = {"test_bpd_iw": 3.3, "test_bpd_elbo": 3.4, "k": 100, "val_bpd_elbo": {"full": 3.5}}  # notebook 05
-    assert banks.tightest_test_bound(vae) == (4.0, "L_5000")
-    assert banks.tightest_test_bound(nvae) == (3.3, "L_100")
-    assert banks.tightest_test_bound({"bpd_elbo": 4.1, "val_bpd_elbo": 3.0}) == (4.1, "ELBO")
-    assert banks.tightest_test_bound({"final_loss": 1.0, "fd_c10": 2.0}) == (None, None)  # NCSN: no likelihood
-
-
-def test_model_from_run_reads_the_run_folder_the_record_names(isolated_outputs):
-    """Results of experiment "beta_vae-beta4" describe the checkpoint in run folder "beta_vae-beta4-tiny"."""
-    from lib.checkpoints import save_checkpoint
-    from lib.models import MODELS
-    from lib.runs import run_dir
-
-    cfg = MODELS["beta_vae"].presets["tiny"][0]
-    model = MODELS["beta_vae"].build(cfg)
-    record = {"experiment": "beta_vae-beta4", "run": "beta_vae-beta4-tiny"}
-    assert banks.run_name(record) == "beta_vae-beta4-tiny"
-    assert banks.run_name({"experiment": "ncsn-tiny"}) == "ncsn-tiny"  # results written before the "run" field
-    save_checkpoint(run_dir(banks.run_name(record), smoke=True), dict(
-        step=1, model=model.state_dict(), ema=model.state_dict(), optimizer={}, train_config={},
-        model_config=dataclasses.asdict(cfg), wall_seconds=0.0))
-    loaded, n_params = banks.model_from_run(banks.run_name(record), "beta_vae", smoke=True)
-    assert n_params == sum(p.numel() for p in model.parameters()) and not loaded.training
-    assert banks.model_from_run(record["experiment"], "beta_vae", smoke=True) is None  # no checkpoint there
-    assert banks.model_from_run(banks.run_name(record), "not-a-family", smoke=True) is None

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from lib.losses import dsm_loss, per_level_means
-from lib.metrics import largest_pairwise_distance, nearest_neighbours
-from lib.models import MODELS, NCSN, NCSN_TINY, NCSNConfig
+from lib.metrics import nearest_neighbours
+from lib.models import MODELS, NCSN, NCSNConfig
+from lib.models.ncsn import NCSN_TINY
 from lib.nets.ncsn import RefineNet, ScoreUNet
-from lib.samplers import (annealed_langevin, annealed_langevin_inpaint, annealed_langevin_interpolate,
-                          geometric_sigmas, technique2_gamma, technique2_n_sigmas, technique4_step_lr,
+from lib.samplers import (annealed_langevin, annealed_langevin_inpaint, geometric_sigmas, largest_pairwise_distance,
+                          technique2_gamma, technique2_n_sigmas, technique4_step_lr,
                           technique4_variance_ratio)
 from lib.train import TrainConfig, train
 
@@ -115,8 +116,6 @@ def test_samplers_reject_a_chain_that_cannot_run_naming_the_parameter(name, kwar
         annealed_langevin(score, x, sigmas, **kwargs)
     with pytest.raises(ValueError, match=name):
         annealed_langevin_inpaint(score, x, mask, sigmas, **kwargs)
-    with pytest.raises(ValueError, match=name):
-        annealed_langevin_interpolate(score, (3, 4, 4), sigmas, n_rows=1, n_interpolations=2, **kwargs)
 
 
 @pytest.mark.parametrize("message, args", [

@@ -10,8 +10,8 @@ import torch
 from lib.dists import (Normal, dmol_component_log_prob, dmol_log_prob, dmol_sample, residual_normal)
 from lib.losses import kl_balance, kl_coeff_at, power_iteration
 from lib.metrics import bits_per_dim, hierarchical_bounds
-from lib.models import MODELS, NVAE, NVAE_TINY, NVAEConfig, load_run_model
-from lib.nvae import reestimate_bn
+from lib.models import MODELS, NVAE, NVAEConfig, load_run_model, reestimate_bn
+from lib.models.nvae import NVAE_TINY
 from lib.runs import read_jsonl
 from lib.train import TrainConfig, lr_at, train
 
@@ -229,9 +229,13 @@ def test_temperature_samples_and_bn_reestimation():
     reestimate_bn(model, t=0.7, n_batches=2, batch_size=16)
     assert not model.training and torch.equal(model.net.pre[-1].branch[0].running_var, encoder_bn)
     assert not torch.allclose(model.net.post[0].branch[0].running_var, decoder_bn)
-    for t in (1.0, 0.6):
-        images = model.sample(6, t=t)
-        assert images.shape == (6, 3, 32, 32) and images.min() >= 0 and images.max() <= 1
+    draws = {}
+    for t in (1.0, 0.6, 0.6):
+        torch.manual_seed(0)
+        draws.setdefault(t, []).append(model.sample(6, t=t, mode="mean"))
+    assert draws[1.0][0].shape == (6, 3, 32, 32)
+    assert torch.equal(*draws[0.6])  # the seed fixes the prior noise
+    assert not torch.allclose(draws[1.0][0], draws[0.6][0])  # the temperature reaches the prior's scale
 
 
 def test_bf16_autocast_keeps_the_objective_in_fp32():
@@ -243,5 +247,5 @@ def test_bf16_autocast_keeps_the_objective_in_fp32():
 
 def test_tiny_preset_is_registered():
     model_cfg, train_cfg = MODELS["nvae"].presets["tiny"]
-    assert model_cfg == NVAE_TINY and train_cfg.optimizer == "adamax"
+    assert train_cfg.optimizer == "adamax"
     assert sum(p.numel() for p in MODELS["nvae"].build(model_cfg).parameters()) < 200_000

@@ -1,4 +1,4 @@
-"""Run records (paths, atomic writes, results contract) and the independent-pixels baseline."""
+"""Run folders (paths, atomic writes, the JSON-lines log) and the independent-pixels baseline."""
 from __future__ import annotations
 
 import json
@@ -11,19 +11,6 @@ import torch
 from lib import runs
 from lib.metrics import bits_per_dim
 from lib.models import IndependentPixels, IndependentPixelsConfig
-
-
-def test_smoke_and_real_results_never_share_a_path(isolated_outputs, monkeypatch):
-    common = dict(model="m", config={}, data={"source": "folder", "format": "jpeg"}, device="cpu",
-                  wall_minutes=1.0, steps=3, img_per_s=10.0, metrics={"bpd": 5.0})
-    real = runs.write_results("exp", smoke=False, **common)
-    monkeypatch.setenv("WORKBOOK_SMOKE", "1")
-    smoke = runs.write_results("exp", **common)
-    assert real == isolated_outputs / "results" / "exp.json"
-    assert smoke == isolated_outputs / "smoke" / "results" / "exp.json"
-    assert json.loads(real.read_text())["smoke"] is False and json.loads(smoke.read_text())["smoke"] is True
-    for key in ("experiment", "model", "config", "data", "device", "wall_minutes", "steps", "img_per_s", "metrics"):
-        assert key in json.loads(real.read_text())
 
 
 def test_run_dir_rejects_paths_as_names():
@@ -45,14 +32,6 @@ def test_read_jsonl_skips_a_torn_last_line(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text('{"step": 1}\n{"step": 2}\n{"st')
     assert runs.read_jsonl(path) == [{"step": 1}, {"step": 2}]
-
-
-def test_key_figure_goes_to_the_runner_file(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("WORKBOOK_KEY_FIGURE_FILE", str(tmp_path / "k.json"))
-    runs.report_key_figure("test bits/dim", 4.25, "bits/dim")
-    assert json.loads((tmp_path / "k.json").read_text()) == {"name": "test bits/dim", "value": 4.25,
-                                                              "unit": "bits/dim"}
-    assert "4.25" in capsys.readouterr().out
 
 
 def test_smoke_flag(monkeypatch):

@@ -25,7 +25,7 @@ def write_notebook(path, *cells, parameters=PARAMETERS):
 def books(tmp_path):
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    write_notebook(folder / "00_first.ipynb", "from lib.runs import report_key_figure\n"
+    write_notebook(folder / "00_first.ipynb", "from lib.results import report_key_figure\n"
                    "report_key_figure('scaled', 2.5 * SCALE * sum(BETAS), 'units')")
     write_notebook(folder / "01_broken.ipynb", "raise ValueError('on purpose')")
     write_notebook(folder / "02_last.ipynb", "import os\nassert SMOKE == (os.environ['WORKBOOK_SMOKE'] == '1')\n"

@@ -1,5 +1,5 @@
 """NVAE's network (Vahdat & Kautz 2020): a bottom-up encoder and a top-down decoder with latent groups at
-several scales; the losses live in lib.losses / lib.dists and the model (loss, sampling) in lib.nvae.
+several scales; the losses live in lib.losses / lib.dists and the model (loss, sampling) in lib.models.nvae.
 
 Symbols: `z_l` the l-th latent group (B, latent_channels, r, r), ordered top-down (coarsest first); `p` the prior
 p(z_l | z_<l) and `q` the posterior q(z_l | x, z_<l), both elementwise `Normal`s; `h` the decoder's state; `feats`

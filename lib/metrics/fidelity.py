@@ -1,4 +1,4 @@
-"""Sample-quality distances (re-exported by `lib.metrics`): Fréchet distance, `fd_c10`, precision and recall,
+"""Sample-quality distances (public names in `lib.metrics`): Fréchet distance, `fd_c10`, precision and recall,
 and FID / IS / KID through torch-fidelity.
 
 Fréchet distance between Gaussians N(mu1, S1) and N(mu2, S2) (Heusel et al. 2017, eq. 6; Dowson & Landau 1982):
@@ -7,7 +7,7 @@ with Tr (S1 S2)^{1/2} = sum_i sqrt(lambda_i) over the eigenvalues of the symmetr
 (similar to S1 S2), computed in float64 without scipy.
 
 `fd_c10` is the same distance in the penultimate features of the workbook's own CIFAR-10 classifier
-(`lib.feature_classifier`), so it works offline; every result carries that classifier's test accuracy and
+(`lib.metrics.classifier`), so it works offline; every result carries that classifier's test accuracy and
 the data copy. On the offline JPEG (quality 75) copy, fd_c10 compares only within this workbook.
 
 Precision and recall follow Kynkäänniemi et al. 2019 (k-NN manifolds, k = 3): a sample is "covered" by a set
@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import runs
-from .feature_classifier import TrainedClassifier, ensure_classifier
+from .. import runs
+from ..data import load_cifar10, to_uint8
+from .classifier import TrainedClassifier, ensure_classifier
 
 INCEPTION_ENV = "WORKBOOK_INCEPTION_WEIGHTS"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -125,18 +126,6 @@ class FDResult:
                 f"images{pr}; classifier test accuracy {self.classifier_accuracy:.1%}; {note})")
 
 
-def _as_uint8(images) -> np.ndarray:
-    """uint8 (N, 3, 32, 32) from uint8 or float-in-[0, 1] images (numpy or torch)."""
-    if isinstance(images, torch.Tensor):
-        images = images.detach().cpu().numpy()
-    images = np.asarray(images)
-    if images.dtype != np.uint8:
-        images = np.clip(np.round(images.astype(np.float32) * 255), 0, 255).astype(np.uint8)
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected images (N, 3, H, W), got shape {images.shape}")
-    return np.ascontiguousarray(images)
-
-
 def reference_features(classifier: TrainedClassifier, images: np.ndarray, smoke: bool | None = None,
                        device=None) -> np.ndarray:
     """Features of reference images, cached under outputs/(smoke/)runs/fd_c10_reference/, keyed by the
@@ -162,16 +151,15 @@ def fd_c10(images, reference="train", classifier: TrainedClassifier | None = Non
     Precision/recall use equal-size sets: the first min(N, n_reference, n_pr) of each. `smoke` (None:
     $WORKBOOK_SMOKE) picks the smoke classifier and keeps the reference-feature cache under outputs/smoke/.
     """
-    from .data import load_cifar10
     smoke = runs.is_smoke() if smoke is None else smoke
     cifar = cifar if cifar is not None or not isinstance(reference, str) else load_cifar10()
     classifier = classifier or ensure_classifier(cifar, smoke=smoke, device=device)
     if isinstance(reference, str):
         ref_images, what = cifar.split(reference, limit=n_reference)[0], f"the {reference} split"
     else:
-        ref_images, what = _as_uint8(reference)[:n_reference], "the given reference images"
+        ref_images, what = to_uint8(reference)[:n_reference], "the given reference images"
     ref = reference_features(classifier, np.ascontiguousarray(ref_images), smoke=smoke, device=device)
-    fake = classifier.features(_as_uint8(images), device=device)
+    fake = classifier.features(to_uint8(images), device=device)
     fd = frechet_distance(*feature_stats(fake), *feature_stats(ref))
     precision = recall = None
     if with_pr:
@@ -247,7 +235,7 @@ def inception_metrics(images, reference, weights: str | os.PathLike | None = Non
     except ImportError as err:
         raise ImportError("FID/IS/KID need torch-fidelity: `pip install -e .[metrics]` (or "
                           "`pip install torch-fidelity`).") from err
-    fake, real = _as_uint8(images), _as_uint8(reference)
+    fake, real = to_uint8(images), to_uint8(reference)
     key = hashlib.sha256(real.tobytes()).hexdigest()[:16]
     smoke = runs.is_smoke() if smoke is None else smoke
     cache_root = runs.outputs_dir() / ("smoke/runs" if smoke else "runs") / "fidelity_cache"

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import runs
-from .nets.classifier import ResNetC10
+from .. import runs
+from ..data import load_cifar10, to_float
+from ..nets.classifier import ResNetC10
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,9 @@ class TrainedClassifier:
         """Penultimate features float64 (N, F) of uint8 images (N, 3, 32, 32) or floats in [0, 1]."""
         device = torch.device(device) if device else next(self.net.parameters()).device
         self.net.to(device).eval()
-        x = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
         out = []
         for start in range(0, len(x), batch_size):
-            chunk = x[start:start + batch_size].to(device)
-            chunk = chunk.float() / 255 if chunk.dtype == torch.uint8 else chunk.float()
-            out.append(self.net.features(chunk).double().cpu())
+            out.append(self.net.features(to_float(x[start:start + batch_size], device)).double().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.net.n_features))
 
 
@@ -104,7 +102,7 @@ def accuracy(net, x, y, batch_size: int = 500, device="cpu") -> float:
     net.eval()
     correct = 0
     for start in range(0, len(x), batch_size):
-        xb = torch.as_tensor(x[start:start + batch_size]).to(device).float() / 255
+        xb = to_float(x[start:start + batch_size], device)
         correct += (net(xb).argmax(1).cpu() == torch.as_tensor(y[start:start + batch_size])).sum().item()
     return correct / max(len(x), 1)
 
@@ -128,7 +126,7 @@ def train_classifier(cifar, cfg: ClassifierConfig = CLASSIFIER_FULL, device=None
         losses = []
         for k in range(steps_per_epoch):
             index = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
-            xb = augment(x_dev[index].float() / 255, generator)
+            xb = augment(to_float(x_dev[index]), generator)
             losses.append(classifier_step(net, optimizer, xb, y_dev[index]))
             schedule.step()
         history.append(float(np.mean(losses)))
@@ -176,7 +174,6 @@ def ensure_classifier(cifar=None, cfg: ClassifierConfig | None = None, smoke: bo
         return load_classifier(smoke, device=runs.pick_device(device))
     except FileNotFoundError:
         pass
-    from .data import load_cifar10
     cifar = cifar or load_cifar10()
     cfg = cfg or (CLASSIFIER_TINY if smoke else CLASSIFIER_FULL)
     start = time.monotonic()

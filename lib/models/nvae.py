@@ -1,5 +1,6 @@
 """The NVAE model (Vahdat & Kautz 2020): NVAENet + the NVAE objective + temperature sampling, behind the
-workbook's model interface `loss(x, step) -> (loss, stats)` and `sample(n)`; registered in lib.models.
+workbook's model interface `loss(x, step) -> (loss, stats)` and `sample(n)`, with its presets; BatchNorm
+re-estimation and temperature grids for sampling (NVAE Sec. 5).
 
 Symbols: `x` images in [0, 1] (B, 3, 32, 32); `z_l`, `q`, `p` as in lib.nets.nvae; `kl` (B, G) the per-group
 KL(q(z_l | x, z_<l) || p(z_l | z_<l)) in nats; `coeff` the KL warm-up weight; `lam` the spectral-regulariser
@@ -9,16 +10,18 @@ The network may run under bf16 autocast; the likelihood and KL terms are compute
 """
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
-from .dists import discretized_gaussian_log_prob, discretized_mean, dmol_log_prob, dmol_mean, dmol_sample
-from .losses import bn_scale_penalty, kl_balance, kl_coeff_at, power_iteration, spectral_coeff_at
-from .metrics import N_DIMS, bits_per_dim
-from .nets.nvae import NVAENet
+from ..data import N_DIMS
+from ..dists import discretized_gaussian_log_prob, discretized_mean, dmol_log_prob, dmol_mean, dmol_sample
+from ..losses import bits_per_dim, bn_scale_penalty, kl_balance, kl_coeff_at, power_iteration, spectral_coeff_at
+from ..nets.nvae import NVAENet
+from ..train import TrainConfig
 
 LIKELIHOODS = ("dmol", "gaussian")
 
@@ -210,25 +213,29 @@ def _shape_groups(net: nn.Module) -> list[tuple[list[str], tuple[int, int]]]:
     return [(names, shape) for shape, names in groups.items()]
 
 
-# --- notebook helpers: sharpness, temperature grids -------------------------------------------------
-
-def high_frequency_energy(x: torch.Tensor) -> float:
-    """Mean squared difference of horizontally and vertically adjacent subpixels, x (B, 3, H, W) in [0, 1]:
-    low for blurry images, high for noisy ones."""
-    x = x.float()
-    dx, dy = x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
-    return 0.5 * (dx.pow(2).mean() + dy.pow(2).mean()).item()
-
-
 @torch.no_grad()
 def temperature_rows(model: NVAE, temperatures, n: int, reestimate: bool, n_batches: int = 20,
                      batch_size: int = 500, seed: int = 0) -> torch.Tensor:
     """n samples per temperature, row-major (len(temperatures) * n, 3, 32, 32); with `reestimate`, a copy of the
     model has its decoder BatchNorm statistics re-estimated at each temperature first (NVAE Sec. 5)."""
-    import copy
     rows = []
     for t in temperatures:
         sampler = reestimate_bn(copy.deepcopy(model), t, n_batches, batch_size) if reestimate else model.eval()
         torch.manual_seed(seed)  # the same prior noise at every temperature and in both settings
         rows.append(sampler.sample(n, t=t).cpu())
     return torch.cat(rows)
+
+
+NVAE_REFERENCE = NVAEConfig()  # the reference project's small configuration: 2 scales, 64 channels, 3 groups/scale
+NVAE_TINY = NVAEConfig(channels=16, n_scales=2, groups_per_scale=2, latent_channels=4, enc_cells=1, dec_cells=1,
+                       n_pre=1, n_post=1, expand=2, n_mix=3, kl_warmup_steps=20)
+# Adamax, lr 1e-2 with warm-up then cosine to 1e-4, as the official code; its L2 weight decay of 3e-4 acts on a
+# nats-per-image loss, ours is per dimension, hence 3e-4 / 3072. 140k steps of 64 = 200 epochs of the 45k split.
+PRESETS = {  # name -> (model config, TrainConfig)
+    "reference": (replace(NVAE_REFERENCE, kl_warmup_steps=42_000),
+                  TrainConfig(steps=140_000, batch_size=64, lr=1e-2, optimizer="adamax", weight_decay=1e-7,
+                              warmup_steps=3_500, schedule="cosine", min_lr_ratio=0.01, ema_decay=0.9999,
+                              n_samples=64, ckpt_every=2_000)),
+    "tiny": (NVAE_TINY, TrainConfig(steps=30, batch_size=16, lr=5e-3, optimizer="adamax", warmup_steps=5,
+                                    schedule="cosine", min_lr_ratio=0.01, log_every=5, ckpt_every=10, n_samples=16)),
+}

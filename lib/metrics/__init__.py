@@ -1,0 +1,25 @@
+"""Evaluation numbers, one module per kind; the public names live here.
+
+- `likelihood`: importance-weighted log-likelihood and the VAE family's evaluation (Burda et al. 2016), NVAE's
+  ELBO and L_k, active units, reconstruction error; bits/dim (from lib.losses).
+- `pixels`: nearest training neighbours (memorisation checks) and high-frequency energy (sharpness).
+- `fidelity`: the Fréchet distance, fd_c10 (the workbook's own CIFAR-10 classifier, offline), precision/recall
+  (Kynkäänniemi et al. 2019), FID/IS/KID through torch-fidelity.
+- `classifier`: the classifier behind fd_c10; `python -m lib.metrics train-classifier` trains and stores it.
+"""
+from ..data import N_DIMS
+from ..losses import bits_per_dim
+from .classifier import (CLASSIFIER_FULL, CLASSIFIER_TINY, ClassifierConfig, TrainedClassifier, ensure_classifier,
+                         load_classifier)
+from .fidelity import (INCEPTION_ENV, FDResult, InceptionWeightsError, fd_c10, feature_stats, frechet_distance,
+                       inception_metrics, inception_weights_path, precision_recall)
+from .likelihood import (active_units, elbo_terms, evaluate_likelihood, evaluate_vae, hierarchical_bounds,
+                         importance_log_likelihood, posterior_means, reconstruction_error)
+from .pixels import high_frequency_energy, nearest_neighbours
+
+__all__ = ["N_DIMS", "bits_per_dim", "CLASSIFIER_FULL", "CLASSIFIER_TINY", "ClassifierConfig", "TrainedClassifier",
+           "ensure_classifier", "load_classifier", "INCEPTION_ENV", "FDResult", "InceptionWeightsError", "fd_c10",
+           "feature_stats", "frechet_distance", "inception_metrics", "inception_weights_path", "precision_recall",
+           "active_units", "elbo_terms", "evaluate_likelihood", "evaluate_vae", "hierarchical_bounds",
+           "importance_log_likelihood", "posterior_means", "reconstruction_error", "high_frequency_energy",
+           "nearest_neighbours"]

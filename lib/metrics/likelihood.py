@@ -1,0 +1,139 @@
+"""Likelihood and latent-space numbers: importance-weighted log-likelihood and the VAE family's evaluation
+(Burda et al. 2016), NVAE's ELBO and L_k (Vahdat & Kautz 2020), active units, reconstruction error.
+
+bits/dim is NLL / (3072 ln 2) (lib.losses.bits_per_dim), with no extra term because the likelihoods are discrete
+over the 256 levels. Likelihoods are evaluated in eval mode (BatchNorm running statistics), whatever mode the
+model was in. A VAE here offers posterior(x) -> q with .mu, log_weights(x, k, q=q) -> (log_w (k, B), z) and
+reconstruct(x); a hierarchical VAE offers elbo_terms(x) -> (log p(x|z) (B,), per-group KL (B, G)) and
+log_weights(x, k) -> log_w (k, B).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from ..data import to_float
+from ..losses import bits_per_dim, iwae_bound
+from ..models.vae import beta_vae_terms
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    """Run the block with `model` in eval mode (BatchNorm uses, and keeps, its running statistics), then restore."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _batches(x, batch_size: int, device):
+    """Float [0, 1] batches (b, 3, 32, 32) on `device` of images x (uint8 or float in [0, 1])."""
+    for start in range(0, len(x), batch_size):
+        yield to_float(x[start:start + batch_size], device)
+
+
+@torch.no_grad()
+def importance_log_likelihood(model, x: torch.Tensor, k: int = 5000, k_chunk: int = 500) -> torch.Tensor:
+    """log p(x) ~ L_k (Burda et al. eq. 8) in nats per image (B,), x (B, 3, 32, 32) in [0, 1]; the k samples are
+    drawn k_chunk at a time (memory ~ B * k_chunk decoded images) and combined by one logsumexp."""
+    if k < 1 or k_chunk < 1:
+        raise ValueError(f"k and k_chunk must be >= 1, got k={k}, k_chunk={k_chunk}")
+    q = model.posterior(x)
+    log_w = torch.cat([model.log_weights(x, min(k_chunk, k - done), q=q)[0] for done in range(0, k, k_chunk)])
+    return iwae_bound(log_w)  # (k, B) -> (B,)
+
+
+@torch.no_grad()
+def evaluate_likelihood(model, x, k: int = 5000, batch_size: int = 8, k_chunk: int = 500, device=None) -> dict:
+    """Mean log p(x) estimate L_k and the ELBO (beta = 1) over images x (uint8 or [0, 1]), in nats and bits/dim."""
+    device = device or torch.device("cpu")
+    log_px, elbo = [], []
+    with _eval_mode(model):
+        for xb in _batches(x, batch_size, device):
+            log_px.append(importance_log_likelihood(model, xb, k, k_chunk).cpu())
+            elbo.append(model.log_weights(xb, min(k, 100))[0].mean(0).cpu())  # ELBO averaged over up to 100 z
+    log_px, elbo = torch.cat(log_px).mean().item(), torch.cat(elbo).mean().item()
+    return {"k": k, "n_images": len(x), "log_px_nats": log_px, "bpd": bits_per_dim(-log_px),
+            "elbo_nats": elbo, "bpd_elbo": bits_per_dim(-elbo)}
+
+
+@torch.no_grad()
+def posterior_means(model, x, batch_size: int = 256, device=None) -> torch.Tensor:
+    """E_q[z|x] = mu for images x, (N, L) on the CPU."""
+    device = device or torch.device("cpu")
+    return torch.cat([model.posterior(xb).mu.cpu() for xb in _batches(x, batch_size, device)])
+
+
+def active_units(mu: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
+    """Burda et al. (2016, Sec. 5.2): unit j is active when Cov_x(E_q[z_j|x]) > threshold; mu (N, L) -> bool (L,)."""
+    if mu.shape[0] < 2:
+        raise ValueError(f"active units need at least 2 images, got {mu.shape[0]}")
+    return mu.float().var(dim=0) > threshold
+
+
+@torch.no_grad()
+def reconstruction_error(model, x, batch_size: int = 256, device=None) -> float:
+    """Mean squared error per subpixel ([0, 1] scale) between images x and their reconstructions at E_q[z]."""
+    device = device or torch.device("cpu")
+    total, count = 0.0, 0
+    for xb in _batches(x, batch_size, device):
+        total += float(((model.reconstruct(xb) - xb) ** 2).sum())
+        count += xb.numel()
+    return total / count
+
+
+@torch.no_grad()
+def hierarchical_bounds(model, x, k: int = 100, k_chunk: int = 25, batch_size: int = 50, device=None) -> dict:
+    """Mean ELBO (analytic group KLs), the importance-weighted bound L_k (k = 100 by default, 1000 optional) and
+    the mean KL of each latent group (nats) over images x (uint8 or [0, 1]); k samples are drawn k_chunk at a time."""
+    if k < 1 or k_chunk < 1:
+        raise ValueError(f"k and k_chunk must be >= 1, got k={k}, k_chunk={k_chunk}")
+    device = device or next(model.parameters()).device
+    elbo, bound, kl = [], [], []
+    with _eval_mode(model):
+        for xb in _batches(x, batch_size, device):
+            log_px, kl_b = model.elbo_terms(xb)
+            elbo.append((log_px - kl_b.sum(1)).cpu())
+            kl.append(kl_b.cpu())
+            log_w = torch.cat([model.log_weights(xb, min(k_chunk, k - done)) for done in range(0, k, k_chunk)])
+            bound.append(iwae_bound(log_w).cpu())  # (k, B) -> (B,)
+    elbo, bound = torch.cat(elbo).mean().item(), torch.cat(bound).mean().item()
+    return {"k": k, "n_images": len(x), "elbo_nats": elbo, "bpd_elbo": bits_per_dim(-elbo),
+            "iw_nats": bound, "bpd_iw": bits_per_dim(-bound), "kl_per_group_nats": torch.cat(kl).mean(0).tolist()}
+
+
+@torch.no_grad()
+def elbo_terms(model, x, batch_size: int = 256, device=None, model_cfg=None, step: int = 0) -> dict:
+    """Test-set means of -E_q log p(x|z) (one z per image), the analytic KL, the ELBO and the trained objective
+    (under lib.models.objective_name(model_cfg), at training step `step`), in nats per image."""
+    device = device or torch.device("cpu")
+    log_px_z, kl = [], []
+    for xb in _batches(x, batch_size, device):
+        q = model.posterior(xb)
+        log_px_z.append(model.log_px_z(xb, q.rsample()).cpu())
+        kl.append(q.kl_standard_normal().cpu())
+    terms = beta_vae_terms(model_cfg, torch.cat(log_px_z), torch.cat(kl), step)  # what BetaVAE.loss computes
+    return {name: value.mean().item() for name, value in terms.items()}  # |KL - C| is averaged per image, as trained
+
+
+def evaluate_vae(model, x_test, k: int, n_likelihood: int, device, ll_batch: int = 8, k_chunk: int = 500,
+                 model_cfg=None, step: int = 0) -> dict:
+    """Everything the notebooks tabulate for one model (EMA weights, eval mode) on test images x_test (uint8).
+
+    The L_k estimate uses the first n_likelihood images (it costs k decoder passes per image); the other
+    numbers use all of x_test. Active units: Burda et al.'s Cov_x(E_q[z_j]) > 0.01. model_cfg and the training
+    step give the trained objective (beta_elbo, or capacity_elbo at C of that step); None: the beta = 1 ELBO.
+    """
+    model = model.eval()
+    terms = elbo_terms(model, x_test, device=device, model_cfg=model_cfg, step=step)
+    ll = evaluate_likelihood(model, x_test[:n_likelihood], k=k, batch_size=ll_batch, k_chunk=k_chunk,
+                                     device=device)
+    mu = posterior_means(model, x_test, device=device)
+    active = active_units(mu)
+    return {**terms, "bpd_elbo": bits_per_dim(-terms["elbo"]), "log_px_k": ll["log_px_nats"],
+            "bpd_k": ll["bpd"], "k_eval": k, "n_likelihood": ll["n_images"], "n_active": int(active.sum()),
+            "latent_dim": len(active), "mse": reconstruction_error(model, x_test, device=device),
+            "unit_variance": mu.var(0).tolist()}

@@ -1,0 +1,36 @@
+"""Pixel-space statistics of images: nearest neighbours (memorisation checks) and high-frequency energy
+(sharpness). Images are uint8 (read as k / 255) or float in [0, 1]; distances are on the [0, 1] scale.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..data import to_float
+
+
+@torch.no_grad()
+def nearest_neighbours(queries, reference, k: int = 1, chunk: int = 4096, device=None):
+    """L2 nearest neighbours in pixel space ([0, 1] scale): (distances (Q, k), indices (Q, k)) into `reference`.
+
+    Reference images are streamed in chunks, so 50k training images need only one chunk's distances at a time.
+    """
+    device = device or torch.device("cpu")
+    q = to_float(queries, device).flatten(1)
+    best_d = torch.full((len(q), k), float("inf"), device=device)
+    best_i = torch.zeros((len(q), k), dtype=torch.long, device=device)
+    for start in range(0, len(reference), chunk):
+        r = to_float(reference[start:start + chunk], device).flatten(1)
+        d = torch.cdist(q, r)                                               # (Q, chunk)
+        d_all = torch.cat([best_d, d], dim=1)
+        i_all = torch.cat([best_i, torch.arange(start, start + len(r), device=device).expand(len(q), -1)], dim=1)
+        best_d, pick = d_all.topk(k, dim=1, largest=False)
+        best_i = i_all.gather(1, pick)
+    return best_d.cpu(), best_i.cpu()
+
+
+def high_frequency_energy(x: torch.Tensor) -> float:
+    """Mean squared difference of horizontally and vertically adjacent subpixels, x (B, 3, H, W) in [0, 1]:
+    low for blurry images, high for noisy ones."""
+    x = to_float(x)
+    dx, dy = x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+    return 0.5 * (dx.pow(2).mean() + dy.pow(2).mean()).item()

@@ -1,0 +1,253 @@
+"""The run -> results contract, one owner for every notebook: the results record, the sample bank, loading both
+back, and the family table the comparison notebooks show.
+
+A finished real run writes `outputs/results/<experiment>.json` (smoke runs: `outputs/smoke/results/`, so they can
+never overwrite a real result) and beside it `<experiment>.samples.npz`, its sample bank: `images` uint8
+(N, 3, 32, 32) compressed (a few MB for 2,000 images), the seed and the sampling time, so distances can be
+recomputed and grids drawn later without the checkpoint, which stays out of git. The record names the run folder
+of its checkpoint (`run`), the model family (`model`), its size (`n_params`), the data copy and the compute.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import runs
+from .checkpoints import list_checkpoints
+from .data import to_uint8
+from .models import MODELS, load_run_model
+
+N_BANK = 2000  # images per bank
+FAMILIES = {"ncsn": "NCSN", "beta_vae": "β-VAE", "iwae": "IWAE", "nvae": "NVAE"}  # model name -> display name
+
+
+# --- records --------------------------------------------------------------------------------------------------
+
+def results_path(experiment: str, smoke: bool | None = None) -> Path:
+    """`outputs/results/<experiment>.json`, or under `outputs/smoke/results/` in smoke mode."""
+    if not experiment or os.sep in experiment or "/" in experiment or experiment.startswith("."):
+        raise ValueError(f"experiment name {experiment!r} must be a plain file name (no '/', not starting with '.')")
+    smoke = runs.is_smoke() if smoke is None else smoke
+    return runs.outputs_dir() / ("smoke/results" if smoke else "results") / f"{experiment}.json"
+
+
+def write_results(experiment: str, *, model: str, config: dict, data: dict, device: str, wall_minutes: float,
+                  steps: int, img_per_s: float, metrics: dict, smoke: bool | None = None, **extra: Any) -> Path:
+    """Write the results record of one run atomically and return its path.
+    `data` says which copy was used, e.g. {"source": "folder", "format": "jpeg", "lossy": True}."""
+    path = results_path(experiment, smoke)
+    record = dict(experiment=experiment, model=model, config=config, data=data, device=device,
+                  wall_minutes=round(wall_minutes, 3), steps=steps, img_per_s=round(img_per_s, 1),
+                  metrics=metrics, smoke=runs.is_smoke() if smoke is None else smoke,
+                  torch=torch.__version__, written=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra)
+    runs.atomic_write_json(path, record)
+    return path
+
+
+def data_record(cifar) -> dict:
+    """What a results record says about the data copy: {"source", "format", "lossy"}."""
+    return {"source": cifar.source, "format": cifar.image_format, "lossy": cifar.lossy}
+
+
+def record_experiment(experiment: str, *, model_name: str, result, cifar, device, metrics: dict,
+                      model_cfg=None, train_cfg=None, preset: str | None = None, config: dict | None = None,
+                      n_bank: int = N_BANK, seed: int = 1, smoke: bool | None = None, sampler=None,
+                      bank: tuple[np.ndarray, float] | None = None, **extra: Any) -> Path:
+    """What every model notebook does last: draw the sample bank from the EMA weights of `result` (a
+    lib.train.TrainResult; or from `sampler`, e.g. an NVAE with re-estimated BatchNorm; or take the `bank`
+    (images, seconds per 1k) the notebook drew already), store it, and write the results record with the run's
+    compute and `metrics` (the bank's sampling time is added). The record's config is `config`, else the model and
+    training configs and the preset. Returns the results path."""
+    model = result.ema.eval()
+    images, seconds_per_1k = bank if bank is not None else draw_samples(sampler or model, n=n_bank, seed=seed)
+    bank_file = save_sample_bank(experiment, images, seed=seed, seconds_per_1k=seconds_per_1k, smoke=smoke)
+    if config is None:
+        config = {"model": asdict(model_cfg), "train": asdict(train_cfg), "preset": preset}
+    return write_results(
+        experiment, model=model_name, config=config, data=data_record(cifar), device=runs.describe_device(device),
+        wall_minutes=result.wall_seconds / 60, steps=result.step, img_per_s=result.img_per_s,
+        metrics={**metrics, "sample_seconds_per_1k": seconds_per_1k}, smoke=smoke, sample_bank=str(bank_file),
+        run=Path(result.folder).name, n_params=sum(p.numel() for p in model.parameters()), **extra)
+
+
+def load_records(folder: str | Path | None = None, smoke: bool | None = None) -> tuple[list[dict], list[str]]:
+    """(results records sorted by file name, notes on skipped files) from `folder` (default: the results folder
+    of the profile). Files that are not readable JSON or lack "experiment" and "metrics" are skipped with a note."""
+    folder = Path(folder) if folder is not None else results_path("any", smoke).parent
+    records, notes = [], []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            notes.append(f"skipped {path.name}: not readable JSON ({err})")
+            continue
+        if isinstance(record, dict) and "experiment" in record and "metrics" in record:
+            records.append(record)
+        else:
+            notes.append(f"skipped {path.name}: not a results record (no 'experiment' and 'metrics' fields)")
+    return records, notes
+
+
+def missing_families(records: list[dict]) -> list[str]:
+    """Display names of the families (FAMILIES) that no record covers."""
+    present = {r.get("model") for r in records}
+    return [shown for name, shown in FAMILIES.items() if name not in present]
+
+
+def report_key_figure(name: str, value: float, unit: str = "") -> None:
+    """Print a notebook's headline number; the notebook runner collects it via `$WORKBOOK_KEY_FIGURE_FILE`."""
+    print(f"key figure: {name} = {value:.6g} {unit}".rstrip())
+    target = os.environ.get("WORKBOOK_KEY_FIGURE_FILE")
+    if target:
+        runs.atomic_write_json(target, {"name": name, "value": float(value), "unit": unit})
+
+
+# --- sample banks ---------------------------------------------------------------------------------------------
+
+def bank_path(experiment: str, smoke: bool | None = None) -> Path:
+    """`<results folder>/<experiment>.samples.npz`, beside `<experiment>.json`."""
+    return results_path(experiment, smoke).with_suffix(".samples.npz")
+
+
+@torch.no_grad()
+def draw_samples(model, n: int = N_BANK, batch_size: int = 250, seed: int = 0) -> tuple[np.ndarray, float]:
+    """n samples of model.sample as uint8 (n, 3, 32, 32) and the sampling time in seconds per 1,000 images."""
+    torch.manual_seed(seed)
+    chunks, start = [], time.perf_counter()
+    with tqdm(total=n, desc="sampling", unit="img", mininterval=5) as bar:
+        for first in range(0, n, batch_size):
+            chunks.append(to_uint8(model.sample(min(batch_size, n - first))))
+            bar.update(len(chunks[-1]))
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    empty = np.zeros((0, 3, 32, 32), np.uint8)
+    return (np.concatenate(chunks) if chunks else empty), 1000 * seconds / max(n, 1)
+
+
+def save_sample_bank(experiment: str, images, seed: int = 0, seconds_per_1k: float | None = None,
+                     smoke: bool | None = None) -> Path:
+    """Write the bank of `experiment` (images uint8 or in [0, 1]) atomically; returns its path."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=to_uint8(images), seed=np.int64(seed),
+                        seconds_per_1k=np.float64(np.nan if seconds_per_1k is None else seconds_per_1k))
+    path = bank_path(experiment, smoke)
+    runs.atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def load_sample_bank(experiment: str, smoke: bool | None = None) -> dict | None:
+    """{"images": uint8 (N, 3, 32, 32), "seed": int, "seconds_per_1k": float} or None when there is no bank."""
+    path = bank_path(experiment, smoke)
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as f:
+        return {"images": f["images"], "seed": int(f["seed"]), "seconds_per_1k": float(f["seconds_per_1k"])}
+
+
+# --- reading a record back: its model, its bound, its samples -------------------------------------------------
+
+def model_from_run(record: dict, smoke: bool | None = None, device="cpu"):
+    """(model with its EMA weights, n_params) from the newest checkpoint of the run a results record names, or
+    None when that folder has no checkpoint (checkpoints stay out of git) or the family is unknown."""
+    folder = runs.run_dir(record["run"], smoke)
+    if record.get("model") not in MODELS or not (folder.is_dir() and list_checkpoints(folder)):
+        return None
+    model, _ = load_run_model(folder, record["model"], device)
+    return model, sum(p.numel() for p in model.parameters())
+
+
+def tightest_test_bound(metrics: dict) -> tuple[float | None, str | None]:
+    """(bits/dim, label) of the tightest test bound in a results record's metrics: an importance-weighted L_k
+    (label "L_<k>"; NVAE's `test_bpd_iw`, the VAEs' `bpd_k`) before the ELBO (label "ELBO"), the lower value
+    among several of a kind; (None, None) without a likelihood (NCSN). Validation and training numbers are skipped."""
+    k = metrics.get("k_eval", metrics.get("k"))
+    found = []
+    for key, value in metrics.items():
+        words = set(key.lower().split("_"))
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            continue
+        if not words & {"bpd", "bits"} or words & {"val", "train", "fit"}:
+            continue
+        is_elbo = "elbo" in words
+        label = "ELBO" if is_elbo else f"L_{k}" if words & {"k", "iw"} and k else key
+        found.append((is_elbo, float(value), label))
+    if not found:
+        return None, None
+    _, value, label = min(found)
+    return value, label
+
+
+def gather(records: list[dict], smoke: bool | None = None, device="cpu", n_from_checkpoint: int = N_BANK,
+           seed: int = 1, prepare: Callable | None = None, log=print) -> list[dict]:
+    """One entry per record for the comparison: its bank (or, without one, n_from_checkpoint samples drawn from
+    the checkpoint with the banks' seed), the loaded model when there is a checkpoint, its tightest test bound and
+    its compute. `prepare(model, name)` readies a model for sampling (NVAE: BatchNorm re-estimation)."""
+    entries = []
+    for record in records:
+        exp, name = record["experiment"], record.get("model", "?")
+        try:
+            loaded = model_from_run(record, smoke, device)
+        except (ValueError, RuntimeError, KeyError) as err:  # a checkpoint this code cannot rebuild: the bank alone
+            loaded = None
+            log(f"note: {exp}: the checkpoint in run folder {record.get('run')} could not be loaded ({err})")
+        net = loaded[0] if loaded else None
+        bank, source = load_sample_bank(exp, smoke), "bank"
+        if bank is None and net is not None:
+            images, seconds = draw_samples(prepare(net, name) if prepare else net, n_from_checkpoint, seed=seed)
+            bank, source = {"images": images, "seed": seed, "seconds_per_1k": seconds}, "checkpoint"
+        bpd, bound = tightest_test_bound(record.get("metrics", {}))
+        entries.append(dict(
+            experiment=exp, model=name, run=record.get("run"), net=net, record=record, bank=bank,
+            source=source if bank else "none", n_samples=len(bank["images"]) if bank else 0, bpd=bpd, bound=bound,
+            seconds_per_1k=bank["seconds_per_1k"] if bank else record["metrics"].get("sample_seconds_per_1k"),
+            n_params=record.get("n_params") or (loaded[1] if loaded else None),
+            wall_minutes=record.get("wall_minutes"), img_per_s=record.get("img_per_s"), steps=record.get("steps"),
+            data=record.get("data", {}), device=record.get("device", "?")))
+        log(f"{exp}: run folder {record.get('run')} ({'checkpoint loaded' if loaded else 'no checkpoint'}); "
+            f"{entries[-1]['n_samples']:,} samples from {entries[-1]['source']}; test bound {bound or 'none'}")
+    return entries
+
+
+# --- the family table -----------------------------------------------------------------------------------------
+
+def fmt(value, spec: str = "{:.3f}") -> str:
+    """A table cell: '–' for a missing or NaN value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return spec.format(value)
+
+
+COLUMNS = ["model", "experiment", "samples (n)", "test bits/dim", "bound", "fd_c10", "× floor (same n)",
+           "precision", "recall", "FID (n)", "KID (n)", "s / 1k samples", "params", "steps", "train minutes",
+           "img/s", "data copy", "device"]
+
+
+def comparison_table(entries: list[dict], missing: list[str]) -> str:
+    """The comparison as a markdown table, one row per entry (keys of `gather`, plus `fd` and `floor` FDResults
+    and an optional `fid` dict with fid, kid, kid_std and n), then one row per missing family."""
+    rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for m in entries:
+        fd, fl, fid = m.get("fd"), m.get("floor"), m.get("fid") or {}
+        copy = f"{m['data'].get('format', '?')}{' (lossy)' if m['data'].get('lossy') else ''}"
+        n_fid = f" (n = {fid['n']:,})" if fid.get("n") else ""
+        cells = [m["model"], m["experiment"], f"{m['source']} ({m['n_samples']:,})", fmt(m["bpd"]),
+                 m["bound"] or "–", fmt(fd and fd.fd), fmt(fd.fd / fl.fd if fd and fl else None, "{:.1f}"),
+                 fmt(fd and fd.precision), fmt(fd and fd.recall), fmt(fid.get("fid"), "{:.2f}") + n_fid,
+                 (fmt(fid.get("kid"), "{:.4f}") + (f" ± {fid['kid_std']:.4f}" if fid.get("kid_std") else "") + n_fid
+                  if fid.get("kid") is not None else "–"),
+                 fmt(m["seconds_per_1k"], "{:.1f}"), fmt(m["n_params"], "{:,}"), fmt(m["steps"], "{:,}"),
+                 fmt(m["wall_minutes"], "{:.1f}"), fmt(m["img_per_s"], "{:,.0f}"), copy, m["device"]]
+        rows.append("| " + " | ".join(str(c) for c in cells) + " |")
+    rows += [f"| {name} | missing: no results file yet |" + " |" * (len(COLUMNS) - 2) for name in missing]
+    return "\n".join(rows)

@@ -1,0 +1,90 @@
+"""The shape of lib/ (DESIGN "Layout"): lower layers never import higher ones, there is no import cycle, and the
+package docstring names every module, so a newcomer's map of lib/ is complete."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import lib
+
+LIB = Path(lib.__file__).parent
+LAYERS = [  # a module may import its own layer's package and the layers before it, never a later one
+    {"runs", "data_sources", "degrade"},
+    {"data"},
+    {"nets", "dists", "losses", "samplers", "checkpoints"},
+    {"train"},
+    {"models"},
+    {"metrics", "results", "findings", "viz", "viz_vae", "cli", "bench", "workbook"},
+]
+
+
+def _modules() -> dict[str, Path]:
+    """'data', 'models.ncsn', 'nets.vae', ... -> path, for every module of lib/."""
+    found = {}
+    for path in LIB.rglob("*.py"):
+        parts = path.relative_to(LIB).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] in ("__init__", "__main__") else parts)
+        if name and parts[-1] != "__main__":
+            found[name] = path
+    return found
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """The lib modules `path` imports (absolute or relative, also inside functions), except in a top-level
+    `if __name__ == "__main__":` block (an entry point, not a dependency)."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    tree = ast.parse(path.read_text())
+    tree.body = [n for n in tree.body if not (isinstance(n, ast.If) and "__main__" in ast.unparse(n.test))]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name[len("lib."):] for a in node.names if a.name.startswith("lib.")}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                if not (node.module == "lib" or (node.module or "").startswith("lib.")):
+                    continue
+                base = node.module.split(".")[1:]
+            else:
+                base = package[:len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
+            out |= {".".join(base)} if base else {a.name for a in node.names}
+    return out
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[0]
+    return next(i for i, names in enumerate(LAYERS) if top in names)
+
+
+def test_every_module_has_a_layer_and_imports_only_lower_layers():
+    for name, path in _modules().items():
+        here = _layer(name)
+        for target in _imports(name, path):
+            if target.split(".")[0] == name.split(".")[0]:
+                continue  # within one package (models.ncsn -> models.vae is not a layer question)
+            assert _layer(target) <= here, f"lib.{name} (layer {here}) imports lib.{target} (layer {_layer(target)})"
+
+
+def test_there_is_no_import_cycle():
+    graph = {}  # top-level module or package -> the others it imports
+    for name, path in _modules().items():
+        top = name.split(".")[0]
+        graph.setdefault(top, set()).update(t.split(".")[0] for t in _imports(name, path) if t.split(".")[0] != top)
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for target in sorted(graph.get(node, ())):
+            assert state.get(target) != "open", "import cycle: " + " -> ".join(stack + [node, target])
+            if target not in state:
+                visit(target, stack + [node])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+
+
+def test_the_package_docstring_names_every_module():
+    tops = {name.split(".")[0] for name in _modules()}
+    missing = sorted(t for t in tops if f"{t}" not in lib.__doc__)
+    assert not missing, f"lib/__init__.py does not mention {missing}"
