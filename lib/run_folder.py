@@ -23,6 +23,8 @@ from . import checkpoints as ckpt
 LOCK_NAME = ".lock"
 PREVIOUS_PREFIX = "previous-"
 # runs.atomic_write_bytes' temp names: ".<target>.<random>.tmp", left behind by a kill during a write
+# lib.data.CIFAR10.describe(): "CIFAR-10 from <copy> at <root>: <n> train / <n> test images"; the root is dropped
+DATA_LOCATION = re.compile(r" at .+(?=: [\d,]+ train / [\d,]+ test images$)")
 STALE_TEMP = re.compile(r"^\.(checkpoint_\d+\.pt|config\.json|metrics\.jsonl)\..+\.tmp$")
 
 
@@ -165,5 +167,9 @@ def warn_if_world_changed(saved_world: int, world: int, batch_size: int, checkpo
 
 
 def _plain(config: dict) -> dict:
-    """JSON-normal values (tuples as lists), so a checkpoint's config compares equal to the dataclass's."""
-    return json.loads(json.dumps(config, default=str))
+    """JSON-normal values (tuples as lists), so a checkpoint's config compares equal to the dataclass's; the data
+    description loses its location (the same copy elsewhere, e.g. on another machine, is the same data)."""
+    plain = json.loads(json.dumps(config, default=str))
+    if isinstance(plain.get("data"), str):
+        plain["data"] = DATA_LOCATION.sub("", plain["data"])
+    return plain

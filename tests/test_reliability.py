@@ -321,3 +321,16 @@ def test_the_cli_reports_a_changed_model_config_as_an_error(tiny_cifar, isolated
     assert main(common) == 0
     assert main(common + ["--limit", "40"]) == 1
     assert "n_train: 160 -> 40" in capsys.readouterr().err
+
+
+def test_the_same_data_copy_elsewhere_is_the_same_data_but_another_copy_is_not(images, tmp_path):
+    """Compared as lib.data's describe() writes it, without the folder it lies in (a run moved between machines)."""
+    def config(copy, root):
+        return {"name": "vae", "data": f"CIFAR-10 from {copy} at {root}: 50,000 train / 10,000 test images"}
+
+    jpeg = "image folders (JPEG, lossy)"
+    folder, cfg = tmp_path / "run", TrainConfig(steps=4, **FAST)
+    train(make_model(), images, cfg, folder, model_config=config(jpeg, "/data/a: b"), stop_at=2)
+    train(make_model(), images, cfg, folder, model_config=config(jpeg, "/elsewhere/cifar10"), stop_at=3)
+    with pytest.raises(RuntimeError, match=r"data: 'CIFAR-10 from image folders \(JPEG, lossy\): 50,000 train"):
+        train(make_model(), images, cfg, folder, model_config=config("torchvision's pickled batches", "/data/a"))
