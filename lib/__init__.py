@@ -4,6 +4,7 @@ concern has one home, and lower layers never import higher ones (tests/test_layo
     runs          run folders, smoke mode, devices, seeding, atomic writes, the JSON-lines logger (+ wandb)
     data_sources  finding and decoding CIFAR-10 (pickled batches or image folders), its uint8 cache
     degrade       real images degraded on purpose (noise, blur, JPEG) to calibrate distances
+    config_checks the type and finiteness checks every config's __post_init__ runs first
     data          load_cifar10, splits, the device-resident batch iterator, the one uint8 <-> float converter
                   (to_float, to_uint8) and the pixel constants N_LEVELS, N_DIMS
     nets/         nn.Modules only: score nets, VAE encoder/decoder, NVAE cells, the fd_c10 classifier
@@ -11,6 +12,8 @@ concern has one home, and lower layers never import higher ones (tests/test_layo
     losses        pure functions: DSM, beta-ELBO, capacity, IWAE, DReG, NVAE's KL terms, bits/dim
     samplers      annealed Langevin dynamics, inpainting, NCSNv2's ladder rules
     checkpoints   atomic checkpoints and RNG state
+    run_folder    one process per run folder (a lock), fresh starts moved aside, config checks on resume
+    interrupts    SIGTERM / Ctrl-C: checkpoint the current step, then stop
     train         TrainConfig, EMA and the one training loop (`python -m lib.train` runs lib.cli)
     models/       one module per family (config, presets, model): pixels, ncsn, vae (Beta-VAE, IWAE), nvae;
                   the registry MODELS, build, load_run_model, train_or_load

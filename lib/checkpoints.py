@@ -66,6 +66,19 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def load_weights(module: torch.nn.Module, weights: dict, path: str | Path) -> None:
+    """module.load_state_dict(weights) from checkpoint `path`, with an error naming the file and the fixes when
+    names or shapes differ."""
+    try:
+        module.load_state_dict(weights)
+    except RuntimeError as err:
+        why = " ".join(str(err).split())[:300]  # one line: torch lists every mismatched tensor
+        raise CheckpointError(
+            f"the weights in {path} do not fit this model (another architecture or width?): {why}. "
+            "Pass the model's config as model_config so a difference is named, train under another run name, or "
+            "start afresh with resume=False (it moves the old run aside).") from None
+
+
 def _damaged_message(path: Path, why: str) -> str:
     """Name the damaged file and the intact one to fall back to, if there is one."""
     older = [p for p in list_checkpoints(path.parent) if p.name < path.name]

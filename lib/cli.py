@@ -1,9 +1,19 @@
 """`python -m lib.train MODEL [--preset NAME] [--key value ...]`: train outside notebooks.
 
 Every `--key value` names a field of the model's config or of TrainConfig and is converted to that field's
-type; a few options choose the data and the run. The same command runs under
-`torchrun --nproc_per_node=N -m lib.train ...` (DistributedDataParallel, one data shard per process).
+type (a tuple field takes a comma-separated list: `--widths 32,64,128` or `--widths "(32, 64)"`); a few options
+choose the data and the run. Bad values are refused before the data loads (exit status 2). The same command runs
+under `torchrun --nproc_per_node=N -m lib.train ...` (DistributedDataParallel, one data shard per process).
 Notebooks later load the run folder this writes (outputs/runs/<run>/).
+
+Interrupt: Ctrl-C or SIGTERM finishes the current step, saves a checkpoint there and stops (exit 130 for Ctrl-C,
+143 for SIGTERM), naming the checkpoint; a second signal stops at once without saving.
+Resume: running the same command again continues from the run folder's newest checkpoint, exactly. A changed
+model config or data setting (--beta, --widths, --split, --limit, the data copy) is refused, naming the fields:
+use another --run_name, or restart. A changed TrainConfig (e.g. more --steps) is allowed, with a warning, and so
+is another number of processes (a warning: the global batch changes).
+Restart: `--resume false` starts afresh; the folder's earlier run is moved into <run>/previous-<time>/, not lost.
+One process at a time may train a run folder; a second one is refused, naming the first (pid and host).
 """
 from __future__ import annotations
 
@@ -13,11 +23,15 @@ import types
 import typing
 from dataclasses import asdict, fields
 
+import torch
 import torch.distributed
 
+from .checkpoints import CheckpointError
 from .data import load_cifar10
+from .interrupts import Interrupted
 from .models import MODELS
-from .runs import describe_device, pick_device, seed_everything
+from .run_folder import RunFolderError
+from .runs import check_run_name, describe_device, pick_device, seed_everything
 from .train import TrainConfig, distributed_context, train
 
 OPTIONS = {  # run and data options that are not config fields: name -> (type, default, help)
@@ -25,9 +39,10 @@ OPTIONS = {  # run and data options that are not config fields: name -> (type, d
     "run_name": (str, None, "run folder under outputs/runs (default: MODEL-PRESET); not --run, which torchrun takes"),
     "data_root": (str, None, "CIFAR-10 folder (default: $CIFAR10_DIR, else data/cifar10)"),
     "split": (str, "fit", "training split: fit (45k, keeps val held out) or train (50k)"),
-    "limit": (int, 0, "train on the first LIMIT images only; 0 = all"),
+    "limit": (int, 0, "train on the first LIMIT images only (>= 0); 0 = all"),
     "device": (str, None, "cuda | mps | cpu (default: the best available)"),
-    "resume": (bool, True, "continue from the run folder's newest checkpoint"),
+    "resume": (bool, True, "continue from the run folder's newest checkpoint; false: start afresh, moving the "
+                           "earlier run into <run>/previous-<time>/"),
     "wandb": (bool, True, "mirror metrics to wandb when installed and WANDB_MODE is not disabled"),
 }
 
@@ -37,11 +52,13 @@ class UsageError(ValueError):
 
 
 def parse_value(text: str, kind: typing.Any, name: str):
-    """Convert `text` to the annotated type `kind` (int, float, bool, str, or Optional of one)."""
+    """Convert `text` to the annotated type `kind` (int, float, bool, str, tuple[T, ...], or Optional of one)."""
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         if text.lower() in ("none", "null"):
             return None
         kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    if typing.get_origin(kind) is tuple:
+        return _parse_tuple(text, typing.get_args(kind), name)
     if kind is bool:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
@@ -52,6 +69,26 @@ def parse_value(text: str, kind: typing.Any, name: str):
         return kind(text)
     except (TypeError, ValueError):
         raise UsageError(f"--{name} expects {kind.__name__}, got {text!r}") from None
+
+
+def _parse_tuple(text: str, args: tuple, name: str) -> tuple:
+    """'32,64,128', '(32, 64)' or '[32]' -> a tuple whose items are converted to tuple[T, ...] or tuple[T1, T2]."""
+    inner = text.strip()
+    if inner[:1] + inner[-1:] in ("()", "[]"):
+        inner = inner[1:-1]
+    items = [item.strip() for item in inner.split(",")]
+    if items and not items[-1]:
+        items.pop()  # "(32,)": a trailing comma
+    variadic = len(args) == 2 and args[1] is Ellipsis
+    kinds = [args[0]] * len(items) if variadic else list(args)
+    example = ",".join(["32", "64", "128"] if variadic else ["1"] * len(args))
+    if not items or len(kinds) != len(items) or not all(items):
+        count = "one or more" if variadic else str(len(args))
+        raise UsageError(f"--{name} expects {count} comma-separated value(s) such as {example}, got {text!r}")
+    try:
+        return tuple(parse_value(item, k, name) for item, k in zip(items, kinds))
+    except UsageError as err:
+        raise UsageError(f"{err} in {text!r} (a comma-separated list such as {example})") from None
 
 
 def split_pairs(args: list[str]) -> dict[str, str]:
@@ -94,7 +131,43 @@ def parse(argv: list[str]) -> tuple[str, dict, object, TrainConfig]:
                          f"{sorted(OPTIONS)} + model config {sorted(_names(spec.config))} "
                          f"+ TrainConfig {sorted(_names(TrainConfig))}")
     options["run_name"] = options["run_name"] or f"{name}-{options['preset']}"
+    check_options(options)
     return name, options, model_cfg, train_cfg
+
+
+TRAIN_SPLITS = ("fit", "train")  # val and test stay held out for evaluation
+
+
+def check_options(options: dict) -> None:
+    """The data and run options, checked before any data loads; raises UsageError."""
+    if options["split"] not in TRAIN_SPLITS:
+        raise UsageError(f"--split must be one of {list(TRAIN_SPLITS)} (val and test are held out), "
+                         f"got {options['split']!r}")
+    if options["limit"] < 0:
+        raise UsageError(f"--limit must be >= 0 (0 = all images), got {options['limit']}")
+    try:
+        check_run_name(options["run_name"])
+    except ValueError as err:
+        raise UsageError(f"--run_name: {err}") from None
+    if options["device"] is not None:
+        check_device(options["device"])
+
+
+def check_device(text: str) -> None:
+    """Refuse a device string torch cannot parse, or one this machine does not have."""
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UsageError(f"--device expects cpu, cuda, cuda:N or mps, got {text!r}") from None
+    mps = getattr(torch.backends, "mps", None)
+    present = {"cpu": 1, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+               "mps": int(mps is not None and mps.is_available())}
+    if device.type not in present:
+        raise UsageError(f"--device expects cpu, cuda, cuda:N or mps, got {text!r}")
+    if present[device.type] == 0 or (device.index or 0) >= present[device.type]:
+        have = [kind for kind, n in present.items() if n]
+        raise UsageError(f"--device {text}: this machine has no such device (available: {have}); "
+                         "leave --device out to use the best available")
 
 
 def _names(config_class) -> set[str]:
@@ -117,6 +190,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # UsageError, or a config's own validation naming the field
         print(f"error: {err}", file=sys.stderr)
         return 2
+    try:
+        return _train(name, options, model_cfg, train_cfg)
+    except (RunFolderError, CheckpointError) as err:  # a busy folder, another model config, unusable weights
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Interrupted:  # the message (step, checkpoint, how to resume) is printed already
+        return 130
+
+
+def _train(name: str, options: dict, model_cfg, train_cfg: TrainConfig) -> int:
+    """Load the data, build the model and train it (a SIGTERM exits 143 from inside train)."""
     rank, _, world = distributed_context()
     cifar = load_cifar10(options["data_root"])
     x, _ = cifar.split(options["split"], limit=options["limit"] or None)

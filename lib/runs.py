@@ -39,11 +39,23 @@ def is_smoke() -> bool:
 
 
 def run_dir(name: str, smoke: bool | None = None) -> Path:
-    """The folder of run `name`: `outputs/runs/<name>`, or `outputs/smoke/runs/<name>` in smoke mode."""
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"run name {name!r} must be a plain folder name (no '/', not starting with '.')")
+    """The folder of run `name`: `outputs/runs/<name>`, or `outputs/smoke/runs/<name>` in smoke mode. A name is
+    a plain folder name, so no run can write outside the runs folder; pass a pathlib.Path to train() for another
+    folder."""
+    check_run_name(name)
     smoke = is_smoke() if smoke is None else smoke
     return outputs_dir() / ("smoke/runs" if smoke else "runs") / name
+
+
+def check_run_name(name: str) -> None:
+    """Raise ValueError unless `name` is a plain folder name: a non-empty str without a path separator or '..',
+    not starting with '.'."""
+    separators = {"/", "\\", os.sep, os.altsep} - {None}
+    if (not isinstance(name, str) or not name.strip() or name.startswith(".") or ".." in name
+            or any(sep in name for sep in separators)):
+        raise ValueError(f"run name {name!r} must be a plain folder name (not empty, no '/' or '\\', no '..', not "
+                         "starting with '.'), so the run stays inside the runs folder; to train into another folder, "
+                         "pass train() a pathlib.Path")
 
 
 def pick_device(prefer: str | None = None) -> torch.device:

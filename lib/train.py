@@ -28,7 +28,10 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from . import checkpoints as ckpt
+from . import run_folder
+from .config_checks import check_field_types
 from .data import InfiniteBatches
+from .interrupts import Interrupted, StopRequest, interrupted_now, stop_if_asked
 from .runs import RunLogger, pick_device, run_dir, seed_everything
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax}
@@ -61,12 +64,13 @@ class TrainConfig:
     keep_ckpts: int = 2            # checkpoints kept; older ones are deleted after a new one is written
 
     def __post_init__(self):
+        check_field_types(self)
         positive = ("steps", "batch_size", "log_every", "ckpt_every", "keep_ckpts", "max_bad_steps")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "max_minutes", "weight_decay", "warmup_steps", "grad_clip", "min_lr_ratio",
-                     "sample_every", "n_samples"):
+                     "sample_every", "n_samples", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         choices = {"optimizer": OPTIMIZERS, "schedule": ("constant", "cosine"),
@@ -74,8 +78,12 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        if not (0.0 <= self.ema_decay < 1.0):
-            raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
+        for name in ("ema_decay", "adam_beta1", "adam_beta2"):
+            if not (0.0 <= getattr(self, name) < 1.0):
+                raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.min_lr_ratio > 1.0:
+            raise ValueError(f"TrainConfig.min_lr_ratio must be in [0, 1] (the cosine floor as a fraction of lr), "
+                             f"got {self.min_lr_ratio}")
 
 
 class NonFiniteError(RuntimeError):
@@ -158,23 +166,43 @@ def train(model: nn.Module, x, cfg: TrainConfig, run: str | Path, *, resume: boo
           stop_at: int | None = None, init_from: str | Path | None = None, use_wandb: bool = True) -> TrainResult:
     """Train `model` on uint8 images `x` (N, 3, 32, 32) for cfg.steps; returns the model and its EMA.
 
-    run: a run name (folder under outputs/runs, or outputs/smoke/runs in smoke mode) or a folder path.
-    resume: continue from the newest checkpoint in the folder, if any. stop_at: end this session at that
-    step (checkpointed) without changing the schedule, like an interruption. init_from: start from the
-    weights (model and EMA) of another run's checkpoint, with a fresh optimizer and schedule (staged training).
+    run: a run name (a str: a plain folder name under outputs/runs, or outputs/smoke/runs in smoke mode) or a
+    folder (a pathlib.Path). One process at a time may train into a folder (a lock; DDP: rank 0 holds it).
+    resume: continue from the newest checkpoint in the folder, if any; its model_config must equal this call's
+    (else ConfigMismatchError, before anything is written). resume=False starts afresh and moves an earlier run
+    into <folder>/previous-<time>/. stop_at: end this session at that step (checkpointed) without changing the
+    schedule, like an interruption; stop_at=0 loads a run (drawing its final sample grid if a kill left it out).
+    init_from: start from the weights (model and EMA) of another run's checkpoint, with a fresh optimizer and
+    schedule (staged training). SIGTERM or Ctrl-C checkpoint the current step, then stop (SystemExit 143 or
+    KeyboardInterrupt, saying where the checkpoint is); rerunning resumes from it.
     """
     rank, local_rank, world = distributed_context()
     device = torch.device(device) if device else pick_device()
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
-    folder = Path(run) if isinstance(run, Path) or os.sep in str(run) else run_dir(str(run))
-    loop = _Loop(model.to(device), x, cfg, folder, device, rank, world, model_config or {})
-    loop.start(resume=resume, init_from=init_from, use_wandb=use_wandb)
-    try:
-        loop.run(min(stop_at, cfg.steps) if stop_at is not None else cfg.steps)
-    finally:
-        loop.close()
+    loop = _Loop(model.to(device), x, cfg, _run_folder(run), device, rank, world, model_config or {})
+    with StopRequest() as loop.stop_request:
+        try:
+            loop.start(resume=resume, init_from=init_from, use_wandb=use_wandb)
+            loop.run(min(stop_at, cfg.steps) if stop_at is not None else cfg.steps)
+            loop.draw_missing_grid()
+            stop_if_asked(loop, final=True)
+        except Interrupted:
+            raise
+        except KeyboardInterrupt as err:
+            raise interrupted_now(loop) from err
+        finally:
+            loop.close()
     return loop.result()
+
+
+def _run_folder(run: str | Path) -> Path:
+    """A Path is the run folder itself; a str is a run name, which must be a plain folder name (runs.run_dir)."""
+    if isinstance(run, os.PathLike):
+        return Path(run)
+    if isinstance(run, str):
+        return run_dir(run)
+    raise TypeError(f"run must be a run name (str) or a folder (pathlib.Path), got {type(run).__name__} {run!r}")
 
 
 class _Loop:
@@ -201,31 +229,54 @@ class _Loop:
                        "n_params": sum(p.numel() for p in model.parameters())}
         self.step, self.n_skipped, self.bad_in_a_row, self.n_updates = 0, 0, 0, 0
         self.wall_before, self.logger, self.bar = 0.0, None, None
+        self.lock, self.stop_request, self._saved_step = None, None, None   # set by start(), train(), _save()
+        self.session_start, self.session_step0 = time.monotonic(), None      # set by start()
 
     # --- start and finish -------------------------------------------------------------------------
     def start(self, resume: bool, init_from, use_wandb: bool) -> None:
-        """Resume from the newest checkpoint, or initialise (optionally from another run's weights)."""
+        """Claim the folder, then resume from its newest checkpoint, or initialise (optionally from another run's
+        weights). Every check that can refuse the run comes before the first write of run records."""
+        self.lock = run_folder.claim(self.folder, resume, self.is_main, self.world, self.device)
         existing = ckpt.list_checkpoints(self.folder) if resume else []
         if existing:
-            state = ckpt.load_checkpoint(existing[-1], self.device)
-            _warn_if_changed(state["train_config"], asdict(self.cfg), existing[-1])
-            self._load(state)
+            self._resume_from(existing[-1])
         else:
             seed_everything(self.cfg.seed * 1000 + self.rank)  # a different loop RNG stream per rank
             if init_from is not None:
-                state = ckpt.load_checkpoint(_newest(init_from), self.device)
-                self.model.load_state_dict(state["model"])
-                self.ema.model.load_state_dict(state["ema"])
+                source = _newest(init_from)
+                state = ckpt.load_checkpoint(source, self.device)
+                ckpt.load_weights(self.model, state["model"], source)
+                ckpt.load_weights(self.ema.model, state["ema"], source)
         if self.is_main:
             self.logger = RunLogger(self.folder, self.config, use_wandb=use_wandb,
                                     resume_at=self.step if existing else None)
         self.session_start, self.session_step0 = time.monotonic(), self.step
+
+    def _resume_from(self, path: Path) -> None:
+        """Load `path` after checking that it belongs to this model config, warning about other changes."""
+        state = ckpt.load_checkpoint(path, self.device)
+        run_folder.check_model_config(state.get("model_config") or {}, self.config["model"], path)
+        _warn_if_changed(state["train_config"], asdict(self.cfg), path)
+        saved_world = int(state.get("world_size", len(state["rng"])))
+        run_folder.warn_if_world_changed(saved_world, self.world, self.cfg.batch_size, path)
+        self._load(state, path)
+        self._saved_step = self.step
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
         if self.logger is not None:
             self.logger.close()
+        if self.lock is not None:
+            self.lock.release()
+
+    # --- loads ---------------------------------------------------------------------------------------
+    def draw_missing_grid(self) -> None:
+        """A session that trained no step (a run loaded again) draws the grid of its weights if a kill between
+        the checkpoint and the grid left it out."""
+        grid = self.folder / "samples" / f"step_{self.step:07d}.png"
+        if self.step > 0 and self.step == self.session_step0 and not grid.exists():
+            self._save_samples()
 
     def result(self) -> TrainResult:
         seconds = self.wall_before + time.monotonic() - self.session_start
@@ -256,6 +307,7 @@ class _Loop:
                 self._save_samples()                            # the end's grid is drawn once, after the loop
             if self.step % self.cfg.ckpt_every == 0 or self.step == end:
                 self._save()
+            stop_if_asked(self)                                 # SIGINT/SIGTERM: checkpoint this step, stop
         if self.step > self.session_step0:
             self._save_samples()                                # the grid of this session's final weights
 
@@ -356,13 +408,14 @@ class _Loop:
             state = {"step": self.step, "model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
                      "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
                      "train_config": asdict(self.cfg), "model_config": self.config["model"],
-                     "n_skipped": self.n_skipped, "n_updates": self.n_updates,
+                     "n_skipped": self.n_skipped, "n_updates": self.n_updates, "world_size": self.world,
                      "wall_seconds": self.wall_before + time.monotonic() - self.session_start}
             ckpt.save_checkpoint(self.folder, state, keep=self.cfg.keep_ckpts)
+        self._saved_step = self.step
 
-    def _load(self, state: dict) -> None:
-        self.model.load_state_dict(state["model"])
-        self.ema.model.load_state_dict(state["ema"])
+    def _load(self, state: dict, path: Path) -> None:
+        ckpt.load_weights(self.model, state["model"], path)
+        ckpt.load_weights(self.ema.model, state["ema"], path)
         self.optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -377,7 +430,7 @@ def _warn_if_changed(saved: dict, now: dict, path: Path) -> None:
     changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
     if changed:
         listed = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
-        warnings.warn(f"resuming {path} with a changed TrainConfig ({listed})", stacklevel=3)
+        warnings.warn(f"resuming {path} with a changed TrainConfig ({listed})", stacklevel=5)
 
 
 def _newest(source: str | Path) -> Path:

@@ -9,7 +9,8 @@ to outputs/notebooks/ (full) or outputs/smoke/notebooks/ (smoke). A failing note
 the summary table lists each one's status, minutes and key figure (what it passed to
 `lib.results.report_key_figure`), and the exit status is 1 if any failed. -p and -y read values as papermill's own
 options do (-y for lists: `-y "BETAS: [4.0]"`); a name that no selected notebook assigns in its cell tagged
-`parameters` is refused before anything runs, and a name only some declare goes to those only.
+`parameters` is refused before anything runs, and so is a value whose type does not fit that cell's default (an
+int is fine for a float, a None default takes anything); a name only some declare goes to those only.
 """
 from __future__ import annotations
 
@@ -92,9 +93,17 @@ def find_notebooks(folder: Path, only: list[str] | None) -> list[Path]:
     return found
 
 
+UNKNOWN = object()  # a default that is not a literal (e.g. SMOKE = runs.is_smoke()): its type is not checked
+
+
 def declared_parameters(notebook: Path) -> set[str]:
     """Names assigned at the top level of the cell tagged `parameters`. (papermill.inspect_notebook skips
     lines whose comment holds an '=', such as `BETAS = [4.0]  # e.g. BETAS=[1.0]`.)"""
+    return set(parameter_defaults(notebook))
+
+
+def parameter_defaults(notebook: Path) -> dict:
+    """Each name assigned at the top level of the cell tagged `parameters` -> its literal default, or UNKNOWN."""
     import nbformat
 
     for cell in nbformat.read(notebook, as_version=4).cells:
@@ -104,21 +113,59 @@ def declared_parameters(notebook: Path) -> set[str]:
                 body = ast.parse(code).body
             except SyntaxError as err:
                 raise SystemExit(f"error: the parameters cell of {notebook} is not valid Python: {err}") from None
-            targets = [t for node in body if isinstance(node, ast.Assign) for t in node.targets]
-            targets += [node.target for node in body if isinstance(node, ast.AnnAssign)]
-            return {t.id for t in targets if isinstance(t, ast.Name)}
-    return set()
+            pairs = [(t, node.value) for node in body if isinstance(node, ast.Assign) for t in node.targets]
+            pairs += [(node.target, node.value) for node in body if isinstance(node, ast.AnnAssign)]
+            return {t.id: _literal(value) for t, value in pairs if isinstance(t, ast.Name)}
+    return {}
+
+
+def _literal(node: ast.AST | None):
+    try:
+        return ast.literal_eval(node) if node is not None else UNKNOWN
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return UNKNOWN
+
+
+def type_mismatch(default, value) -> str | None:
+    """Why `value` cannot stand for a parameter whose default is `default` (None when it can): the same type, an
+    int for a float, a list for a list or tuple (items checked against the default's first); a None or
+    non-literal default accepts anything."""
+    if default is None or default is UNKNOWN:
+        return None
+    if isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            return f"expects a list like {list(default)}, got {type(value).__name__} {value!r}"
+        wrong = [type_mismatch(default[0], item) for item in value] if default else []
+        return next((f"expects a list of {type(default[0]).__name__}: item {why}" for why in wrong if why), None)
+    kinds = (int, float) if type(default) is float else (type(default),)
+    if isinstance(value, kinds) and (isinstance(default, bool) or not isinstance(value, bool)):
+        return None
+    return f"expects {type(default).__name__} (its default is {default!r}), got {type(value).__name__} {value!r}"
+
+
+def check_types(notebook: Path, defaults: dict, given: dict) -> None:
+    """Refuse a given value whose type does not fit the notebook's default, naming the parameter."""
+    for name, value in given.items():
+        why = type_mismatch(defaults.get(name, UNKNOWN), value)
+        if why:
+            raise SystemExit(f"error: notebook parameter {name} of {notebook.stem} {why}. -p reads 4 as int, 4.0 as "
+                             "float, True/False/None as such and anything else as a string; give lists with -y, "
+                             "e.g. -y 'BETAS: [4.0]'")
 
 
 def parameters_for(notebooks: list[Path], overrides: dict) -> dict[Path, dict]:
-    """Each notebook's share of the overrides; a name no notebook declares is an error."""
-    declared = {nb: declared_parameters(nb) for nb in notebooks}
-    known = set().union(*declared.values())
+    """Each notebook's share of the overrides; a name no notebook declares, or a value of the wrong type, is an
+    error (before anything runs)."""
+    defaults = {nb: parameter_defaults(nb) for nb in notebooks}
+    known = set().union(*defaults.values())
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise SystemExit(f"error: unknown notebook parameter(s) {unknown}; the selected notebooks declare "
                          f"{sorted(known)} (see each notebook's cell tagged 'parameters')")
-    return {nb: {k: v for k, v in overrides.items() if k in names} for nb, names in declared.items()}
+    shares = {nb: {k: v for k, v in overrides.items() if k in names} for nb, names in defaults.items()}
+    for nb, share in shares.items():
+        check_types(nb, defaults[nb], share)
+    return shares
 
 
 class _SkipInspectorWarnings(logging.Filter):

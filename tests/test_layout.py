@@ -9,9 +9,9 @@ import lib
 
 LIB = Path(lib.__file__).parent
 LAYERS = [  # a module may import its own layer's package and the layers before it, never a later one
-    {"runs", "data_sources", "degrade"},
+    {"runs", "data_sources", "degrade", "config_checks"},
     {"data"},
-    {"nets", "dists", "losses", "samplers", "checkpoints"},
+    {"nets", "dists", "losses", "samplers", "checkpoints", "run_folder", "interrupts"},
     {"train"},
     {"models"},
     {"metrics", "results", "findings", "viz", "viz_vae", "cli", "bench", "workbook"},

@@ -187,6 +187,8 @@ def test_inpainting_keeps_the_known_pixels_exactly():
     ("sigma_min", dict(sigma_min=1.0, sigma_max=1.0)), ("sigma_min", dict(sigma_min=2.0, sigma_max=1.0)),
     ("n_sigmas", dict(n_sigmas=0)), ("n_steps_each", dict(n_steps_each=0)),
     ("step_lr", dict(step_lr=0.0)), ("step_lr", dict(step_lr=-1e-5)), ("net", dict(net="resnet")),
+    ("step_lr", dict(step_lr=float("nan"))), ("sigma_max", dict(sigma_max=float("inf"))),
+    ("n_sigmas", dict(n_sigmas=2.5)), ("denoise", dict(denoise="yes")),
 ])
 def test_bad_config_values_raise_naming_the_field(field, kwargs):
     with pytest.raises(ValueError, match=field):

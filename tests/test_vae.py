@@ -182,7 +182,8 @@ def test_vae_metrics_on_a_tiny_model(images):
 @pytest.mark.parametrize("make,field", [
     (lambda: BetaVAEConfig(beta=-0.5), "beta"), (lambda: BetaVAEConfig(latent_dim=0), "latent_dim"),
     (lambda: IWAEConfig(k=0), r"\.k "), (lambda: IWAEConfig(latent_dim=0), "latent_dim"),
-    (lambda: IWAEConfig(likelihood="normal"), "likelihood"), (lambda: losses.beta_elbo(torch.zeros(1), torch.zeros(1), -1.0), "beta"),
+    (lambda: IWAEConfig(likelihood="normal"), "likelihood"), (lambda: BetaVAEConfig(beta=float("nan")), "beta"),
+    (lambda: IWAEConfig(k=5.0), r"\.k must be int"), (lambda: losses.beta_elbo(torch.zeros(1), torch.zeros(1), -1.0), "beta"),
 ])
 def test_bad_input_raises_value_error_naming_the_field(make, field):
     with pytest.raises(ValueError, match=field):

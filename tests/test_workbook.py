@@ -88,3 +88,26 @@ def test_profile_choice(monkeypatch):
     assert workbook.choose_profile("smoke") == "smoke"
     with pytest.raises(SystemExit, match="profile must be"):
         workbook.choose_profile("medium")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-p", "SCALE", "beta"], r"SCALE of 00_first expects int \(its default is 1\), got str 'beta'"),
+    (["-p", "SCALE", "2.5"], "SCALE of 00_first expects int"),
+    (["-p", "SCALE", "True"], "SCALE of 00_first expects int"),
+    (["-y", "BETAS: 4.0"], r"BETAS of 00_first expects a list like \[1.0\], got float 4.0"),
+    (["-y", "BETAS: [4.0, four]"], "BETAS of 00_first expects a list of float: item expects float"),
+    (["-p", "NAME", "3"], "NAME of 00_first expects str")])
+def test_a_parameter_of_the_wrong_type_is_refused_before_anything_runs(books, tmp_path, argv, message):
+    write_notebook(books / "00_first.ipynb", "pass",
+                   parameters=PARAMETERS + "\nNAME = 'x'")
+    with pytest.raises(SystemExit, match=message):
+        workbook.main(["--profile", "smoke", *argv], notebooks_dir=books, outputs=tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (books / "ran.txt").exists()
+
+
+def test_values_that_fit_their_defaults_pass_the_type_check(books):
+    write_notebook(books / "00_first.ipynb", "pass",
+                   parameters=PARAMETERS + "\nSMOOTH = None\nRATE = 0.5\nDERIVED = bool(SCALE)")
+    shares = workbook.parameters_for([books / "00_first.ipynb"], {
+        "RATE": 2, "SMOOTH": "anything", "BETAS": [2, 4.5], "DERIVED": "not checked", "SCALE": 3})
+    assert shares[books / "00_first.ipynb"]["RATE"] == 2

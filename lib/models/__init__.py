@@ -84,12 +84,13 @@ def train_or_load(name: str, model_cfg, train_cfg: TrainConfig, x_train, run, de
     """Build MODELS[name] from model_cfg (weights seeded by `seed`) and train it on uint8 images x_train, or load
     the run when it has finished. continue_training=False loads an existing checkpoint as it is (a wall-time
     budgeted run would otherwise train for another budget each time the notebook runs); init_from starts a new
-    run from another run's weights (staged training). `extra` goes into the stored model config beside the
-    family's fields and the data copy (e.g. the preset)."""
+    run from another run's weights (staged training). The stored model config holds the family's fields, the data
+    copy, the number of training images and `extra` (e.g. the preset, the split): resuming or loading the run
+    under any other value is refused (lib.run_folder.check_model_config)."""
     model = build(name, model_cfg, seed)
     stop_at = None if continue_training or not list_checkpoints(Path(run)) else 0
     return train(model, x_train, train_cfg, run, device=device, stop_at=stop_at, init_from=init_from,
-                 model_config={"name": name, **extra, **asdict(model_cfg), "data": data})
+                 model_config={"name": name, **extra, **asdict(model_cfg), "data": data, "n_train": len(x_train)})
 
 
 __all__ = ["MODELS", "ModelSpec", "build", "config_from_dict", "load_run_model", "spec", "train_or_load",

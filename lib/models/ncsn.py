@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from ..config_checks import check_field_types
 from ..data import N_DIMS
 from ..losses import dsm_loss, per_level_means
 from ..nets.ncsn import RefineNet, ScoreUNet
@@ -40,6 +41,7 @@ class NCSNConfig:
     denoise: bool = True                      # sample() ends with the Tweedie step x + sigma_L^2 s(x, L)
 
     def __post_init__(self):
+        check_field_types(self)  # ints, floats (finite), bools and strings of the annotated type
         for name in ("nf", "n_res_blocks", "n_sigmas", "n_steps_each"):
             if getattr(self, name) < 1:
                 raise ValueError(f"NCSNConfig.{name} must be >= 1, got {getattr(self, name)}")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from ..config_checks import check_field_types
 from ..data import N_DIMS
 from ..dists import discretized_gaussian_log_prob, discretized_mean, dmol_log_prob, dmol_mean, dmol_sample
 from ..losses import bits_per_dim, bn_scale_penalty, kl_balance, kl_coeff_at, power_iteration, spectral_coeff_at
@@ -52,6 +53,7 @@ class NVAEConfig:
     temperature: float = 1.0        # t used by sample() when none is given
 
     def __post_init__(self):
+        check_field_types(self)  # ints, floats (finite), bools and strings of the annotated type
         for name in ("channels", "n_scales", "groups_per_scale", "latent_channels", "enc_cells", "dec_cells",
                      "n_pre", "n_post", "expand", "n_mix", "n_power_iter"):
             if getattr(self, name) < 1:

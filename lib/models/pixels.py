@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config_checks import check_field_types
 from ..data import N_DIMS, N_LEVELS
 from ..losses import bits_per_dim
 from ..train import TrainConfig
@@ -20,6 +21,7 @@ class IndependentPixelsConfig:
     init_scale: float = 0.0  # std of the initial logits; 0 starts at the uniform model, exactly 8 bits/dim
 
     def __post_init__(self):
+        check_field_types(self)  # ints, floats (finite), bools and strings of the annotated type
         if self.init_scale < 0:
             raise ValueError(f"IndependentPixelsConfig.init_scale must be >= 0, got {self.init_scale}")
 

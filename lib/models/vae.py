@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config_checks import check_field_types
 from ..data import N_DIMS
 from ..dists import DISCRETE_LIKELIHOODS, DiagonalGaussian, standard_normal_log_prob
 from ..losses import beta_elbo, bits_per_dim, capacity_at, capacity_elbo, dreg_loss, iwae_bound, iwae_loss
@@ -41,6 +42,7 @@ class BetaVAEConfig:
     gamma: float = 1000.0                          # gamma, weight of |KL - C| in the capacity objective
 
     def __post_init__(self):
+        check_field_types(self)  # ints, floats (finite), bools and strings of the annotated type
         _check_vae_config(self)
         for field_name in ("beta", "capacity_max", "gamma"):
             if getattr(self, field_name) < 0:
@@ -59,6 +61,7 @@ class IWAEConfig:
     dreg: bool = False                             # encoder gradient by DReG (Tucker et al. 2019); iwae only
 
     def __post_init__(self):
+        check_field_types(self)  # ints, floats (finite), bools and strings of the annotated type
         _check_vae_config(self)
         if self.k < 1:
             raise ValueError(f"IWAEConfig.k must be >= 1, got {self.k}")
