@@ -19,6 +19,7 @@ concern has one home, and lower layers never import higher ones (tests/test_layo
                   the registry MODELS, build, load_run_model, train_or_load
     metrics/      likelihood bounds, active units, pixel neighbours, Fréchet distances (fd_c10, FID), the
                   fd_c10 classifier (`python -m lib.metrics train-classifier`)
+    budget        minutes become steps (a probe of the real loop), cost estimates, where the time went
     results       the run -> results contract: records, sample banks, reading them back, the family table
     findings      plain-text tables and verdicts computed from numbers
     viz, viz_vae  figures (returned, never shown)

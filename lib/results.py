@@ -71,8 +71,10 @@ def record_experiment(experiment: str, *, model_name: str, result, cifar, device
     model = result.ema.eval()
     images, seconds_per_1k = bank if bank is not None else draw_samples(sampler or model, n=n_bank, seed=seed)
     bank_file = save_sample_bank(experiment, images, seed=seed, seconds_per_1k=seconds_per_1k, smoke=smoke)
-    if config is None:
-        config = {"model": asdict(model_cfg), "train": asdict(train_cfg), "preset": preset}
+    if config is None:  # without train_cfg: the TrainConfig the run folder's config.json says it trained with
+        trained = asdict(train_cfg) if train_cfg is not None else \
+            json.loads((Path(result.folder) / "config.json").read_text())["train"]
+        config = {"model": asdict(model_cfg), "train": trained, "preset": preset}
     return write_results(
         experiment, model=model_name, config=config, data=data_record(cifar), device=runs.describe_device(device),
         wall_minutes=result.wall_seconds / 60, steps=result.step, img_per_s=result.img_per_s,

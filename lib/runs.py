@@ -38,6 +38,20 @@ def is_smoke() -> bool:
     return os.environ.get("WORKBOOK_SMOKE", "0").strip().lower() in TRUTHY
 
 
+PROFILES = ("smoke", "short", "full")  # CPU/CI checks | one H100-class GPU, <= 8 min a notebook | hours
+
+
+def profile() -> str:
+    """The notebooks' profile: `$WORKBOOK_PROFILE` (smoke, short or full); without it, smoke when
+    `$WORKBOOK_SMOKE` asks for it, else full. An unknown value is an error naming the choices."""
+    chosen = os.environ.get("WORKBOOK_PROFILE", "").strip().lower()
+    if chosen in ("", "auto"):
+        return "smoke" if is_smoke() else "full"
+    if chosen not in PROFILES:
+        raise ValueError(f"WORKBOOK_PROFILE={chosen!r}: choose one of {list(PROFILES)}")
+    return chosen
+
+
 def run_dir(name: str, smoke: bool | None = None) -> Path:
     """The folder of run `name`: `outputs/runs/<name>`, or `outputs/smoke/runs/<name>` in smoke mode. A name is
     a plain folder name, so no run can write outside the runs folder; pass a pathlib.Path to train() for another

@@ -1,11 +1,12 @@
 """Run the workbook: every numbered notebook, in order, headlessly through papermill (`make workbook`).
 
-    python -m lib.workbook [--profile auto|smoke|full] [--only 00 03 ...] [-p NAME VALUE ...] [-y YAML]
+    python -m lib.workbook [--profile auto|smoke|short|full] [--only 00 03 ...] [-p NAME VALUE ...] [-y YAML]
                            [--timeout MIN]
 
-The profile `auto` is `full` on a CUDA machine and `smoke` elsewhere ($WORKBOOK_PROFILE overrides it); each
-notebook gets the parameter SMOKE and the environment variable WORKBOOK_SMOKE to match. Executed notebooks go
-to outputs/notebooks/ (full) or outputs/smoke/notebooks/ (smoke). A failing notebook does not stop the others;
+Profiles: smoke (CPU and CI: checks code, not science), short (one H100-class GPU, each notebook about 8 minutes
+with sampling and evaluation), full (real budgets, hours). `auto` is `full` on a CUDA machine and `smoke`
+elsewhere ($WORKBOOK_PROFILE overrides it); each notebook gets $WORKBOOK_PROFILE, $WORKBOOK_SMOKE and the SMOKE
+parameter to match. Executed notebooks go to outputs/notebooks/ (short, full) or outputs/smoke/notebooks/ (smoke). A failing notebook does not stop the others;
 the summary table lists each one's status, minutes and key figure (what it passed to
 `lib.results.report_key_figure`), and the exit status is 1 if any failed. -p and -y read values as papermill's own
 options do (-y for lists: `-y "BETAS: [4.0]"`); a name that no selected notebook assigns in its cell tagged
@@ -25,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .runs import outputs_dir, repo_root
+from .runs import PROFILES, outputs_dir, repo_root
 
 PATTERN = "[0-9][0-9]_*.ipynb"
 
@@ -72,14 +73,14 @@ def collect_overrides(pairs: list[tuple[str, str]], yaml_texts: list[str]) -> di
 
 
 def choose_profile(requested: str) -> str:
-    """'smoke' or 'full'; 'auto' reads $WORKBOOK_PROFILE, then whether CUDA is available."""
+    """'smoke', 'short' or 'full'; 'auto' reads $WORKBOOK_PROFILE, then whether CUDA is available (full on a GPU)."""
     if requested == "auto":
-        requested = os.environ.get("WORKBOOK_PROFILE", "auto").lower()
+        requested = os.environ.get("WORKBOOK_PROFILE", "auto").lower() or "auto"
     if requested == "auto":
         import torch
         requested = "full" if torch.cuda.is_available() else "smoke"
-    if requested not in ("smoke", "full"):
-        raise SystemExit(f"error: profile must be auto, smoke or full, got {requested!r}")
+    if requested not in PROFILES:
+        raise SystemExit(f"error: profile must be auto, {', '.join(PROFILES)}, got {requested!r}")
     return requested
 
 
@@ -179,8 +180,10 @@ class _SkipInspectorWarnings(logging.Filter):
 QUIET = _SkipInspectorWarnings()
 
 
-def run_one(notebook: Path, output: Path, parameters: dict, smoke: bool, timeout_min: float) -> Outcome:
-    """Execute one notebook with papermill; never raises for the notebook's own errors."""
+def run_one(notebook: Path, output: Path, parameters: dict, profile: str, timeout_min: float) -> Outcome:
+    """Execute one notebook with papermill under `profile` ($WORKBOOK_PROFILE, $WORKBOOK_SMOKE and the SMOKE
+    parameter match it); never raises for the notebook's own errors."""
+    smoke = profile == "smoke"
     import papermill
 
     for name in ("papermill", "papermill.translators"):  # a logger's filter sees only its own records
@@ -189,8 +192,9 @@ def run_one(notebook: Path, output: Path, parameters: dict, smoke: bool, timeout
     fd, key_name = tempfile.mkstemp(prefix="key-figure-", suffix=".json")
     os.close(fd)  # stays empty unless the notebook calls report_key_figure
     key_file = Path(key_name)
-    saved = {k: os.environ.get(k) for k in ("WORKBOOK_SMOKE", "WORKBOOK_KEY_FIGURE_FILE")}
-    os.environ.update(WORKBOOK_SMOKE="1" if smoke else "0", WORKBOOK_KEY_FIGURE_FILE=str(key_file))
+    saved = {k: os.environ.get(k) for k in ("WORKBOOK_SMOKE", "WORKBOOK_PROFILE", "WORKBOOK_KEY_FIGURE_FILE")}
+    os.environ.update(WORKBOOK_SMOKE="1" if smoke else "0", WORKBOOK_PROFILE=profile,
+                      WORKBOOK_KEY_FIGURE_FILE=str(key_file))
     start, status, detail = time.monotonic(), "ok", ""
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters={"SMOKE": smoke, **parameters},
@@ -237,8 +241,9 @@ def summary_table(outcomes: list[Outcome], profile: str) -> str:
 
 def main(argv: list[str] | None = None, notebooks_dir: Path | None = None, outputs: Path | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.workbook", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="auto", choices=("auto", "smoke", "full"),
-                        help="smoke: small and fast, full: real budgets; auto: full only with CUDA")
+    parser.add_argument("--profile", default="auto", choices=("auto", *PROFILES),
+                        help="smoke: small and fast (CPU, CI); short: one H100-class GPU, about 8 minutes a "
+                             "notebook; full: real budgets (hours); auto: full with CUDA, else smoke")
     parser.add_argument("--only", nargs="+", help="notebook name prefixes to run, e.g. 00 03")
     parser.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="override a notebook parameter (repeatable), as with papermill -p")
@@ -253,7 +258,7 @@ def main(argv: list[str] | None = None, notebooks_dir: Path | None = None, outpu
     outcomes = []
     for i, notebook in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {notebook.stem} ...", flush=True)
-        outcome = run_one(notebook, target / notebook.name, shares[notebook], profile == "smoke", args.timeout)
+        outcome = run_one(notebook, target / notebook.name, shares[notebook], profile, args.timeout)
         print(f"[{i}/{len(notebooks)}] {notebook.stem} {outcome.status} {outcome.minutes:.1f} min"
               f"{'  ' + outcome.detail if outcome.detail else ''}", flush=True)
         outcomes.append(outcome)

@@ -13,7 +13,7 @@ LAYERS = [  # a module may import its own layer's package and the layers before 
     {"data"},
     {"nets", "dists", "losses", "samplers", "checkpoints", "run_folder", "interrupts"},
     {"train"},
-    {"models"},
+    {"models", "budget"},
     {"metrics", "results", "findings", "viz", "viz_vae", "cli", "bench", "workbook"},
 ]
 
