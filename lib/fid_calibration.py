@@ -86,6 +86,7 @@ def main(argv=None) -> None:
     parser.add_argument("--n-test", type=int, default=2000, help="test images; halves for the test-vs-test floor")
     parser.add_argument("--n-degraded", type=int, default=500, help="test images per degraded set")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (leave cores to others)")
+    parser.add_argument("--note", default="", help="free text recorded in the results, e.g. about earlier runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = runs.pick_device()
@@ -96,7 +97,7 @@ def main(argv=None) -> None:
               "kid": f"unbiased MMD^2, kernel (x.y/2048 + 1)^3, {inception.KID_SUBSETS} subsets of "
                      f"min({inception.KID_SUBSET_SIZE}, n, n_reference); kid_std is the std over subsets",
               "precision_recall": "Kynkaanniemi et al. 2019, k = 3, first min(n, n_reference) of each set",
-              "note": "", "feature_timings": {}, "comparisons": [], "finished": False}
+              "note": "", "run_note": args.note, "feature_timings": {}, "comparisons": [], "finished": False}
 
     def save():
         record["wall_seconds"] = round(time.perf_counter() - start, 1)
