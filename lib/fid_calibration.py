@@ -50,7 +50,7 @@ def _reference(cifar, split: str, n: int, timings: dict) -> np.ndarray:
 
 def _compare(name: str, real: np.ndarray, fake: np.ndarray, what: str) -> dict:
     """One labelled comparison (FID, KID, precision/recall, sample counts)."""
-    return {"comparison": name, "what": what, **inception.distances(real, fake)}
+    return {"comparison": name, "what": what, **inception.fid_kid(real, fake)}
 
 
 def calibrate(n_train: int, n_test: int, n_degraded: int, record: dict, save) -> None:

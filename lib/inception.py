@@ -194,7 +194,7 @@ def kid(real_features, fake_features, n_subsets: int = KID_SUBSETS, subset_size:
             "kid_subset_size": m}
 
 
-def distances(real_features, fake_features, with_pr: bool = True, kid_subsets: int = KID_SUBSETS,
+def fid_kid(real_features, fake_features, with_pr: bool = True, kid_subsets: int = KID_SUBSETS,
               seed: int = 0) -> dict:
     """FID, KID (and precision/recall on the first min(N_real, N_fake) of each) of two pool3 feature sets."""
     real, fake = np.asarray(real_features), np.asarray(fake_features)
@@ -243,5 +243,5 @@ def fid_from_bank(images, reference: str = "train", n: int | None = None, n_refe
     fake = pool3_features(fake_images, device=device, progress=progress, desc=f"pool3 of {len(fake_images)} samples")
     real = reference_features(cifar, reference, n_reference or len(fake), smoke=smoke, device=device,
                               progress=progress)
-    return {**distances(real, fake, with_pr=with_pr, kid_subsets=kid_subsets), "reference": reference,
+    return {**fid_kid(real, fake, with_pr=with_pr, kid_subsets=kid_subsets), "reference": reference,
             "data": cifar.describe(), "lossy": cifar.lossy, "network": NETWORK}

@@ -33,7 +33,7 @@ def test_unbiased_mmd_by_hand_in_one_dimension():
 
 def test_identical_feature_sets_give_fid_zero_and_kid_about_zero():
     f = np.random.default_rng(0).normal(size=(2000, 16))
-    out = inception.distances(f, f.copy(), with_pr=True, kid_subsets=10)
+    out = inception.fid_kid(f, f.copy(), with_pr=True, kid_subsets=10)
     shifted = inception.kid(f, f + 0.25, n_subsets=10)["kid"]
     assert out["fid"] == pytest.approx(0, abs=1e-9)
     # subsets of the two sides overlap only partly, so KID is about 0, not 0: its expectation here is
@@ -49,7 +49,7 @@ def test_fid_of_exactly_known_sample_statistics():
     # Four points (+-1, 0), (0, +-1): mean 0, unbiased covariance (2/3) I. Scaled by 2 and shifted by (3, 0):
     # FD = 3^2 + tr((2/3) I + (8/3) I - 2 ((16/9) I)^{1/2}) = 9 + 2 (10/3 - 8/3)
     real = np.array([[1.0, 0], [-1, 0], [0, 1], [0, -1]])
-    out = inception.distances(real, 2 * real + [3, 0], with_pr=False, kid_subsets=1)
+    out = inception.fid_kid(real, 2 * real + [3, 0], with_pr=False, kid_subsets=1)
     assert out["fid"] == pytest.approx(9 + 4 / 3, rel=1e-10)
 
 
