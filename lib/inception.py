@@ -24,6 +24,10 @@ importlib's finder; the package's own code is never imported. Verified in this f
     rows per image), so inputs are always resized to exactly 299x299 (*).
   * The package's default FidHelper feeds it images as x / 255 in [0, 1], resized with its 'nv_bilinear_float'
     mode, then mapped to [-1, 0.9921875], i.e. (v - 128) / 128 for v in [0, 255].
+  * (*) torch-fidelity 0.4.0's own TF-FID Inception-v3 code (FeatureExtractorInceptionV3), given these weights layer
+    by layer in order, computes the same pool3 features (max difference 8e-6 on random images), so the graph is that
+    port. Not verifiable offline: that the weights equal the TF 2015-12-05 graph's bit for bit (no reference copy
+    of those weights is available here); the real-data calibration (`lib.fid_calibration`) is the sanity check.
 
 Resizing, exactly as that package (and the TF FID graph) does: 'nv_bilinear' is affine_grid + grid_sample
 (bilinear, border, align_corners=False) with a shifted origin, which samples output pixel i at source

@@ -97,6 +97,13 @@ def test_resize_matches_the_packages_own_resample():
     assert torch.allclose(inception.network_input(x), theirs, atol=1e-4)
 
 
+def test_resize_matches_torch_fidelitys_tf1_bilinear():
+    compat = pytest.importorskip("torch_fidelity.interpolate_compat_tensorflow", reason="torch-fidelity not installed")
+    x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    theirs = (compat.interpolate_bilinear_2d_like_tensorflow1x(x.float(), size=(299, 299), align_corners=False) - 128) / 128
+    assert torch.allclose(inception.network_input(x), theirs, atol=1e-4)
+
+
 # ---------------------------------------------------------------- the network package
 
 def test_missing_package_names_the_extra(monkeypatch):
@@ -165,3 +172,27 @@ def test_fid_from_bank_reports_counts_data_and_network(tiny_cifar, fake_features
     assert (same["n"], same["n_reference"], worse["n"], worse["n_reference"]) == (50, 50, 30, 50)
     assert same["data"] == cifar.describe() and same["network"] == inception.NETWORK and same["lossy"] is False
     assert {"kid", "kid_std", "precision", "recall", "reference"} <= set(same)
+
+
+@needs_network
+def test_network_computes_what_torch_fidelitys_tf_fid_port_computes(monkeypatch):
+    """torch-fidelity's own TF-FID Inception-v3 code (BN eps 0.001, pools without padding, Mixed_7c max pool, TF1
+    resize), given default_1.pt's weights layer by layer, yields the same pool3 features: the graph is that port."""
+    fe = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3", reason="torch-fidelity not installed")
+    monkeypatch.setattr(fe, "load_state_dict_from_url", lambda *a, **k: {})  # no download: weights copied below
+    monkeypatch.setattr(fe.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state, strict=True: None)
+    port = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    layers = {}
+    for name, p in inception.load_network(device="cpu").named_parameters():  # weight, beta, mean, var per layer
+        layer, kind = name.rsplit(".", 1)
+        layers.setdefault(layer, {})[kind] = p.detach()
+    convs = [m for m in port.modules() if isinstance(m, fe.BasicConv2d)]
+    assert len(convs) == len(layers) == 94
+    with torch.no_grad():
+        for m, p in zip(convs, layers.values()):  # same registration order in both
+            m.conv.weight.copy_(p["weight"]), m.bn.weight.fill_(1), m.bn.bias.copy_(p["beta"])
+            m.bn.running_mean.copy_(p["mean"]), m.bn.running_var.copy_(p["var"])
+        images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+        theirs = port(images)[0].numpy()
+    ours = inception.pool3_features(images, device="cpu", progress=False)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
