@@ -65,6 +65,7 @@ INPUT_SIZE = 299                           # the network's input height and widt
 N_FEATURES = 2048                          # d, pool3 width
 KID_SUBSETS = 100                          # Binkowski et al.'s standard: 100 subsets ...
 KID_SUBSET_SIZE = 1000                     # ... of 1,000 (fewer when there are fewer samples)
+KID_WHOLE_KERNELS = 5000                   # up to this many samples a side, kernel matrices (<= 200 MB) are reused
 
 
 class InceptionUnavailable(RuntimeError):
@@ -173,12 +174,17 @@ def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a @ b.T / a.shape[1] + 1) ** 3
 
 
-def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Unbiased MMD^2 of two equal-size sets (m, d), m >= 2: off-diagonal means of k_xx and k_yy minus 2 mean k_xy."""
-    m = len(x)
-    k_xx, k_yy, k_xy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
+def _mmd2(k_xx: torch.Tensor, k_yy: torch.Tensor, k_xy: torch.Tensor) -> float:
+    """Unbiased MMD^2 from the kernel matrices of two equal-size sets (m, m): off-diagonal means of k_xx and k_yy
+    minus 2 mean k_xy."""
+    m = len(k_xx)
     off = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
     return float(off - 2 * k_xy.mean())
+
+
+def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Unbiased MMD^2 with the cubic polynomial kernel of two equal-size sets (m, d), m >= 2."""
+    return _mmd2(polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y))
 
 
 def kid(real_features, fake_features, n_subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
@@ -191,9 +197,14 @@ def kid(real_features, fake_features, n_subsets: int = KID_SUBSETS, subset_size:
     m = min(subset_size, len(real), len(fake))
     if m < 2 or n_subsets < 1:
         raise ValueError(f"KID needs >= 2 samples per side and >= 1 subset, got m={m}, n_subsets={n_subsets}")
-    rng = np.random.default_rng(seed)
-    values = [mmd2_unbiased(real[rng.choice(len(real), m, replace=False)],
-                            fake[rng.choice(len(fake), m, replace=False)]) for _ in range(n_subsets)]
+    whole = max(len(real), len(fake)) <= KID_WHOLE_KERNELS  # kernels computed once, subsets read from them
+    if whole:
+        k_rr, k_ff, k_rf = polynomial_kernel(real, real), polynomial_kernel(fake, fake), polynomial_kernel(real, fake)
+    rng, values = np.random.default_rng(seed), []
+    for _ in range(n_subsets):
+        i = torch.from_numpy(rng.choice(len(real), m, replace=False))
+        j = torch.from_numpy(rng.choice(len(fake), m, replace=False))
+        values.append(_mmd2(k_rr[i][:, i], k_ff[j][:, j], k_rf[i][:, j]) if whole else mmd2_unbiased(real[i], fake[j]))
     return {"kid": float(np.mean(values)), "kid_std": float(np.std(values)), "kid_subsets": n_subsets,
             "kid_subset_size": m}
 

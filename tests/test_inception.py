@@ -196,3 +196,13 @@ def test_network_computes_what_torch_fidelitys_tf_fid_port_computes(monkeypatch)
         theirs = port(images)[0].numpy()
     ours = inception.pool3_features(images, device="cpu", progress=False)
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_kid_from_whole_kernels_equals_kid_per_subset(monkeypatch):
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(300, 32)), rng.normal(0.1, 1.0, size=(250, 32))
+    whole = inception.kid(real, fake, n_subsets=5, subset_size=100)
+    monkeypatch.setattr(inception, "KID_WHOLE_KERNELS", 0)  # force one kernel evaluation per subset
+    per_subset = inception.kid(real, fake, n_subsets=5, subset_size=100)
+    assert whole["kid"] == pytest.approx(per_subset["kid"], rel=1e-10)
+    assert whole["kid_std"] == pytest.approx(per_subset["kid_std"], rel=1e-8)
