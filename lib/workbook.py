@@ -218,6 +218,9 @@ class _SkipInspectorWarnings(logging.Filter):
 
 
 QUIET = _SkipInspectorWarnings()
+# The kernel runs on this machine for this process only: its "running over TCP without encryption" warning on every
+# notebook says nothing a reader can act on, so the kernel logs errors only (a notebook's own output is unaffected).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def run_one(notebook: Path, output: Path, parameters: dict, smoke: bool, timeout_min: float) -> Outcome:
@@ -236,7 +239,8 @@ def run_one(notebook: Path, output: Path, parameters: dict, smoke: bool, timeout
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters={"SMOKE": smoke, **parameters},
                                    kernel_name="python3", cwd=str(notebook.parent), progress_bar=False,
-                                   log_output=False, execution_timeout=int(timeout_min * 60) or None)
+                                   log_output=False, execution_timeout=int(timeout_min * 60) or None,
+                                   extra_arguments=KERNEL_ARGUMENTS)
     except Exception as err:  # papermill's execution error, a dead kernel, a timeout: report, go on
         status, detail = "FAILED", f"{failure_line(err)} (partial notebook: {output})"
     finally:
