@@ -47,7 +47,7 @@ def iwae_k_claims(rows: list[dict], k_eval: int) -> str:
             f"{claim('n_active', 'd')}.")
 
 
-SMOKE_NOTE = "SMOKE RUN: tiny models and budgets; these numbers check the code, not the science"
+SMOKE_NOTE = "SMOKE RUN: reduced sizes and budgets; these numbers check the code, not the science"
 
 
 def smoke_line(smoke: bool | None = None) -> str:

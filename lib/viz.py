@@ -32,13 +32,18 @@ from lib import runs
 from lib.data import N_LEVELS, to_float, to_uint8
 
 RGB = ("tab:red", "tab:green", "tab:blue")  # line colours for the R, G, B channels
-SMOKE_BANNER = "SMOKE RUN: tiny models and budgets; checks the code, not the science"
+SMOKE_BANNER = "SMOKE RUN: reduced sizes and budgets; checks the code, not the science"
 
 
 def stamp_smoke(fig: Figure, smoke: bool | None = None) -> Figure:
-    """Write SMOKE_BANNER above `fig` once when smoke mode is on (smoke=None reads $WORKBOOK_SMOKE); returns fig."""
+    """Write SMOKE_BANNER under `fig` once when smoke mode is on (smoke=None reads $WORKBOOK_SMOKE); returns fig."""
     if (runs.is_smoke() if smoke is None else smoke) and not getattr(fig, "_smoke_stamped", False):
-        fig.text(0.5, 1.0, SMOKE_BANNER, ha="center", va="bottom", fontsize=8, color="white", fontweight="bold",
+        # under everything drawn so far (axis labels may reach below the figure's edge), centred on the figure
+        try:  # a closed figure's canvas has no renderer of its own; matplotlib >= 3.6 makes one for measuring
+            bottom = fig.get_tightbbox(fig._get_renderer()).y0 / fig.get_figheight()
+        except (AttributeError, ValueError):
+            bottom = 0.0
+        fig.text(0.5, min(bottom, 0.0) - 0.02, SMOKE_BANNER, ha="center", va="top", fontsize=8, color="white", fontweight="bold",
                  bbox=dict(boxstyle="square,pad=0.3", facecolor="tab:red", edgecolor="none"))
         fig._smoke_stamped = True
     return fig
@@ -289,12 +294,12 @@ def plot_curves(metrics: str | os.PathLike | Iterable[dict], keys: Sequence[str]
 
 
 def readable_log_axis(ax, axis: str = "y") -> None:
-    """A log axis with labelled ticks at 1, 2 and 5 per decade (plain numbers) and unlabelled minor ticks, so a
-    range narrower than a decade still has several labels and none overlap."""
+    """A log axis with labelled ticks at 1, 2, 3 and 5 per decade (plain numbers, not 2e+03) and unlabelled minor
+    ticks, so a range narrower than a decade still has several labels and none overlap."""
     target = ax.yaxis if axis == "y" else ax.xaxis
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
-    target.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=12))
-    target.set_major_formatter(lambda value, _: f"{value:.3g}")
+    target.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0), numticks=16))
+    target.set_major_formatter(lambda value, _: f"{value:,.0f}" if value >= 10 else f"{value:.3g}")
     target.set_minor_formatter(NullFormatter())
 
 
@@ -324,7 +329,7 @@ def _draw_curve(ax, steps: np.ndarray, values: np.ndarray, smooth: float) -> Non
         ax.plot(steps, values, linewidth=1.2, marker="." if len(values) < 20 else None)
         return
     ax.plot(steps, values, linewidth=0.8, alpha=0.35, color="tab:blue", label="logged")
-    ax.plot(steps, smoothed(values, smooth), linewidth=1.4, color="tab:blue", label=f"smoothed (local line, +-{max(1, round(smooth / (1 - smooth)))} points)")
+    ax.plot(steps, smoothed(values, smooth), linewidth=1.4, color="tab:blue", label=f"smoothed (local line, ±{max(1, round(smooth / (1 - smooth)))} points)")
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:

@@ -53,7 +53,7 @@ def degradation_examples(original, degradations: dict[str, list[tuple]]) -> Figu
         tiles += row + [blank] * (n_cols - len(row))
     rows = [f"{family}: " + ", ".join(f"{level:g}" for level, _ in levels) for family, levels in degradations.items()]
     fig = labelled_grid(np.concatenate(tiles), n_cols, ["original"] + [f"level {i}" for i in range(1, n_cols)], rows,
-                        title="one test image at each degradation level (row label: the levels, left to right)")
+                        title="one test image, degraded (levels in the row label)")
     fig.set_size_inches(n_cols * 0.8 + 2.6, len(rows) * 0.8 + 0.8)
     return fig
 
@@ -74,7 +74,7 @@ def sample_panels(panels: Sequence[tuple[str, object]], n_show: int = 32, ncols:
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(f"{n} samples per model (first panel: real test images)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the suptitle above the panel titles
     return fig
 
 
@@ -96,14 +96,14 @@ def model_comparison(names: Sequence[str], fds: Sequence[float], floors: Sequenc
     labels = [f"{i}. {name}" for i, name in enumerate(names, 1)]
     rows = np.arange(n)
     axes[0].barh(rows, fds, color="tab:blue")
-    axes[0].scatter(floors, rows, marker="|", s=200, color="black", zorder=3, label="real-data floor, same n")
+    axes[0].scatter(floors, rows, marker="|", s=200, color="black", zorder=3)
     axes[0].set_yticks(rows, labels=labels, fontsize=7)
     axes[0].invert_yaxis()
-    axes[0].set(xlabel="fd_c10 (lower is better)", title="fd_c10 per model")
-    axes[0].legend(fontsize=7, frameon=False, loc="lower right")
+    axes[0].set(xlabel="fd_c10 (lower is better; black tick: real-data floor at the same n)", title="fd_c10 per model")
     _numbered(axes[1], recall, precision)
-    axes[1].set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="recall", ylabel="precision",
-                title="precision vs recall (k = 3; numbers: the key)")
+    top = max([0.05, *recall, *precision]) * 1.15  # zoomed to the points: [0, 1] piles weak models into a corner
+    axes[1].set(xlim=(-0.03 * top, top if top < 0.8 else 1.05), ylim=(-0.03 * top, top if top < 0.8 else 1.05),
+                xlabel="recall", ylabel="precision", title="precision vs recall (k = 3; numbers as in the key)")
     has = [i for i, b in enumerate(bpd) if b is not None]
     _numbered(axes[2], [bpd[i] for i in has], [fds[i] for i in has])
     for point, i in zip(axes[2].texts, has):
