@@ -123,3 +123,13 @@ def budget_spread(rows: list[dict], n_train: int, batch_size: int) -> str:
         return (f"{listed}. WARNING: the step counts differ {ratio:.1f}x, so this view compares models trained on "
                 "very different amounts of data (larger k costs more per step, and a busy machine skews the clock)")
     return f"{listed} (step counts within {ratio:.2f}x of each other)"
+
+
+def overridden_parameters(pairs: dict[str, tuple]) -> str:
+    """For a derive cell in smoke mode: pairs maps a parameter name to (the value given, the value used); the note
+    names every parameter that was set (not None) and replaced, e.g. 'smoke profile: MAX_MINUTES = 30 replaced by 0
+    (the smoke sizes win; use the full profile to apply them)', or '' when none was."""
+    replaced = [f"{name} = {given!r} replaced by {used!r}" for name, (given, used) in pairs.items()
+                if given is not None and given != used]
+    return (f"smoke profile: {'; '.join(replaced)} (the smoke sizes win; use the full profile to apply them)"
+            if replaced else "")

@@ -49,3 +49,9 @@ def test_tables_carry_the_smoke_line_only_in_smoke_mode():
     rows, columns = [{"beta": 1.0}], {"beta": "g"}
     assert findings.SMOKE_NOTE in findings.format_table(rows, columns, smoke=True)
     assert findings.SMOKE_NOTE not in findings.format_table(rows, columns, smoke=False)
+
+
+def test_overridden_parameters_names_only_those_set_and_replaced():
+    note = findings.overridden_parameters({"MAX_MINUTES": (30.0, 0.0), "LR": (None, 1e-3), "STEPS": (40, 40)})
+    assert note.startswith("smoke profile: MAX_MINUTES = 30.0 replaced by 0.0") and "LR" not in note
+    assert "STEPS" not in note and findings.overridden_parameters({"LR": (None, 1e-3)}) == ""
