@@ -255,9 +255,9 @@ def curve_label(key: str) -> str:
 @stamped
 def plot_curves(metrics: str | os.PathLike | Iterable[dict], keys: Sequence[str] | None = None,
                 x: str = "step", logy: Sequence[str] = (), smooth: float = 0.0, ncols: int = 3,
-                units: dict[str, str] | None = None) -> Figure:
+                units: dict[str, str] | None = None, title: str | None = None) -> Figure:
     """Training curves: `x` (default "step") on the x axis, one panel per key, each y axis labelled with its unit
-    (UNITS, updated by `units`). `keys` defaults to every numeric key besides `x`; `logy` names panels drawn on a
+    (UNITS, updated by `units`), under an optional `title`. `keys` defaults to every numeric key besides `x`; `logy` names panels drawn on a
     log scale. With `smooth` in (0, 1) the raw curve is drawn faintly under a smoothing without lag (`smoothed`),
     and a legend tells the two apart.
     """
@@ -285,10 +285,12 @@ def plot_curves(metrics: str | os.PathLike | Iterable[dict], keys: Sequence[str]
         ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
         if key in logy:
             readable_log_axis(ax)
-    if smooth:
+    if smooth and len(records) >= MIN_POINTS_TO_SMOOTH:
         axes.flat[0].legend(fontsize=7, frameon=False)
     for ax in axes.flat[len(keys):]:
         ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -321,11 +323,14 @@ def smoothed(values: np.ndarray, smooth: float) -> np.ndarray:
     return mean_y + slope * (t - mean_t)
 
 
+MIN_POINTS_TO_SMOOTH = 10  # fewer logged points are drawn as they are, with markers
+
+
 def _draw_curve(ax, steps: np.ndarray, values: np.ndarray, smooth: float) -> None:
     """One curve; with 0 < smooth < 1 the raw values faintly and their smoothing on top, both labelled."""
     if not 0.0 <= smooth < 1.0:
         raise ValueError(f"smooth must be in [0, 1), got {smooth}")
-    if smooth == 0.0:
+    if smooth == 0.0 or len(values) < MIN_POINTS_TO_SMOOTH:  # a handful of points: smoothing only distorts them
         ax.plot(steps, values, linewidth=1.2, marker="." if len(values) < 20 else None)
         return
     ax.plot(steps, values, linewidth=0.8, alpha=0.35, color="tab:blue", label="logged")

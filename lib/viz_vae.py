@@ -117,15 +117,19 @@ def rate_distortion(rates: Sequence[float], distortions: Sequence[float], labels
 def plot_against(xs: Sequence, series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str = "",
                  logx: bool = False) -> Figure:
     """One line per series (label -> values at xs): a metric against a setting such as beta or k. Integer series
-    (counts such as active units) get integer ticks; a log x axis is labelled at 1, 2, 5 per decade."""
+    (counts such as active units) get integer ticks; the x ticks sit at the settings xs."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
     plt.close(fig)
     for label, ys in series.items():
         ax.plot(xs, ys, "o-", label=label)
     if logx:
         readable_log_axis(ax, "x")
-    if all(isinstance(v, (int, np.integer)) for ys in series.values() for v in ys):
+    ax.set_xticks(list(xs), labels=[f"{x:g}" for x in xs])  # the settings themselves, not a generic scale
+    values = [v for ys in series.values() for v in ys]
+    if values and all(isinstance(v, (int, np.integer)) for v in values):
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if max(values) - min(values) < 2:  # the locator needs two integers in view, or it falls back to fractions
+            ax.set_ylim(min(values) - 1, max(values) + 1)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     if len(series) > 1:
