@@ -43,7 +43,7 @@ def stamp_smoke(fig: Figure, smoke: bool | None = None) -> Figure:
             bottom = fig.get_tightbbox(fig._get_renderer()).y0 / fig.get_figheight()
         except (AttributeError, ValueError):
             bottom = 0.0
-        fig.text(0.5, min(bottom, 0.0) - 0.02, SMOKE_BANNER, ha="center", va="top", fontsize=8, color="white", fontweight="bold",
+        fig.text(0.5, bottom - 0.02, SMOKE_BANNER, ha="center", va="top", fontsize=8, color="white", fontweight="bold",
                  bbox=dict(boxstyle="square,pad=0.3", facecolor="tab:red", edgecolor="none"))
         fig._smoke_stamped = True
     return fig
