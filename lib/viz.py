@@ -296,11 +296,15 @@ def plot_curves(metrics: str | os.PathLike | Iterable[dict], keys: Sequence[str]
 
 
 def readable_log_axis(ax, axis: str = "y") -> None:
-    """A log axis with labelled ticks at 1, 2, 3 and 5 per decade (plain numbers, not 2e+03) and unlabelled minor
-    ticks, so a range narrower than a decade still has several labels and none overlap."""
+    """A log axis with labelled ticks at 1, 2, 3 and 5 per decade (plain numbers, not 2e+03), or at about five
+    evenly spaced values when the drawn range spans less than ~a decade; minor ticks unlabelled, so no label
+    overlaps and every panel has several. Call it after drawing the data."""
     target = ax.yaxis if axis == "y" else ax.xaxis
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
-    target.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0), numticks=16))
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    narrow = lo > 0 and hi / lo < 20  # under ~a decade, 1-2-3-5 leaves one label: plain evenly spaced values instead
+    subs = (1.0, 2.0, 3.0, 5.0) if lo > 0 and hi / lo < 300 else (1.0, 3.0) if lo > 0 and hi / lo < 1e4 else (1.0,)
+    target.set_major_locator(MaxNLocator(5) if narrow else LogLocator(subs=subs, numticks=16))
     target.set_major_formatter(lambda value, _: f"{value:,.0f}" if value >= 10 else f"{value:.3g}")
     target.set_minor_formatter(NullFormatter())
 
