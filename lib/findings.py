@@ -28,6 +28,8 @@ def trend_verdict(ks: Sequence[int], values: Sequence[float]) -> str:
     ties = [f"k={a} -> {b}" for a, b, before, after in pairs if after == before]
     if falls:
         return f"does not hold (falls from {', '.join(falls)})"
+    if len(ties) == len(pairs):
+        return "does not hold (no change at any k)"
     return f"holds only weakly (no change from {', '.join(ties)})" if ties else "holds (rises at every larger k)"
 
 

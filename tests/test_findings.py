@@ -55,3 +55,8 @@ def test_overridden_parameters_names_only_those_set_and_replaced():
     note = findings.overridden_parameters({"MAX_MINUTES": (30.0, 0.0), "LR": (None, 1e-3), "STEPS": (40, 40)})
     assert note.startswith("smoke profile: MAX_MINUTES = 30.0 replaced by 0.0") and "LR" not in note
     assert "STEPS" not in note and findings.overridden_parameters({"LR": (None, 1e-3)}) == ""
+
+
+def test_a_claim_of_growth_does_not_hold_when_nothing_changes():
+    assert findings.trend_verdict([1, 5, 50], [0, 0, 0]) == "does not hold (no change at any k)"
+    assert findings.trend_verdict([1, 5, 50], [1, 2, 2]).startswith("holds only weakly")
