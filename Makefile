@@ -53,5 +53,6 @@ workbook: setup data
 test: setup data
 	$(TEST_CMD)
 
+# Jupyter refuses to start as root unless told to (containers, Colab-like machines run as root).
 lab: setup data
-	$(PY) -m jupyter lab notebooks/
+	$(PY) -m jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)

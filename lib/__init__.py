@@ -22,7 +22,9 @@ concern has one home, and lower layers never import higher ones (tests/test_layo
     budget        minutes become steps (a probe of the real loop), cost estimates, where the time went
     results       the run -> results contract: records, sample banks, reading them back, the family table
     findings      plain-text tables and verdicts computed from numbers
-    viz, viz_vae  figures (returned, never shown)
+    viz, viz_vae  figures (returned, never shown; stamped in smoke mode)
+    viz_compare   the model comparison's figures: fd_c10 calibration, sample panels, per-model views
+    progress      progress bars that stay readable in saved notebooks (a final count-and-time line)
     cli           the command line of `python -m lib.train`
     bench         throughput benchmark (`python -m lib.bench`)
     workbook      the headless notebook runner (`python -m lib.workbook`, `make workbook`)

@@ -3,15 +3,20 @@ what its run did not show. Each verdict says when there are too few points to co
 """
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 
+from lib import runs
 
-def format_table(rows: list[dict], columns: dict[str, str]) -> str:
-    """A plain-text table: columns maps a row key to its format spec (e.g. {"beta": "g", "bpd_k": ".3f"})."""
+
+def format_table(rows: list[dict], columns: dict[str, str], smoke: bool | None = None) -> str:
+    """A plain-text table: columns maps a row key to its format spec (e.g. {"beta": "g", "bpd_k": ".3f"}); in smoke
+    mode (smoke=None reads $WORKBOOK_SMOKE) a last line says the numbers check the code only."""
     cells = [[format(row[key], spec) for key, spec in columns.items()] for row in rows]
     widths = [max(len(key), *(len(r[i]) for r in cells)) for i, key in enumerate(columns)]
     lines = ["  ".join(key.rjust(w) for key, w in zip(columns, widths))]
-    return "\n".join(lines + ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells])
+    note = [smoke_line(smoke)] if smoke_line(smoke) else []
+    return "\n".join(lines + ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells] + note)
 
 
 def trend_verdict(ks: Sequence[int], values: Sequence[float]) -> str:
@@ -23,6 +28,8 @@ def trend_verdict(ks: Sequence[int], values: Sequence[float]) -> str:
     ties = [f"k={a} -> {b}" for a, b, before, after in pairs if after == before]
     if falls:
         return f"does not hold (falls from {', '.join(falls)})"
+    if len(ties) == len(pairs):
+        return "does not hold (no change at any k)"
     return f"holds only weakly (no change from {', '.join(ties)})" if ties else "holds (rises at every larger k)"
 
 
@@ -40,3 +47,91 @@ def iwae_k_claims(rows: list[dict], k_eval: int) -> str:
     return (f"IWAE k = {ks}: (a) tighter bound with larger k: test L_{k_eval} {claim('log_px_k', '.1f', ' nats')}; "
             f"training bound L_k {claim('train_bound', '.1f', ' nats')}; (b) more active units with larger k: "
             f"{claim('n_active', 'd')}.")
+
+
+SMOKE_NOTE = "SMOKE RUN: reduced sizes and budgets; these numbers check the code, not the science"
+
+
+def smoke_line(smoke: bool | None = None) -> str:
+    """The line every smoke table and finding carries ('' outside smoke mode)."""
+    return f"[{SMOKE_NOTE}]" if (runs.is_smoke() if smoke is None else smoke) else ""
+
+
+def steps_verdict(values: Sequence[float], tol: float = 0.0) -> str:
+    """How `values` (already ordered by the setting) move step by step: 'rises at every step', 'falls at every
+    step', 'does not change', or 'mixed (rises at i of n steps, falls at j)'; one value: 'cannot be judged'.
+    Changes within `tol` (absolute) count as no change."""
+    if len(values) < 2:
+        return f"cannot be judged from {len(values)} point{'s' * (len(values) != 1)}"
+    diffs = [b - a for a, b in zip(values, values[1:])]
+    ups, downs = sum(d > tol for d in diffs), sum(d < -tol for d in diffs)
+    n = len(diffs)
+    if ups == n:
+        return "rises at every step"
+    if downs == n:
+        return "falls at every step"
+    if ups == downs == 0:
+        return "does not change"
+    return f"is mixed (rises at {ups} of {n} steps, falls at {downs})"
+
+
+def trend_sentence(name: str, setting: str, xs: Sequence[float], values: Sequence[float], spec: str = ".1f",
+                   unit: str = "") -> str:
+    """'<name> rises at every step as <setting> grows (x=a: v -> x=b: w)', or that one point cannot show a trend."""
+    pairs = sorted(zip(xs, values))
+    listed = " -> ".join(f"{format(v, spec)}" for _, v in pairs) + (f" {unit}" if unit else "")
+    settings = ", ".join(f"{x:g}" for x, _ in pairs)
+    if len(pairs) < 2:
+        return (f"{name} is {listed} at {setting} = {settings}; with one {setting} nothing can be concluded about "
+                f"how it changes with {setting}")
+    return f"{name} {steps_verdict([v for _, v in pairs])} as {setting} grows ({setting} = {settings}: {listed})"
+
+
+def rate_distortion_verdict(rates: Sequence[float], distortions: Sequence[float]) -> str:
+    """Whether the points trace a trade-off: ordered by rate, distortion should fall. Needs >= 2 points."""
+    pairs = sorted(zip(rates, distortions))
+    if len(pairs) < 2:
+        return "one point cannot show a rate-distortion trade-off: nothing can be concluded"
+    verdict = steps_verdict([d for _, d in pairs])
+    shape = {"falls at every step": "a trade-off: more rate buys less distortion at every step",
+             "rises at every step": "NOT a trade-off: distortion rises with the rate at every step"}
+    return (f"ordered by rate, the distortion {verdict} ({shape.get(verdict, 'no consistent trade-off')}; "
+            f"rate {pairs[0][0]:.1f} -> {pairs[-1][0]:.1f} nats, distortion {pairs[0][1]:.1f} -> {pairs[-1][1]:.1f} nats)")
+
+
+def copying_verdict(sample_nn: Sequence[float], test_nn: Sequence[float]) -> str:
+    """Nearest-training-neighbour distances of samples vs of real test images: copying can only be judged when
+    samples lie about as close to the training set as real images do. Verdicts use medians and the minimum."""
+    s_med, t_med, s_min = statistics.median(sample_nn), statistics.median(test_nn), min(sample_nn)
+    numbers = f"median L2 {s_med:.2f} for samples vs {t_med:.2f} for test images, closest sample {s_min:.2f}"
+    if s_med > 1.5 * t_med:
+        return (f"samples lie much farther from the training set than real images do ({numbers}): they do not yet "
+                "resemble the data, so copying cannot be judged")
+    if s_min < 0.5 * t_med:
+        return f"some samples sit closer to a training image than real test images do ({numbers}): check for copies"
+    return f"no sample is unusually close to a training image ({numbers}): no sign of copying"
+
+
+def budget_spread(rows: list[dict], n_train: int, batch_size: int) -> str:
+    """Steps and epochs per model (rows with keys model, steps) and a warning when an equal-time budget gave the
+    models very different amounts of training (a busy machine, or slower larger-k steps)."""
+    epochs = {r["model"]: r["steps"] * batch_size / max(n_train, 1) for r in rows}
+    listed = "; ".join(f"{r['model']}: {r['steps']:,} steps = {epochs[r['model']]:.2f} epochs" for r in rows)
+    steps = [r["steps"] for r in rows]
+    if not steps or min(steps) <= 0:
+        return listed + ". WARNING: a model trained no step at all; nothing can be compared"
+    ratio = max(steps) / min(steps)
+    if ratio > 1.5:
+        return (f"{listed}. WARNING: the step counts differ {ratio:.1f}x, so this view compares models trained on "
+                "very different amounts of data (larger k costs more per step, and a busy machine skews the clock)")
+    return f"{listed} (step counts within {ratio:.2f}x of each other)"
+
+
+def overridden_parameters(pairs: dict[str, tuple]) -> str:
+    """For a derive cell in smoke mode: pairs maps a parameter name to (the value given, the value used); the note
+    names every parameter that was set (not None) and replaced, e.g. 'smoke profile: MAX_MINUTES = 30 replaced by 0
+    (the smoke sizes win; use the full profile to apply them)', or '' when none was."""
+    replaced = [f"{name} = {given!r} replaced by {used!r}" for name, (given, used) in pairs.items()
+                if given is not None and given != used]
+    return (f"smoke profile: {'; '.join(replaced)} (the smoke sizes win; use the full profile to apply them)"
+            if replaced else "")

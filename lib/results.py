@@ -20,12 +20,13 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from . import runs
 from .checkpoints import list_checkpoints
 from .data import to_uint8
+from .findings import smoke_line
 from .models import MODELS, load_run_model
+from .progress import Progress
 
 N_BANK = 2000  # images per bank
 FAMILIES = {"ncsn": "NCSN", "beta_vae": "β-VAE", "iwae": "IWAE", "nvae": "NVAE"}  # model name -> display name
@@ -126,7 +127,7 @@ def draw_samples(model, n: int = N_BANK, batch_size: int = 250, seed: int = 0) -
     """n samples of model.sample as uint8 (n, 3, 32, 32) and the sampling time in seconds per 1,000 images."""
     torch.manual_seed(seed)
     chunks, start = [], time.perf_counter()
-    with tqdm(total=n, desc="sampling", unit="img", mininterval=5) as bar:
+    with Progress(n, f"sampling {type(model).__name__}", "img") as bar:
         for first in range(0, n, batch_size):
             chunks.append(to_uint8(model.sample(min(batch_size, n - first))))
             bar.update(len(chunks[-1]))
@@ -235,9 +236,10 @@ COLUMNS = ["model", "experiment", "samples (n)", "test bits/dim", "bound", "fd_c
            "img/s", "data copy", "device"]
 
 
-def comparison_table(entries: list[dict], missing: list[str]) -> str:
+def comparison_table(entries: list[dict], missing: list[str], smoke: bool | None = None) -> str:
     """The comparison as a markdown table, one row per entry (keys of `gather`, plus `fd` and `floor` FDResults
-    and an optional `fid` dict with fid, kid, kid_std and n), then one row per missing family."""
+    and an optional `fid` dict with fid, kid, kid_std and n), then one row per missing family; in smoke mode
+    (smoke=None reads $WORKBOOK_SMOKE) a bold line above it says the numbers check the code only."""
     rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for m in entries:
         fd, fl, fid = m.get("fd"), m.get("floor"), m.get("fid") or {}
@@ -252,4 +254,5 @@ def comparison_table(entries: list[dict], missing: list[str]) -> str:
                  fmt(m["wall_minutes"], "{:.1f}"), fmt(m["img_per_s"], "{:,.0f}"), copy, m["device"]]
         rows.append("| " + " | ".join(str(c) for c in cells) + " |")
     rows += [f"| {name} | missing: no results file yet |" + " |" * (len(COLUMNS) - 2) for name in missing]
-    return "\n".join(rows)
+    banner = smoke_line(smoke)
+    return (f"**{banner}**\n\n" if banner else "") + "\n".join(rows)

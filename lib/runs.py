@@ -2,8 +2,9 @@
 
 A run lives in `outputs/runs/<name>/` (`outputs/smoke/runs/<name>/` in smoke mode): `config.json`,
 `metrics.jsonl` (one JSON object per logged step), `samples/` and checkpoints. The logger mirrors to wandb
-when wandb is installed and `WANDB_MODE` is not `disabled` (`offline` is passed on to wandb); without wandb, or
-when wandb cannot start (not logged in, no network), it warns and keeps local records only.
+when wandb is installed (a default dependency) and `WANDB_MODE` is not `disabled` (`offline` is passed on to
+wandb; unset and not logged in, it records offline for a later `wandb sync`); without wandb, or when wandb cannot
+start, it warns and keeps local records only.
 What a finished run reports (the results record and its sample bank) is lib.results' concern.
 """
 from __future__ import annotations
@@ -174,6 +175,12 @@ class RunLogger:
             self._wandb = None
 
 
+def wandb_logged_in() -> bool:
+    """Whether wandb has an API key to go online with: $WANDB_API_KEY, or an api.wandb.ai entry in ~/.netrc."""
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    return bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
+
+
 def _start_wandb(folder: Path, config: dict, resume: bool):
     """A wandb run, or None when wandb is absent, `WANDB_MODE=disabled`, or wandb fails to start; never raises."""
     mode = os.environ.get("WANDB_MODE", "").strip().lower() or None  # None: wandb's own default (online)
@@ -183,6 +190,8 @@ def _start_wandb(folder: Path, config: dict, resume: bool):
         import wandb
     except ImportError:
         return None
+    if mode is None and not wandb_logged_in():
+        mode = "offline"  # never an API-key prompt mid-notebook: record offline, `wandb sync` later
     try:
         return wandb.init(project=os.environ.get("WANDB_PROJECT", "cifar10-generative-workbook"), name=folder.name,
                           id=folder.name, dir=str(folder), config=config, resume="allow" if resume else None,

@@ -8,9 +8,15 @@ cell shows each figure once and long loops do not accumulate open figures.
 Images follow the project convention `x`: (B, 3, H, W), either float in [0, 1] or uint8 in [0, 255], as a
 numpy array or a torch tensor (any device); they are shown as the 8-bit image they round to (values outside
 [0, 1] are clipped).
+
+In smoke mode ($WORKBOOK_SMOKE) every figure these functions return carries a banner saying that it checks the
+code, not the science (`stamp_smoke`). Importing this module inside an IPython kernel whose matplotlib backend
+is not the inline one (e.g. MPLBACKEND=Agg, common on headless servers and in CI) registers a PNG display for
+figures, so `display(fig)` shows an image under every backend.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -20,11 +26,64 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
 from lib import runs
 from lib.data import N_LEVELS, to_float, to_uint8
 
 RGB = ("tab:red", "tab:green", "tab:blue")  # line colours for the R, G, B channels
+SMOKE_BANNER = "SMOKE RUN: reduced sizes and budgets; checks the code, not the science"
+
+
+def stamp_smoke(fig: Figure, smoke: bool | None = None) -> Figure:
+    """Write SMOKE_BANNER under `fig` once when smoke mode is on (smoke=None reads $WORKBOOK_SMOKE); returns fig."""
+    if (runs.is_smoke() if smoke is None else smoke) and not getattr(fig, "_smoke_stamped", False):
+        # under everything drawn so far (axis labels may reach below the figure's edge), centred on the figure
+        try:  # a closed figure's canvas has no renderer of its own; matplotlib >= 3.6 makes one for measuring
+            bottom = fig.get_tightbbox(fig._get_renderer()).y0 / fig.get_figheight()
+        except (AttributeError, ValueError):
+            bottom = 0.0
+        fig.text(0.5, bottom - 0.02, SMOKE_BANNER, ha="center", va="top", fontsize=8, color="white", fontweight="bold",
+                 bbox=dict(boxstyle="square,pad=0.3", facecolor="tab:red", edgecolor="none"))
+        fig._smoke_stamped = True
+    return fig
+
+
+def stamped(make):
+    """Decorator: the figure `make` returns, stamped by `stamp_smoke`."""
+    @functools.wraps(make)
+    def wrapper(*args, **kwargs):
+        return stamp_smoke(make(*args, **kwargs))
+    return wrapper
+
+
+def figure_png(fig: Figure, dpi: int = 100) -> bytes:
+    """`fig` as PNG bytes, cropped to its content (as Jupyter's inline backend shows it)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def register_png_display() -> bool:
+    """Inside IPython, make `display(fig)` show a PNG when no backend registered one (e.g. MPLBACKEND=Agg, where
+    figures would otherwise print as text). Returns whether it registered the display."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return False
+    png = shell.display_formatter.formatters["image/png"]
+    try:
+        png.lookup_by_type(Figure)
+        return False  # the inline backend (or the user) already shows figures
+    except KeyError:
+        png.for_type(Figure, figure_png)
+        return True
+
+
+register_png_display()
 
 
 def as_images(x) -> np.ndarray:
@@ -50,6 +109,7 @@ def image_grid(x, nrow: int = 8, pad: int = 2) -> np.ndarray:
     return grid
 
 
+@stamped
 def show_grid(x, nrow: int = 8, title: str | None = None, ax=None, pad: int = 2) -> Figure:
     """A figure showing `image_grid(x, nrow)`; draws into `ax` when given and returns its figure."""
     grid = image_grid(x, nrow, pad)
@@ -65,6 +125,7 @@ def show_grid(x, nrow: int = 8, title: str | None = None, ax=None, pad: int = 2)
     return ax.figure
 
 
+@stamped
 def class_grid(x, y, classes: Sequence[str], per_class: int = 10, pad: int = 2) -> Figure:
     """One row per class holding its first `per_class` images, class names as row labels.
 
@@ -90,6 +151,7 @@ def class_grid(x, y, classes: Sequence[str], per_class: int = 10, pad: int = 2) 
     return fig
 
 
+@stamped
 def class_count_bars(counts: dict[str, Sequence[int]], classes: Sequence[str]) -> Figure:
     """Grouped bars of images per class, one bar colour per split, e.g. {"train": (10,), "test": (10,)}."""
     for split, values in counts.items():
@@ -121,6 +183,7 @@ def channel_histogram_counts(x, chunk: int = 4096) -> np.ndarray:
     return counts.reshape(3, N_LEVELS)
 
 
+@stamped
 def channel_histograms(x=None, counts: np.ndarray | None = None, log: bool = False) -> Figure:
     """Per-channel histograms of pixel values over the 256 levels (RGB colours), as fractions of pixels.
 
@@ -145,6 +208,7 @@ def channel_histograms(x=None, counts: np.ndarray | None = None, log: bool = Fal
     return fig
 
 
+@stamped
 def mean_images(x, y=None, classes: Sequence[str] | None = None) -> Figure:
     """The mean image of `x`, followed by the mean image of each class when labels `y` and `classes` are given."""
     x = as_images(x)
@@ -174,12 +238,28 @@ def load_records(metrics: str | os.PathLike | Iterable[dict]) -> list[dict]:
     return [dict(record) for record in metrics]
 
 
-def plot_curves(metrics: str | os.PathLike | Iterable[dict], keys: Sequence[str] | None = None,
-                x: str = "step", logy: Sequence[str] = (), smooth: float = 0.0, ncols: int = 3) -> Figure:
-    """Training curves: `x` (default "step") on the x axis, one panel per key.
+UNITS = {  # y-axis labels of the training curves the notebooks log: quantity [unit]
+    "loss": "training loss", "reconstruction": "-E_q log p(x|z) [nats / image]", "kl": "KL(q || p) [nats / image]",
+    "elbo": "ELBO [nats / image]", "bound": "L_k [nats / image]", "bpd_elbo": "-ELBO [bits / dim]",
+    "kl_coeff": "KL weight [0-1]", "lr": "learning rate", "grad_norm": "gradient L2 norm", "spectral": "spectral penalty",
+}
 
-    `keys` defaults to every numeric key besides `x`. `logy` names panels drawn on a log scale. With
-    `smooth` in (0, 1) the raw curve is drawn faintly under an exponential moving average with that weight.
+
+def curve_label(key: str) -> str:
+    """The y-axis label of a logged metric: UNITS, or for NCSN's per-level keys the weighted DSM loss."""
+    if key.startswith("dsm_sigma="):
+        return "DSM loss at this sigma (lambda = sigma^2)"
+    return UNITS.get(key, key)
+
+
+@stamped
+def plot_curves(metrics: str | os.PathLike | Iterable[dict], keys: Sequence[str] | None = None,
+                x: str = "step", logy: Sequence[str] = (), smooth: float = 0.0, ncols: int = 3,
+                units: dict[str, str] | None = None, title: str | None = None) -> Figure:
+    """Training curves: `x` (default "step") on the x axis, one panel per key, each y axis labelled with its unit
+    (UNITS, updated by `units`), under an optional `title`. `keys` defaults to every numeric key besides `x`; `logy` names panels drawn on a
+    log scale. With `smooth` in (0, 1) the raw curve is drawn faintly under a smoothing without lag (`smoothed`),
+    and a legend tells the two apart.
     """
     records = [r for r in load_records(metrics) if isinstance(r.get(x), (int, float))]
     if not records:
@@ -192,36 +272,73 @@ def plot_curves(metrics: str | os.PathLike | Iterable[dict], keys: Sequence[str]
         raise ValueError(f"keys {unknown or keys} not found among the numeric metrics {numeric}")
     ncols = min(ncols, len(keys))
     nrows = math.ceil(len(keys) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 2.8 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
     plt.close(fig)
+    labels = {k: (units or {}).get(k, curve_label(k)) for k in keys}
     for ax, key in zip(axes.flat, keys):
         pairs = [(r[x], r[key]) for r in records if isinstance(r.get(key), (int, float))]
         steps, values = np.array(pairs, dtype=np.float64).T
         _draw_curve(ax, steps, values, smooth)
         ax.set_title(key, fontsize=10)
-        ax.set_xlabel(x)
+        ax.set_xlabel("optimizer step" if x == "step" else x)
+        ax.set_ylabel(labels[key], fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
         if key in logy:
-            ax.set_yscale("log")
+            readable_log_axis(ax)
+    if smooth and len(records) >= MIN_POINTS_TO_SMOOTH:
+        axes.flat[0].legend(fontsize=7, frameon=False)
     for ax in axes.flat[len(keys):]:
         ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
 
+def readable_log_axis(ax, axis: str = "y") -> None:
+    """A log axis with labelled ticks at 1, 2, 3 and 5 per decade (plain numbers, not 2e+03), or at about five
+    evenly spaced values when the drawn range spans less than ~a decade; minor ticks unlabelled, so no label
+    overlaps and every panel has several. Call it after drawing the data."""
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    narrow = lo > 0 and hi / lo < 20  # under ~a decade, 1-2-3-5 leaves one label: plain evenly spaced values instead
+    subs = (1.0, 2.0, 3.0, 5.0) if lo > 0 and hi / lo < 300 else (1.0, 3.0) if lo > 0 and hi / lo < 1e4 else (1.0,)
+    target.set_major_locator(MaxNLocator(5) if narrow else LogLocator(subs=subs, numticks=16))
+    target.set_major_formatter(lambda value, _: f"{value:,.0f}" if value >= 10 else f"{value:.3g}")
+    target.set_minor_formatter(NullFormatter())
+
+
+def smoothed(values: np.ndarray, smooth: float) -> np.ndarray:
+    """A smoothing without lag: at each point, a least-squares line through the points within +-h of it
+    (h = round(smooth / (1 - smooth)), the span of an EMA with that weight), evaluated there. A line, not a mean,
+    so the ends follow a trend instead of trailing it; non-finite values get no weight."""
+    y = np.asarray(values, dtype=np.float64)
+    h = max(1, round(smooth / (1 - smooth)))
+    w = np.isfinite(y).astype(np.float64)
+    t = np.arange(len(y), dtype=np.float64)
+    y0 = np.where(w > 0, y, 0.0)
+    sums = [np.concatenate([[0.0], np.cumsum(v)]) for v in (w, w * t, w * t * t, y0, y0 * t)]
+    lo, hi = np.clip(t - h, 0, len(y)).astype(int), np.clip(t + h + 1, 0, len(y)).astype(int)
+    n, st, stt, sy, sty = (c[hi] - c[lo] for c in sums)
+    denom = n * stt - st ** 2
+    slope = np.divide(n * sty - st * sy, denom, out=np.zeros_like(y), where=np.abs(denom) > 1e-12)
+    mean_t, mean_y = np.divide(st, n, out=t.copy(), where=n > 0), np.divide(sy, n, out=np.full_like(y, np.nan), where=n > 0)
+    return mean_y + slope * (t - mean_t)
+
+
+MIN_POINTS_TO_SMOOTH = 10  # fewer logged points are drawn as they are, with markers
+
+
 def _draw_curve(ax, steps: np.ndarray, values: np.ndarray, smooth: float) -> None:
-    """One curve; with 0 < smooth < 1 the raw values faintly, their exponential moving average on top."""
+    """One curve; with 0 < smooth < 1 the raw values faintly and their smoothing on top, both labelled."""
     if not 0.0 <= smooth < 1.0:
         raise ValueError(f"smooth must be in [0, 1), got {smooth}")
-    if smooth == 0.0:
-        ax.plot(steps, values, linewidth=1.2)
+    if smooth == 0.0 or len(values) < MIN_POINTS_TO_SMOOTH:  # a handful of points: smoothing only distorts them
+        ax.plot(steps, values, linewidth=1.2, marker="." if len(values) < 20 else None)
         return
-    ax.plot(steps, values, linewidth=0.8, alpha=0.3, color="tab:blue")
-    finite = values[np.isfinite(values)]
-    average, smoothed = (finite[0] if len(finite) else np.nan), np.empty_like(values)
-    for i, value in enumerate(values):
-        average = smooth * average + (1 - smooth) * value if np.isfinite(value) else average
-        smoothed[i] = average
-    ax.plot(steps, smoothed, linewidth=1.4, color="tab:blue")
+    ax.plot(steps, values, linewidth=0.8, alpha=0.35, color="tab:blue", label="logged")
+    ax.plot(steps, smoothed(values, smooth), linewidth=1.4, color="tab:blue", label=f"smoothed (local line, ±{max(1, round(smooth / (1 - smooth)))} points)")
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -235,6 +352,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
 
 # --- NCSN figures: the noise ladder, Langevin strips, nearest training neighbours -----------------------
 
+@stamped
 def labelled_grid(tiles, ncol: int, col_labels: Sequence[str] = (), row_labels: Sequence[str] = (),
                   title: str | None = None, pad: int = 2) -> Figure:
     """Images (R * ncol, 3, H, W) row-major as an R x ncol grid with optional column and row labels."""

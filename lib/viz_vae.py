@@ -13,9 +13,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .data import to_float
-from .viz import labelled_grid
+from .viz import labelled_grid, readable_log_axis, stamped
 
 TRAVERSAL_RANGE = (-3.0, 3.0)  # z_j values of a traversal, in prior standard deviations
 
@@ -98,6 +99,7 @@ def best_weight_reconstructions(model, x, k: int = 50, title: str | None = None)
                          title=title or f"best-weight reconstructions (largest w_i among k = {k})")
 
 
+@stamped
 def rate_distortion(rates: Sequence[float], distortions: Sequence[float], labels: Sequence[str],
                     title: str = "rate-distortion") -> Figure:
     """KL (rate, nats) against -E_q log p(x|z) (distortion, nats), one labelled point per model, joined in order."""
@@ -111,17 +113,41 @@ def rate_distortion(rates: Sequence[float], distortions: Sequence[float], labels
     return fig
 
 
+@stamped
 def plot_against(xs: Sequence, series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str = "",
                  logx: bool = False) -> Figure:
-    """One line per series (label -> values at xs): a metric against a setting such as beta or k."""
+    """One line per series (label -> values at xs): a metric against a setting such as beta or k. Integer series
+    (counts such as active units) get integer ticks; the x ticks sit at the settings xs."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
     plt.close(fig)
     for label, ys in series.items():
         ax.plot(xs, ys, "o-", label=label)
     if logx:
-        ax.set_xscale("log")
+        readable_log_axis(ax, "x")
+    ax.set_xticks(list(xs), labels=[f"{x:g}" for x in xs])  # the settings themselves, not a generic scale
+    values = [v for ys in series.values() for v in ys]
+    if values and all(isinstance(v, (int, np.integer)) for v in values):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if max(values) - min(values) < 2:  # the locator needs two integers in view, or it falls back to fractions
+            ax.set_ylim(min(values) - 1, max(values) + 1)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize=8)
+    return fig
+
+
+@stamped
+def group_kl_bars(kl_per_group: Sequence[float], threshold: float, title: str = "KL of each latent group") -> Figure:
+    """Bars of the KL per test image of each latent group (nats, log scale, top-down order), a dashed line at the
+    `threshold` that counts a group as active, and integer group numbers on the x axis."""
+    kl = np.asarray(kl_per_group, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(kl) + 2), 2.8))
+    plt.close(fig)
+    ax.bar(range(len(kl)), kl, color=["tab:blue" if v > threshold else "tab:grey" for v in kl])
+    ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"active above {threshold:g} nat")
+    readable_log_axis(ax)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="latent group (top-down: coarsest first)", ylabel="KL per test image [nats]", title=title)
+    ax.legend(fontsize=7, frameon=False)
     return fig

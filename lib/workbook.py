@@ -4,11 +4,14 @@
                            [--timeout MIN]
 
 Profiles: smoke (CPU and CI: checks code, not science), short (one H100-class GPU, each notebook about 8 minutes
-with sampling and evaluation), full (real budgets, hours). `auto` is `full` on a CUDA machine and `smoke`
-elsewhere ($WORKBOOK_PROFILE overrides it); each notebook gets $WORKBOOK_PROFILE, $WORKBOOK_SMOKE and the SMOKE
-parameter to match. Executed notebooks go to outputs/notebooks/ (short, full) or outputs/smoke/notebooks/ (smoke). A failing notebook does not stop the others;
-the summary table lists each one's status, minutes and key figure (what it passed to
-`lib.results.report_key_figure`), and the exit status is 1 if any failed. -p and -y read values as papermill's own
+with sampling and evaluation), full (real budgets, hours). `auto` reads $WORKBOOK_PROFILE, then $WORKBOOK_SMOKE
+(1: smoke, 0: full), then picks `full` on a CUDA machine and `smoke` elsewhere; each notebook gets
+$WORKBOOK_PROFILE, $WORKBOOK_SMOKE and the SMOKE parameter to match. Executed notebooks go to outputs/notebooks/
+(short, full) or outputs/smoke/notebooks/ (smoke). A failing notebook does not stop the others; notebooks whose
+metadata says they read the others' results (01, 06) run last, and one whose metadata says it shows figures fails
+if its execution shows none; the summary table lists each one's status, minutes, figures and key figure (what it
+passed to `lib.results.report_key_figure`), and the exit status is 1 if any failed. -p and -y read values as
+papermill's own
 options do (-y for lists: `-y "BETAS: [4.0]"`); a name that no selected notebook assigns in its cell tagged
 `parameters` is refused before anything runs, and so is a value whose type does not fit that cell's default (an
 int is fine for a float, a None default takes anything); a name only some declare goes to those only.
@@ -38,6 +41,38 @@ class Outcome:
     minutes: float
     key_figure: str       # "name = value unit", or "" when the notebook reported none
     detail: str = ""      # for a failure: the exception and where the partial notebook is
+    figures: int = 0      # images (image/png outputs) the executed notebook shows
+
+
+def workbook_metadata(notebook: Path) -> dict:
+    """The notebook's metadata["workbook"]: `shows_figures` (true: an execution without any figure fails) and
+    `reads_results` (true: it reads what the other notebooks write, so the runner runs it after them)."""
+    return json.loads(notebook.read_text()).get("metadata", {}).get("workbook", {})
+
+
+def readers_last(notebooks: list[Path]) -> list[Path]:
+    """The notebooks in order, those that read the others' results (01, 06) moved after the rest."""
+    reads = {nb: bool(workbook_metadata(nb).get("reads_results")) for nb in notebooks}
+    return [nb for nb in notebooks if not reads[nb]] + [nb for nb in notebooks if reads[nb]]
+
+
+def count_figures(executed: Path) -> int:
+    """How many image/png outputs an executed notebook holds (0 when it cannot be read)."""
+    try:
+        cells = json.loads(executed.read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return 0
+    return sum("image/png" in out.get("data", {}) for cell in cells for out in cell.get("outputs", []))
+
+
+def smoke_notice(overrides: dict) -> str:
+    """What the runner can say about values given in the smoke profile: each notebook's cell after `parameters`
+    may replace sizes and budgets with its smoke sizes (and prints the configuration it uses)."""
+    if not overrides:
+        return ""
+    return (f"note: smoke profile: {', '.join(sorted(overrides))} passed on, but a notebook's smoke sizes may replace "
+            "budgets and sizes (e.g. MAX_MINUTES, STEPS, LR, LATENT_DIM): check the configuration each notebook "
+            "prints, or run with --profile full (or WORKBOOK_SMOKE=0)")
 
 
 def parse_value(text: str):
@@ -77,11 +112,19 @@ def choose_profile(requested: str) -> str:
     if requested == "auto":
         requested = os.environ.get("WORKBOOK_PROFILE", "auto").lower() or "auto"
     if requested == "auto":
+        requested = profile_from_smoke_env()
+    if requested == "auto":
         import torch
         requested = "full" if torch.cuda.is_available() else "smoke"
     if requested not in PROFILES:
         raise SystemExit(f"error: profile must be auto, {', '.join(PROFILES)}, got {requested!r}")
     return requested
+
+
+def profile_from_smoke_env() -> str:
+    """'smoke' or 'full' when $WORKBOOK_SMOKE is set (1/true/yes/on or 0/false/no/off), else 'auto'."""
+    value = os.environ.get("WORKBOOK_SMOKE", "").strip().lower()
+    return "smoke" if value in ("1", "true", "yes", "on") else "full" if value in ("0", "false", "no", "off") else "auto"
 
 
 def find_notebooks(folder: Path, only: list[str] | None) -> list[Path]:
@@ -178,13 +221,17 @@ class _SkipInspectorWarnings(logging.Filter):
 
 
 QUIET = _SkipInspectorWarnings()
+# The kernel runs on this machine for this process only: its "running over TCP without encryption" warning on every
+# notebook says nothing a reader can act on, so the kernel logs errors only (a notebook's own output is unaffected).
+KERNEL_ARGUMENTS = ["--IPKernelApp.log_level=ERROR"]
 
 
 def run_one(notebook: Path, output: Path, parameters: dict, profile: str, timeout_min: float) -> Outcome:
     """Execute one notebook with papermill under `profile` ($WORKBOOK_PROFILE, $WORKBOOK_SMOKE and the SMOKE
     parameter match it); never raises for the notebook's own errors."""
-    smoke = profile == "smoke"
     import papermill
+
+    smoke = profile == "smoke"
 
     for name in ("papermill", "papermill.translators"):  # a logger's filter sees only its own records
         logging.getLogger(name).addFilter(QUIET)
@@ -199,7 +246,8 @@ def run_one(notebook: Path, output: Path, parameters: dict, profile: str, timeou
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters={"SMOKE": smoke, **parameters},
                                    kernel_name="python3", cwd=str(notebook.parent), progress_bar=False,
-                                   log_output=False, execution_timeout=int(timeout_min * 60) or None)
+                                   log_output=False, execution_timeout=int(timeout_min * 60) or None,
+                                   extra_arguments=KERNEL_ARGUMENTS)
     except Exception as err:  # papermill's execution error, a dead kernel, a timeout: report, go on
         status, detail = "FAILED", f"{failure_line(err)} (partial notebook: {output})"
     finally:
@@ -208,7 +256,12 @@ def run_one(notebook: Path, output: Path, parameters: dict, profile: str, timeou
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return Outcome(notebook.stem, status, (time.monotonic() - start) / 60, _read_key_figure(key_file), detail)
+    figures = count_figures(output)
+    if status == "ok" and figures == 0 and workbook_metadata(notebook).get("shows_figures"):
+        status, detail = "FAILED", (f"showed no figure although it should (MPLBACKEND={os.environ.get('MPLBACKEND')!r}; "
+                                    f"executed notebook: {output})")
+    return Outcome(notebook.stem, status, (time.monotonic() - start) / 60, _read_key_figure(key_file), detail,
+                   figures)
 
 
 def failure_line(err: Exception) -> str:
@@ -228,15 +281,19 @@ def _read_key_figure(path: Path) -> str:
     return f"{record['name']} = {record['value']:.4g} {record['unit']}".rstrip() if record else ""
 
 
-def summary_table(outcomes: list[Outcome], profile: str) -> str:
-    rows = [("notebook", "status", "minutes", "key figure")]
-    rows += [(o.name, o.status, f"{o.minutes:.1f}", o.key_figure or "-") for o in outcomes]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+def summary_table(outcomes: list[Outcome], profile: str, readers: list[str] = ()) -> str:
+    """The table of notebook, status, minutes, figures and key figure; `readers` (notebooks that read the others'
+    results) get a line saying what they read."""
+    rows = [("notebook", "status", "minutes", "figures", "key figure")]
+    rows += [(o.name, o.status, f"{o.minutes:.1f}", str(o.figures), o.key_figure or "-") for o in outcomes]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     failed = sum(o.status != "ok" for o in outcomes)
+    notes = [f"{', '.join(readers)} read the results files the other notebooks write ({profile} profile), so they "
+             "ran after them"] if readers else []
     return "\n".join([f"workbook summary ({profile} profile)", *lines,
-                      f"{len(outcomes) - failed} ok, {failed} failed"])
+                      f"{len(outcomes) - failed} ok, {failed} failed", *notes])
 
 
 def main(argv: list[str] | None = None, notebooks_dir: Path | None = None, outputs: Path | None = None) -> int:
@@ -252,8 +309,11 @@ def main(argv: list[str] | None = None, notebooks_dir: Path | None = None, outpu
     parser.add_argument("--timeout", type=float, default=0, help="per-cell time limit in minutes (0: none)")
     args = parser.parse_args(argv)
     profile = choose_profile(args.profile)
-    notebooks = find_notebooks(notebooks_dir or repo_root() / "notebooks", args.only)
-    shares = parameters_for(notebooks, collect_overrides(args.parameters, args.parameters_yaml))
+    notebooks = readers_last(find_notebooks(notebooks_dir or repo_root() / "notebooks", args.only))
+    overrides = collect_overrides(args.parameters, args.parameters_yaml)
+    shares = parameters_for(notebooks, overrides)
+    if profile == "smoke" and smoke_notice(overrides):
+        print(smoke_notice(overrides), flush=True)
     target = (outputs or outputs_dir()) / ("smoke/notebooks" if profile == "smoke" else "notebooks")
     outcomes = []
     for i, notebook in enumerate(notebooks, 1):
@@ -262,7 +322,8 @@ def main(argv: list[str] | None = None, notebooks_dir: Path | None = None, outpu
         print(f"[{i}/{len(notebooks)}] {notebook.stem} {outcome.status} {outcome.minutes:.1f} min"
               f"{'  ' + outcome.detail if outcome.detail else ''}", flush=True)
         outcomes.append(outcome)
-    print("\n" + summary_table(outcomes, profile))
+    readers = [nb.stem for nb in notebooks if workbook_metadata(nb).get("reads_results")]
+    print("\n" + summary_table(outcomes, profile, readers))
     return int(any(o.status != "ok" for o in outcomes))
 
 

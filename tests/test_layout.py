@@ -9,12 +9,12 @@ import lib
 
 LIB = Path(lib.__file__).parent
 LAYERS = [  # a module may import its own layer's package and the layers before it, never a later one
-    {"runs", "data_sources", "degrade", "config_checks"},
+    {"runs", "data_sources", "degrade", "config_checks", "progress"},
     {"data"},
     {"nets", "dists", "losses", "samplers", "checkpoints", "run_folder", "interrupts"},
     {"train"},
     {"models", "budget"},
-    {"metrics", "results", "findings", "viz", "viz_vae", "cli", "bench", "workbook"},
+    {"metrics", "results", "findings", "viz", "viz_vae", "viz_compare", "cli", "bench", "workbook"},
 ]
 
 

@@ -119,3 +119,13 @@ def test_model_from_run_reads_the_run_folder_the_record_names(isolated_outputs):
     torch.testing.assert_close(loaded.state_dict(), model.state_dict())  # the weights of that run's checkpoint
     assert results.model_from_run({**record, "run": record["experiment"]}, smoke=True) is None  # no checkpoint there
     assert results.model_from_run({**record, "model": "not-a-family"}, smoke=True) is None
+
+
+def test_progress_prints_a_final_count_and_time_line(capsys):
+    from lib.progress import Progress
+
+    with Progress(10, "sampling", "img") as bar:
+        bar.update(4)
+        bar.update(6)
+    out = capsys.readouterr().out
+    assert out.startswith("sampling: 10 / 10 img in ") and out.rstrip().endswith("img/s)")

@@ -87,3 +87,20 @@ def test_independent_pixels_samples_follow_the_logits():
 def test_invalid_model_config_names_the_field():
     with pytest.raises(ValueError, match="init_scale"):
         IndependentPixelsConfig(init_scale=-1.0)
+
+
+def test_wandb_without_a_key_records_offline_instead_of_prompting(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from lib import runs
+
+    seen = {}
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=lambda **kw: seen.update(kw) or "run"))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    assert runs._start_wandb(tmp_path / "run", {}, False) == "run" and seen["mode"] == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "key")
+    runs._start_wandb(tmp_path / "run", {}, False)
+    assert seen["mode"] is None  # logged in: wandb's own default (online)

@@ -97,7 +97,10 @@ def test_plot_curves_reads_jsonl_and_draws_one_panel_per_key(tmp_path):
     np.testing.assert_allclose(line.get_xdata(), range(5))
     np.testing.assert_allclose(line.get_ydata(), [r["loss"] for r in records])
     fig = viz.plot_curves(tmp_path / "metrics.jsonl", keys=["loss"], smooth=0.5, logy=["loss"])
-    assert len(fig.axes) == 1 and fig.axes[0].get_yscale() == "log" and len(fig.axes[0].lines) == 2
+    assert len(fig.axes) == 1 and fig.axes[0].get_yscale() == "log"
+    assert len(fig.axes[0].lines) == 1  # 5 points are drawn as they are: smoothing them would only distort them
+    many = [{"step": s, "loss": 1.0 / (s + 1)} for s in range(viz.MIN_POINTS_TO_SMOOTH)]
+    assert len(viz.plot_curves(many, smooth=0.5).axes[0].lines) == 2  # logged and smoothed
     with pytest.raises(ValueError, match="numeric metrics"):
         viz.plot_curves(records, keys=["missing"])
 
@@ -113,3 +116,49 @@ def test_class_count_bars_draws_one_bar_per_class_and_split():
     assert heights == [5, 6, 7, 1, 2, 3]
     with pytest.raises(ValueError, match="expected 3 counts"):
         viz.class_count_bars({"train": [1, 2]}, ("a", "b", "c"))
+
+
+def test_smoke_figures_carry_the_banner_once_and_real_ones_none(monkeypatch):
+    monkeypatch.setenv("WORKBOOK_SMOKE", "1")
+    fig = viz.labelled_grid(numbered_images(4), 2)  # labelled_grid is stamped, and so is what calls it
+    assert [t.get_text() for t in fig.texts].count(viz.SMOKE_BANNER) == 1
+    monkeypatch.setenv("WORKBOOK_SMOKE", "0")
+    assert viz.SMOKE_BANNER not in [t.get_text() for t in viz.show_grid(numbered_images(4)).texts]
+
+
+def test_curve_smoothing_does_not_lag_and_is_labelled():
+    values = np.linspace(1000.0, 400.0, 60) + np.random.default_rng(0).normal(0, 10, 60)
+    values[30] = np.nan  # a skipped (non-finite) record gets no weight
+    smooth = viz.smoothed(values, 0.9)
+    assert abs(smooth[-1] - 400.0) < 15 and abs(smooth[0] - 1000.0) < 15  # an EMA of weight 0.9 ends ~90 too high
+    assert np.isfinite(smooth).all() and np.std(np.diff(smooth)) < np.nanstd(np.diff(values))
+    records = [{"step": i, "loss": float(v), "kl": float(v) / 10} for i, v in enumerate(values)]
+    fig = viz.plot_curves(records, keys=["loss", "kl"], smooth=0.9, logy=["loss"])
+    assert fig.axes[1].get_ylabel() == viz.UNITS["kl"] and fig.axes[0].get_xlabel() == "optimizer step"
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][0] == "logged"
+    fig.canvas.draw()
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text() and t.get_visible()]
+    assert len(labels) >= 3  # 400-1000 spans less than a decade: 1, 2, 5 per decade still labels it
+
+
+def test_count_plots_get_integer_ticks():
+    from lib import viz_vae
+
+    fig = viz_vae.plot_against([1, 5, 50], {"active units": [3, 4, 6]}, "k", "active units", logx=True)
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in fig.axes[0].get_yticks())
+
+
+def test_png_display_is_registered_when_no_backend_did():
+    IPython = pytest.importorskip("IPython")
+    from IPython.core.interactiveshell import InteractiveShell
+    from matplotlib.figure import Figure
+
+    shell = InteractiveShell.instance()
+    try:
+        png = shell.display_formatter.formatters["image/png"]
+        png.pop(Figure, None)
+        assert viz.register_png_display() is True and viz.register_png_display() is False
+        assert png(viz.show_grid(numbered_images(4)))[:4] == b"\x89PNG"
+    finally:
+        InteractiveShell.clear_instance()

@@ -111,3 +111,47 @@ def test_values_that_fit_their_defaults_pass_the_type_check(books):
     shares = workbook.parameters_for([books / "00_first.ipynb"], {
         "RATE": 2, "SMOOTH": "anything", "BETAS": [2, 4.5], "DERIVED": "not checked", "SCALE": 3})
     assert shares[books / "00_first.ipynb"]["RATE"] == 2
+
+
+def test_readers_run_last_and_a_notebook_that_should_show_figures_but_shows_none_fails(tmp_path, capsys):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_reader.ipynb", "x = 1", parameters="SMOKE = False")
+    write_notebook(folder / "01_blank.ipynb", "print('no figure')", parameters="SMOKE = False")
+    for name, meta in (("00_reader", {"reads_results": True}), ("01_blank", {"shows_figures": True})):
+        nb = nbformat.read(folder / f"{name}.ipynb", as_version=4)
+        nb.metadata["workbook"] = meta
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    code = workbook.main(["--profile", "smoke"], notebooks_dir=folder, outputs=tmp_path / "out")
+    out = capsys.readouterr().out
+    assert code == 1 and out.index("01_blank ...") < out.index("00_reader ...")
+    assert "01_blank FAILED" in out and "showed no figure" in out
+    assert "00_reader read the results files" in out
+
+
+def test_figures_display_as_images_under_the_agg_backend(tmp_path, monkeypatch, capsys):
+    """MPLBACKEND=Agg (make test, headless servers) must not make notebooks lose their figures."""
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    write_notebook(folder / "00_plot.ipynb", "import numpy as np\nfrom IPython.display import display\n"
+                   "from lib import viz\ndisplay(viz.show_grid(np.zeros((4, 3, 8, 8), np.uint8)))",
+                   parameters="SMOKE = False")
+    nb = nbformat.read(folder / "00_plot.ipynb", as_version=4)
+    nb.metadata["workbook"] = {"shows_figures": True}
+    nbformat.write(nb, folder / "00_plot.ipynb")
+    assert workbook.main(["--profile", "smoke"], notebooks_dir=folder, outputs=tmp_path / "out") == 0
+    assert workbook.count_figures(tmp_path / "out" / "smoke" / "notebooks" / "00_plot.ipynb") == 1
+
+
+def test_workbook_smoke_env_picks_the_profile_when_auto(monkeypatch):
+    monkeypatch.delenv("WORKBOOK_PROFILE", raising=False)
+    monkeypatch.setenv("WORKBOOK_SMOKE", "0")
+    assert workbook.choose_profile("auto") == "full"
+    monkeypatch.setenv("WORKBOOK_SMOKE", "1")
+    assert workbook.choose_profile("auto") == "smoke"
+
+
+def test_smoke_notice_names_the_parameters_given():
+    assert workbook.smoke_notice({}) == ""
+    assert "MAX_MINUTES, STEPS passed on" in workbook.smoke_notice({"STEPS": 3, "MAX_MINUTES": 1.0})

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .. import runs
 from ..data import load_cifar10, to_float
 from ..nets.classifier import ResNetC10
+from ..progress import Progress
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,10 @@ class TrainedClassifier:
         device = torch.device(device) if device else next(self.net.parameters()).device
         self.net.to(device).eval()
         out = []
-        for start in range(0, len(x), batch_size):
-            out.append(self.net.features(to_float(x[start:start + batch_size], device)).double().cpu())
+        with Progress(len(x), "classifier features", "img", final_line=len(x) >= 10_000) as bar:
+            for start in range(0, len(x), batch_size):
+                out.append(self.net.features(to_float(x[start:start + batch_size], device)).double().cpu())
+                bar.update(len(out[-1]))
         return torch.cat(out).numpy() if out else np.zeros((0, self.net.n_features))
 
 

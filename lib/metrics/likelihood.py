@@ -15,6 +15,7 @@ import torch
 
 from ..data import to_float
 from ..losses import bits_per_dim, iwae_bound
+from ..progress import Progress
 from ..models.vae import beta_vae_terms
 
 
@@ -51,10 +52,11 @@ def evaluate_likelihood(model, x, k: int = 5000, batch_size: int = 8, k_chunk: i
     """Mean log p(x) estimate L_k and the ELBO (beta = 1) over images x (uint8 or [0, 1]), in nats and bits/dim."""
     device = device or torch.device("cpu")
     log_px, elbo = [], []
-    with _eval_mode(model):
+    with _eval_mode(model), Progress(len(x), f"importance-weighted L_{k}", "img") as bar:
         for xb in _batches(x, batch_size, device):
             log_px.append(importance_log_likelihood(model, xb, k, k_chunk).cpu())
             elbo.append(model.log_weights(xb, min(k, 100))[0].mean(0).cpu())  # ELBO averaged over up to 100 z
+            bar.update(len(xb))
     log_px, elbo = torch.cat(log_px).mean().item(), torch.cat(elbo).mean().item()
     return {"k": k, "n_images": len(x), "log_px_nats": log_px, "bpd": bits_per_dim(-log_px),
             "elbo_nats": elbo, "bpd_elbo": bits_per_dim(-elbo)}
@@ -93,8 +95,9 @@ def hierarchical_bounds(model, x, k: int = 100, k_chunk: int = 25, batch_size: i
         raise ValueError(f"k and k_chunk must be >= 1, got k={k}, k_chunk={k_chunk}")
     device = device or next(model.parameters()).device
     elbo, bound, kl = [], [], []
-    with _eval_mode(model):
+    with _eval_mode(model), Progress(len(x), f"ELBO and L_{k}", "img", final_line=k > 1) as bar:
         for xb in _batches(x, batch_size, device):
+            bar.update(len(xb))
             log_px, kl_b = model.elbo_terms(xb)
             elbo.append((log_px - kl_b.sum(1)).cpu())
             kl.append(kl_b.cpu())

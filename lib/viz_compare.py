@@ -1,0 +1,114 @@
+"""Figures of the model comparison (notebook 06): fd_c10 calibration against degraded real images, panels of
+samples per model, and the per-model fd_c10, precision/recall and likelihood-vs-distance views.
+
+Figures follow lib.viz: returned (never shown), stamped with the smoke banner in smoke mode. Many models share one
+figure, so points are numbered and the numbers named in a key instead of piling long labels onto the axes.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from .viz import as_images, image_grid, labelled_grid, stamped
+
+
+def full_rows(n: int, max_cols: int | None = None) -> tuple[int, int]:
+    """(columns, images shown) for a grid of up to n images with no incomplete last row: columns = floor(sqrt(n))
+    (at most max_cols), images = the largest multiple of columns <= n."""
+    cols = max(1, math.isqrt(max(n, 1)))
+    cols = min(cols, max_cols) if max_cols else cols
+    return cols, (n // cols) * cols
+
+
+@stamped
+def calibration_figure(calibration: dict[str, list[tuple]], floor_fd: float) -> Figure:
+    """One panel per degradation family: fd_c10 (results with .fd) against the level, with the real-data floor;
+    JPEG quality axes are inverted so stronger degradation is always to the right."""
+    fig, axes = plt.subplots(1, len(calibration), figsize=(4.2 * len(calibration), 3.2), squeeze=False)
+    plt.close(fig)
+    for ax, (family, results) in zip(axes[0], calibration.items()):
+        ax.plot([level for level, _ in results], [r.fd for _, r in results], "o-", label="degraded test images")
+        ax.axhline(floor_fd, color="grey", ls="--", label="floor (clean test vs train)")
+        ax.set(xlabel=family, ylabel="fd_c10 (lower is closer to the data)", title=f"fd_c10 against {family}")
+        if "JPEG" in family:
+            ax.invert_xaxis()
+        ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+@stamped
+def degradation_examples(original, degradations: dict[str, list[tuple]]) -> Figure:
+    """One row per degradation family: the original image, then that image at each level (column labels in the
+    row's own unit; shorter rows end in white tiles)."""
+    n_cols = 1 + max(len(levels) for levels in degradations.values())
+    blank = np.full_like(as_images(original[:1]), 255)
+    tiles = []
+    for levels in degradations.values():
+        row = [as_images(original[:1])] + [as_images(x[:1]) for _, x in levels]
+        tiles += row + [blank] * (n_cols - len(row))
+    rows = [f"{family}: " + ", ".join(f"{level:g}" for level, _ in levels) for family, levels in degradations.items()]
+    fig = labelled_grid(np.concatenate(tiles), n_cols, ["original"] + [f"level {i}" for i in range(1, n_cols)], rows,
+                        title="one test image, degraded (levels in the row label)")
+    fig.set_size_inches(n_cols * 0.8 + 2.6, len(rows) * 0.8 + 0.8)
+    return fig
+
+
+@stamped
+def sample_panels(panels: Sequence[tuple[str, object]], n_show: int = 32, ncols: int = 4) -> Figure:
+    """Panels of image grids (title, images (B, 3, H, W)) laid out ncols per row; every grid shows the same number
+    of images in complete rows (full_rows of the smallest set), so no grid ends in a half-empty row."""
+    n = min([n_show] + [len(images) for _, images in panels])
+    grid_cols, n = full_rows(n)
+    ncols = min(ncols, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 3.3 * nrows), squeeze=False)
+    plt.close(fig)
+    for ax, (title, images) in zip(axes.flat, panels):
+        ax.imshow(image_grid(images[:n], nrow=grid_cols), interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle(f"{n} samples per model (first panel: real test images)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the suptitle above the panel titles
+    return fig
+
+
+def _numbered(ax, xs, ys) -> None:
+    """Scatter points drawn as their 1-based index, so crowded points stay readable beside a key."""
+    ax.scatter(xs, ys, s=90, color="tab:blue", alpha=0.35)
+    for i, (x, y) in enumerate(zip(xs, ys), 1):
+        ax.annotate(str(i), (x, y), ha="center", va="center", fontsize=7)
+
+
+@stamped
+def model_comparison(names: Sequence[str], fds: Sequence[float], floors: Sequence[float],
+                     precision: Sequence[float], recall: Sequence[float], bpd: Sequence[float | None]) -> Figure:
+    """Three panels for models 1..n: fd_c10 as horizontal bars with the real-data floor at the same n, precision
+    against recall, and fd_c10 against test bits/dim (models without bits/dim left out); a key names the numbers."""
+    n = len(names)
+    fig, axes = plt.subplots(1, 3, figsize=(15, max(3.4, 0.28 * n + 1.4)), width_ratios=(1.4, 1, 1))
+    plt.close(fig)
+    labels = [f"{i}. {name}" for i, name in enumerate(names, 1)]
+    rows = np.arange(n)
+    axes[0].barh(rows, fds, color="tab:blue")
+    axes[0].scatter(floors, rows, marker="|", s=200, color="black", zorder=3)
+    axes[0].set_yticks(rows, labels=labels, fontsize=7)
+    axes[0].invert_yaxis()
+    axes[0].set(xlabel="fd_c10 (lower is better; black tick: real-data floor at the same n)", title="fd_c10 per model")
+    _numbered(axes[1], recall, precision)
+    top = max([0.05, *recall, *precision]) * 1.15  # zoomed to the points: [0, 1] piles weak models into a corner
+    axes[1].set(xlim=(-0.03 * top, top if top < 0.8 else 1.05), ylim=(-0.03 * top, top if top < 0.8 else 1.05),
+                xlabel="recall", ylabel="precision", title="precision vs recall (k = 3; numbers as in the key)")
+    has = [i for i, b in enumerate(bpd) if b is not None]
+    _numbered(axes[2], [bpd[i] for i in has], [fds[i] for i in has])
+    for point, i in zip(axes[2].texts, has):
+        point.set_text(str(i + 1))
+    axes[2].set(xlabel="test bits/dim", ylabel="fd_c10", title="likelihood vs sample distance"
+                + ("" if has else " (no bits/dim yet)"))
+    fig.tight_layout()
+    return fig

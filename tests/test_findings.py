@@ -1,0 +1,62 @@
+"""Verdicts of lib.findings: every adjective follows from the numbers, and too few points conclude nothing."""
+import pytest
+
+from lib import findings
+
+
+@pytest.mark.parametrize("values, verdict", [
+    ([3.0, 2.0, 1.0], "falls at every step"),
+    ([1.0, 2.0, 3.0], "rises at every step"),
+    ([2.0, 2.0], "does not change"),
+    ([1.0, 3.0, 2.0], "is mixed (rises at 1 of 2 steps, falls at 1)"),
+    ([9.9], "cannot be judged from 1 point"),
+])
+def test_steps_verdict_names_the_direction_of_every_step(values, verdict):
+    assert findings.steps_verdict(values) == verdict
+
+
+def test_one_beta_concludes_nothing_about_a_trend():
+    sentence = findings.trend_sentence("the KL", "beta", [4.0], [12.3])
+    assert "nothing can be concluded" in sentence and "monoton" not in sentence and "falls" not in sentence
+
+
+def test_trend_sentence_orders_by_the_setting():
+    assert "falls at every step" in findings.trend_sentence("KL", "beta", [4.0, 0.5, 1.0], [1.0, 9.0, 5.0])
+
+
+def test_rate_distortion_needs_two_points_and_says_when_distortion_rises():
+    assert "nothing can be concluded" in findings.rate_distortion_verdict([5.0], [9.9])
+    rising = findings.rate_distortion_verdict([1.0, 2.0, 3.0], [10.0, 11.0, 12.0])
+    assert "rises at every step" in rising and "NOT a trade-off" in rising
+    assert "falls at every step" in findings.rate_distortion_verdict([3.0, 1.0], [8.0, 10.0])
+
+
+def test_copying_cannot_be_judged_for_samples_unlike_the_data():
+    noise = findings.copying_verdict([40.0, 42.0, 41.0], [10.0, 11.0, 12.0])
+    assert "cannot be judged" in noise and "no sign of copying" not in noise
+    assert "check for copies" in findings.copying_verdict([2.0, 10.0, 11.0], [10.0, 11.0, 12.0])
+    assert "no sign of copying" in findings.copying_verdict([9.0, 10.0, 11.0], [10.0, 11.0, 12.0])
+
+
+def test_budget_spread_reports_epochs_and_warns_on_uneven_steps():
+    even = findings.budget_spread([{"model": "a", "steps": 100}, {"model": "b", "steps": 110}], 3200, 32)
+    assert "a: 100 steps = 1.00 epochs" in even and "WARNING" not in even
+    uneven = findings.budget_spread([{"model": "a", "steps": 300}, {"model": "b", "steps": 100}], 3200, 32)
+    assert "WARNING" in uneven and "3.0x" in uneven
+
+
+def test_tables_carry_the_smoke_line_only_in_smoke_mode():
+    rows, columns = [{"beta": 1.0}], {"beta": "g"}
+    assert findings.SMOKE_NOTE in findings.format_table(rows, columns, smoke=True)
+    assert findings.SMOKE_NOTE not in findings.format_table(rows, columns, smoke=False)
+
+
+def test_overridden_parameters_names_only_those_set_and_replaced():
+    note = findings.overridden_parameters({"MAX_MINUTES": (30.0, 0.0), "LR": (None, 1e-3), "STEPS": (40, 40)})
+    assert note.startswith("smoke profile: MAX_MINUTES = 30.0 replaced by 0.0") and "LR" not in note
+    assert "STEPS" not in note and findings.overridden_parameters({"LR": (None, 1e-3)}) == ""
+
+
+def test_a_claim_of_growth_does_not_hold_when_nothing_changes():
+    assert findings.trend_verdict([1, 5, 50], [0, 0, 0]) == "does not hold (no change at any k)"
+    assert findings.trend_verdict([1, 5, 50], [1, 2, 2]).startswith("holds only weakly")
