@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torchvision.utils import save_image
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # text, not a notebook widget: a saved notebook shows the bar's last state
 
 from . import checkpoints as ckpt
 from . import run_folder
