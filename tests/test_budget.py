@@ -38,7 +38,7 @@ def test_a_budgeted_run_ends_in_its_budget_with_its_learning_rate_schedule_compl
                    use_wandb=False)
     elapsed = time.monotonic() - start
     assert result.step == plan.steps == train_cfg.steps and plan.steps > 1
-    assert train_cfg.warmup_steps == max(1, round(100 * plan.steps / 1000))  # the warm-up keeps its 10% share
+    assert abs(train_cfg.warmup_steps - 100 * plan.steps / 1000) <= 0.5  # the warm-up keeps its 10% share
     expected = (10 - plan.probe_seconds) * plan.probe_img_per_s / train_cfg.batch_size  # the plan's rounded figures
     assert plan.steps == pytest.approx(expected, rel=0.02, abs=2)
     assert elapsed < 3 * (10 + plan.probe_seconds) + 20, f"{elapsed:.1f} s for a 10 s budget"  # slack: shared CPUs
