@@ -232,14 +232,15 @@ def fmt(value, spec: str = "{:.3f}") -> str:
 
 
 COLUMNS = ["model", "experiment", "samples (n)", "test bits/dim", "bound", "fd_c10", "× floor (same n)",
-           "precision", "recall", "FID (n)", "KID (n)", "s / 1k samples", "params", "steps", "train minutes",
+           "precision", "recall", "FID (n)", "FID real floor (same n)", "KID (n)", "s / 1k samples", "params", "steps", "train minutes",
            "img/s", "data copy", "device"]
 
 
 def comparison_table(entries: list[dict], missing: list[str], smoke: bool | None = None) -> str:
     """The comparison as a markdown table, one row per entry (keys of `gather`, plus `fd` and `floor` FDResults
-    and an optional `fid` dict with fid, kid, kid_std and n), then one row per missing family; in smoke mode
-    (smoke=None reads $WORKBOOK_SMOKE) a bold line above it says the numbers check the code only."""
+    and an optional `fid` dict with fid, kid, kid_std, n and the real-data `floor` at that n), then one row per
+    missing family; in smoke mode (smoke=None reads $WORKBOOK_SMOKE) a bold line above it says the numbers check
+    the code only."""
     rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for m in entries:
         fd, fl, fid = m.get("fd"), m.get("floor"), m.get("fid") or {}
@@ -247,7 +248,7 @@ def comparison_table(entries: list[dict], missing: list[str], smoke: bool | None
         n_fid = f" (n = {fid['n']:,})" if fid.get("n") else ""
         cells = [m["model"], m["experiment"], f"{m['source']} ({m['n_samples']:,})", fmt(m["bpd"]),
                  m["bound"] or "–", fmt(fd and fd.fd), fmt(fd.fd / fl.fd if fd and fl else None, "{:.1f}"),
-                 fmt(fd and fd.precision), fmt(fd and fd.recall), fmt(fid.get("fid"), "{:.2f}") + n_fid,
+                 fmt(fd and fd.precision), fmt(fd and fd.recall), fmt(fid.get("fid"), "{:.2f}") + n_fid, fmt(fid.get("floor"), "{:.2f}"),
                  (fmt(fid.get("kid"), "{:.4f}") + (f" ± {fid['kid_std']:.4f}" if fid.get("kid_std") else "") + n_fid
                   if fid.get("kid") is not None else "–"),
                  fmt(m["seconds_per_1k"], "{:.1f}"), fmt(m["n_params"], "{:,}"), fmt(m["steps"], "{:,}"),

@@ -4,12 +4,14 @@ network itself."""
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import numpy as np
 import pytest
 import torch
 
-from lib.metrics import inception
+from lib import degrade
+from lib.metrics import fid_calibration, inception
 from lib.data import load_cifar10, to_uint8
 
 HAS_NETWORK = importlib.util.find_spec(inception.PACKAGE) is not None
@@ -206,3 +208,56 @@ def test_kid_from_whole_kernels_equals_kid_per_subset(monkeypatch):
     per_subset = inception.kid(real, fake, n_subsets=5, subset_size=100)
     assert whole["kid"] == pytest.approx(per_subset["kid"], rel=1e-10)
     assert whole["kid_std"] == pytest.approx(per_subset["kid_std"], rel=1e-8)
+
+
+def test_a_larger_n_featurises_only_the_images_after_the_cached_ones(tiny_cifar, fake_features, isolated_outputs):
+    cifar = load_cifar10()
+    inception.reference_features(cifar, "train", 40)
+    grown = inception.reference_features(cifar, "train", 100)
+    assert fake_features == [40, 60]
+    np.testing.assert_array_equal(grown, inception.pool3_features(cifar.split("train", limit=100)[0]))
+    assert [p.name.rsplit("-n", 1)[1] for p in (isolated_outputs / "cache" / "inception").glob("train-*.npy")] == ["100.npy"]
+
+
+def test_degradations_are_prefix_stable_so_their_cached_features_can_grow():
+    x = np.random.default_rng(3).integers(0, 256, (12, 3, 32, 32), dtype=np.uint8)
+    np.testing.assert_array_equal(degrade.add_noise(x, 0.1)[:5], degrade.add_noise(x[:5], 0.1))
+    np.testing.assert_array_equal(degrade.gaussian_blur(x, 1.2)[:5], degrade.gaussian_blur(x[:5], 1.2))
+    np.testing.assert_array_equal(degrade.jpeg(x, 75)[:5], degrade.jpeg(x[:5], 75))
+
+
+def test_calibration_compares_n_vs_n_disjoint_halves_and_degradations(tiny_cifar, fake_features, isolated_outputs):
+    record, saves = {"feature_timings": {}, "comparisons": []}, []
+    fid_calibration.calibrate(n_train=60, n_test=30, n_degraded=12, record=record, save=lambda: saves.append(1),
+                              sizes=(10, 30, 80))  # the tiny copy has 32 test images
+    rows = {(r["comparison"], r["n"]): r for r in record["comparisons"]}
+    assert all(r["n"] == r["n_reference"] for r in record["comparisons"])  # the way a bank is measured
+    assert {n for c, n in rows if c == "test vs train"} == {10, 30}  # 80 is beyond the test images
+    assert rows[("test halves", 15)]["what"] == "test[15:30] vs test[:15]"
+    assert [r["sigma"] for r in record["comparisons"] if r.get("degradation") == "noise"] == list(fid_calibration.NOISE_SIGMAS)
+    assert rows[("clean test vs train (degradation baseline)", 12)]["degradation"] == "none"
+    assert [r["quality"] for r in record["comparisons"] if r.get("degradation") == "jpeg"] == [75]
+    assert record["published"]["fid"] == pytest.approx(10.3233274) and saves
+
+
+def test_real_floor_is_the_calibrations_test_vs_train_row_at_the_same_n_and_kind_of_copy(isolated_outputs):
+    from lib import results, runs
+    jpeg = "CIFAR-10 from image folders (JPEG, lossy) at {}: 50,000 train / 10,000 test images"
+    rows = [{"comparison": "test vs train", "n": 1000, "n_reference": 1000, "fid": 40.0},
+            {"comparison": "test vs train (half size)", "n": 2500, "n_reference": 2500, "fid": 20.0},
+            {"comparison": "test vs train", "n": 250, "n_reference": 2000, "fid": 90.0}]
+    runs.atomic_write_json(results.results_path("fid_calibration", smoke=False),
+                           {"data": jpeg.format("/there"), "comparisons": rows})
+    assert fid_calibration.real_floor(1000)["fid"] == 40.0
+    assert fid_calibration.real_floor(1000, data=jpeg.format("/here"))["fid"] == 40.0  # the folder does not matter
+    assert fid_calibration.real_floor(2500) is None and fid_calibration.real_floor(250) is None  # not n vs n test/train
+    original = "CIFAR-10 from torchvision's pickled batches (original pixels) at /x: 50,000 train / 10,000 test images"
+    assert fid_calibration.real_floor(1000, data=original) is None
+
+
+def test_calibration_command_writes_its_results_file(tiny_cifar, fake_features, isolated_outputs):
+    from lib import results
+    fid_calibration.main(["--n-train", "60", "--n-test", "30", "--n-degraded", "12", "--note", "tiny"])
+    written = json.loads(results.results_path("fid_calibration", smoke=False).read_text())
+    assert written["finished"] and written["run_note"] == "tiny" and written["command"].endswith("--note tiny")
+    assert {r["comparison"] for r in written["comparisons"]} >= {"test halves", "jpeg quality=75 vs train"}

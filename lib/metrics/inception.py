@@ -219,22 +219,37 @@ def _cache_folder(smoke: bool | None) -> Path:
     return runs.outputs_dir() / ("smoke/cache" if smoke else "cache") / "inception"
 
 
-def reference_features(cifar, split: str = "train", n: int | None = None, smoke: bool | None = None,
-                       device=None, progress: bool = True) -> np.ndarray:
-    """pool3 features (n, 2048) of the first n images of a split, cached under outputs/cache/inception/ keyed by
-    the data copy (cifar.describe()), the split and the network sha1; a cached larger n serves a smaller one."""
-    images = cifar.split(split, limit=n)[0]
-    key = hashlib.sha1(f"{cifar.describe()}|{split}|{NETWORK_SHA1}".encode()).hexdigest()[:16]
-    folder = _cache_folder(smoke)
-    cached = sorted(((int(p.stem.rsplit("-n", 1)[1]), p) for p in folder.glob(f"{split}-{key}-n*.npy")))
+def extend_cached(images: np.ndarray, folder: Path, stem: str, device=None, progress: bool = True,
+                  desc: str = "pool3") -> np.ndarray:
+    """pool3 features of `images`, cached as <folder>/<stem>-n<N>.npy. A cached larger N serves a prefix; a cached
+    smaller N is extended by featurising only the images after it (the caller guarantees that its image sets are
+    prefix-stable: the first k images of a larger set are the k images of the smaller one), then replaced."""
+    cached = sorted((int(p.stem.rsplit("-n", 1)[1]), p) for p in folder.glob(f"{stem}-n*.npy"))
     for n_cached, path in cached:
         if n_cached >= len(images):
             return np.load(path)[:len(images)]
-    features = pool3_features(images, device=device, progress=progress, desc=f"pool3 of {split}[:{len(images)}]")
+    head = np.load(cached[-1][1]) if cached else None
+    start = 0 if head is None else len(head)
+    tail = pool3_features(images[start:], device=device, progress=progress,
+                          desc=f"{desc} [{start}:{len(images)}]" if start else desc)
+    features = tail if head is None else np.concatenate([head, tail])
     buffer = io.BytesIO()
     np.save(buffer, features)
-    runs.atomic_write_bytes(folder / f"{split}-{key}-n{len(images)}.npy", buffer.getvalue())
+    runs.atomic_write_bytes(folder / f"{stem}-n{len(images)}.npy", buffer.getvalue())
+    for _, path in cached:  # now a prefix of the new file
+        path.unlink(missing_ok=True)
     return features
+
+
+def reference_features(cifar, split: str = "train", n: int | None = None, smoke: bool | None = None,
+                       device=None, progress: bool = True) -> np.ndarray:
+    """pool3 features (n, 2048) of the first n images of a split, cached under outputs/cache/inception/ keyed by
+    the data copy (cifar.describe()), the split and the network sha1; a cached larger n serves a smaller one, and
+    a larger n featurises only the images after the cached ones (extend_cached)."""
+    images = cifar.split(split, limit=n)[0]
+    key = hashlib.sha1(f"{cifar.describe()}|{split}|{NETWORK_SHA1}".encode()).hexdigest()[:16]
+    return extend_cached(images, _cache_folder(smoke), f"{split}-{key}", device=device, progress=progress,
+                         desc=f"pool3 of {split}[:{len(images)}]")
 
 
 def fid_from_bank(images, reference: str = "train", n: int | None = None, n_reference: int | None = None,
