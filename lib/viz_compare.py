@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .viz import as_images, image_grid, labelled_grid, stamped
+from .viz import as_images, image_grid, labelled_grid, readable_log_axis, stamped
 
 
 def full_rows(n: int, max_cols: int | None = None) -> tuple[int, int]:
@@ -110,5 +110,47 @@ def model_comparison(names: Sequence[str], fds: Sequence[float], floors: Sequenc
         point.set_text(str(i + 1))
     axes[2].set(xlabel="test bits/dim", ylabel="fd_c10", title="likelihood vs sample distance"
                 + ("" if has else " (no bits/dim yet)"))
+    fig.tight_layout()
+    return fig
+
+
+def fid_real_floor_figure(cal: dict) -> Figure:
+    """The FID calibration (outputs/results/fid_calibration.json) in two panels: real test images against as many
+    training images as n grows (log-log; the test-halves point and the published anchor on the original batches
+    beside them), and the FID of degraded test images against the clean baseline at their n. Not smoke-stamped:
+    it draws the committed calibration, whatever mode the notebook runs in."""
+    rows = cal["comparisons"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.3]})
+    plt.close(fig)
+    curve = sorted((r["n"], r["fid"]) for r in rows if r["comparison"] == "test vs train" and r["n"] == r["n_reference"])
+    if curve:
+        left.plot(*zip(*curve), "o-", label="test vs train, n vs n (this copy)")
+        for n, fid in curve:
+            left.annotate(f"{fid:.1f}", (n, fid), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    halves = [(r["n"], r["fid"]) for r in rows if r["comparison"] == "test halves"]
+    if halves:
+        left.plot(*zip(*halves), "s", color="tab:green", label="test half vs test half")
+    published = cal.get("published")
+    if published:
+        left.plot([published["n"]], [published["fid"]], "*", ms=13, color="tab:red",
+                  label=f"original CIFAR-10, published ({published['fid']:.2f})")
+    left.set(xlabel="n (images per side)", ylabel="FID", title="FID between real image sets")
+    if curve or halves:
+        readable_log_axis(left, "x")
+        readable_log_axis(left, "y")
+    left.legend(fontsize=7, frameon=False)
+    degraded = [r for r in rows if r.get("degradation")]
+    if degraded:
+        label = lambda r: ("clean" if r["degradation"] == "none" else
+                           f"JPEG q{r['quality']} again" if r["degradation"] == "jpeg" else f"{r['degradation']} σ {r['sigma']}")
+        base = next((r["fid"] for r in degraded if r["degradation"] == "none"), None)
+        bars = right.bar(range(len(degraded)), [r["fid"] for r in degraded], color="tab:blue")
+        right.bar_label(bars, fmt="%.1f", fontsize=7)
+        right.set_xticks(range(len(degraded)), [label(r) for r in degraded], rotation=25, ha="right", fontsize=8)
+        if base is not None:
+            right.axhline(base, color="grey", ls="--", lw=1, label="clean test vs train")
+            right.legend(fontsize=7, frameon=False)
+        right.set(ylabel="FID", title=f"degraded test images vs train (n = {degraded[0]['n']:,} vs "
+                                      f"{degraded[0]['n_reference']:,})")
     fig.tight_layout()
     return fig

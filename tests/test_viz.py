@@ -6,7 +6,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from lib import viz
+from lib import viz, viz_compare
 
 
 def numbered_images(n: int, size: int = 4) -> np.ndarray:
@@ -162,3 +162,20 @@ def test_png_display_is_registered_when_no_backend_did():
         assert png(viz.show_grid(numbered_images(4)))[:4] == b"\x89PNG"
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_fid_real_floor_figure_draws_the_calibration_rows():
+    rows = [{"comparison": "test vs train", "n": 2000, "n_reference": 2000, "fid": 25.0},
+            {"comparison": "test vs train", "n": 1000, "n_reference": 1000, "fid": 47.0},
+            {"comparison": "test vs train", "n": 1000, "n_reference": 2000, "fid": 38.0},  # not n vs n: left out
+            {"comparison": "test halves", "n": 1500, "n_reference": 1500, "fid": 33.0},
+            {"comparison": "clean", "n": 1000, "n_reference": 1000, "fid": 47.0, "degradation": "none", "sigma": 0.0},
+            {"comparison": "blur", "n": 1000, "n_reference": 1000, "fid": 60.0, "degradation": "blur", "sigma": 0.6},
+            {"comparison": "jpeg", "n": 1000, "n_reference": 1000, "fid": 47.5, "degradation": "jpeg", "quality": 75}]
+    fig = viz_compare.fid_real_floor_figure({"comparisons": rows, "published": {"n": 5000, "fid": 10.3}})
+    left, right = fig.axes
+    curve, halves, star = left.lines
+    assert list(curve.get_xdata()) == [1000, 2000] and list(curve.get_ydata()) == [47.0, 25.0]
+    assert (list(halves.get_xdata()), list(star.get_ydata())) == ([1500], [10.3])
+    assert [b.get_height() for b in right.patches] == [47.0, 60.0, 47.5]
+    assert [t.get_text() for t in right.get_xticklabels()] == ["clean", "blur σ 0.6", "JPEG q75 again"]
