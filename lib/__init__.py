@@ -30,6 +30,7 @@ concern has one home, and lower layers never import higher ones (tests/test_layo
     viz_compare   the model comparison's figures: fd_c10 calibration, sample panels, per-model views
     progress      progress bars that stay readable in saved notebooks (a final count-and-time line)
     cli           the command line of `python -m lib.train`
-    bench         throughput benchmark (`python -m lib.bench`)
+    bench/        throughput of the real loop step and samplers, plain vs fast: flops, timing, suites
+                  (`python -m lib.bench all --out DIR`; `--tiny` rehearses it on the CPU)
     workbook      the headless notebook runner (`python -m lib.workbook`, `make workbook`)
 """
