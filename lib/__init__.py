@@ -14,7 +14,11 @@ concern has one home, and lower layers never import higher ones (tests/test_layo
     checkpoints   atomic checkpoints and RNG state
     run_folder    one process per run folder (a lock), fresh starts moved aside, config checks on resume
     interrupts    SIGTERM / Ctrl-C: checkpoint the current step, then stop
-    train         TrainConfig, EMA and the one training loop (`python -m lib.train` runs lib.cli)
+    skipping      non-finite updates skipped on the device (fused found_inf, or a flat snapshot put back)
+    log_window    the loop's log window (device-side sums) and what a checkpoint keeps of it
+    ema           the EMA of the weights that sampling and evaluation use
+    speed         the loop's speed switches: fused optimizer, channels-last, compile, cuDNN autotuning, TF32
+    train         TrainConfig and the one training loop (`python -m lib.train` runs lib.cli)
     models/       one module per family (config, presets, model): pixels, ncsn, vae (Beta-VAE, IWAE), nvae;
                   the registry MODELS, build, load_run_model, train_or_load
     metrics/      likelihood bounds, active units, pixel neighbours, Fréchet distances (fd_c10, FID), the
@@ -26,6 +30,7 @@ concern has one home, and lower layers never import higher ones (tests/test_layo
     viz_compare   the model comparison's figures: fd_c10 calibration, sample panels, per-model views
     progress      progress bars that stay readable in saved notebooks (a final count-and-time line)
     cli           the command line of `python -m lib.train`
-    bench         throughput benchmark (`python -m lib.bench`)
+    bench/        throughput of the real loop step and samplers, plain vs fast: flops, timing, suites
+                  (`python -m lib.bench all --out DIR`; `--tiny` rehearses it on the CPU)
     workbook      the headless notebook runner (`python -m lib.workbook`, `make workbook`)
 """

@@ -78,9 +78,8 @@ def stop_if_asked(loop, final: bool = False) -> None:
         requested = bool(flag.item())
     if not requested:
         return
-    if loop._saved_step != loop.step:
-        loop._save()
-    message = stopped_message(loop, request.name or "a signal to another rank", saved=True)
+    saved = loop._saved_step == loop.step or loop._save()  # _save writes nothing over non-finite weights
+    message = stopped_message(loop, request.name or "a signal to another rank", saved=saved)
     if request.signum == signal.SIGTERM:
         raise SystemExit(128 + signal.SIGTERM)  # the message is printed; 143 tells a scheduler it was SIGTERM
     raise Interrupted(message)
@@ -89,13 +88,13 @@ def stop_if_asked(loop, final: bool = False) -> None:
 def interrupted_now(loop) -> Interrupted:
     """For a KeyboardInterrupt that did not come through StopRequest (raised by code inside a step, or with no
     handler outside the main thread): checkpoint the last completed step when the state is whole (the counters
-    agree with the step: no update half applied) and one process runs (peers cannot join a save)."""
+    agree with the step: no update half applied) and one process runs (peers cannot join a save). The counters
+    live on the device; reading them here is the one host read this needs."""
     whole = loop.n_updates + loop.n_skipped == loop.step
     progressed = loop.session_step0 is not None and loop.step > loop.session_step0
     asked_twice = loop.stop_request is not None and loop.stop_request.requested  # "stop at once, no saving"
     saved = loop.world == 1 and whole and progressed and not asked_twice and loop._saved_step != loop.step
-    if saved:
-        loop._save()
+    saved = saved and loop._save()
     return Interrupted(stopped_message(loop, "KeyboardInterrupt", saved=saved))
 
 

@@ -41,25 +41,64 @@ def _check_chain(n_steps_each: int, step_lr: float) -> None:
 
 
 def _langevin_level(score: Score, x, level: int, alpha: float, n_steps: int, noise_fn: NoiseFn,
-                    clamp_fn=None, keep_every: int = 0, trajectory: list | None = None):
-    """T Langevin steps at one level; clamp_fn re-imposes constraints (inpainting) after every step."""
+                    clamp_fn=None, keep_every: int = 0, trajectory: list | None = None, compile: bool = False):
+    """T Langevin steps at one level; clamp_fn re-imposes constraints (inpainting) after every step. compile: run
+    each step as one torch.compile'd function of tensors (the noise is still drawn eagerly, in the same order)."""
+    if compile:
+        step, level_ids = compiled_langevin_step(), torch.full((x.shape[0],), level, device=x.device)
+        alpha_t = torch.full((), alpha, dtype=x.dtype, device=x.device)  # fill kernels: no host-to-device copy
     for t in range(n_steps):
-        x = x + 0.5 * alpha * score(x, level) + math.sqrt(alpha) * noise_fn(x)  # Alg. 1, line 6
+        if compile:
+            x = step(score, x, level_ids, alpha_t, noise_fn(x))
+        else:
+            x = x + 0.5 * alpha * score(x, level) + math.sqrt(alpha) * noise_fn(x)  # Alg. 1, line 6
         x = clamp_fn(x) if clamp_fn is not None else x
         if trajectory is not None and keep_every and (t + 1) % keep_every == 0:
             trajectory.append(x.detach().cpu())
     return x
 
 
+def langevin_step(score: Score, x: torch.Tensor, level: torch.Tensor, alpha: torch.Tensor, noise: torch.Tensor):
+    """Alg. 1, line 6 with level (B,) long and alpha 0-dim as tensors, so one compiled graph serves every level."""
+    return x + 0.5 * alpha * score(x, level) + alpha.sqrt() * noise
+
+
+_COMPILED_STEP: list = []
+
+
+def compiled_langevin_step():
+    """langevin_step under torch.compile, created once per process (dynamo then caches a graph per score net)."""
+    if not _COMPILED_STEP:
+        _COMPILED_STEP.append(torch.compile(langevin_step))
+    return _COMPILED_STEP[0]
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast_score(score: Score, device_type: str, precision: str = "fp32") -> Score:
+    """`score` evaluated under bf16 autocast (its output back in fp32, so the chain itself stays fp32), or as is."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return score
+
+    def bf16_score(x, level):
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            return score(x, level).float()
+    return bf16_score
+
+
 @torch.no_grad()
 def annealed_langevin(score: Score, x: torch.Tensor, sigmas, n_steps_each: int = 100, step_lr: float = 2e-5,
                       denoise: bool = True, return_trajectory: bool = False, keep_every: int | None = None,
-                      noise_fn: NoiseFn | None = None):
+                      noise_fn: NoiseFn | None = None, compile: bool = False):
     """Annealed Langevin dynamics (Alg. 1) from x (B, ...); returns x, or (x, trajectory) on request.
 
     denoise: finish with the Tweedie step x + sigma_L^2 s(x, L) (NCSNv2 Appendix), which removes the last
     level's noise. trajectory: a list of CPU snapshots, the start and every `keep_every` steps (default: the
     end of each level), then the denoised result. noise_fn(x) draws the injected noise (default N(0, I)).
+    compile: each step as one compiled function (langevin_step); `score` must then accept level as a (B,) tensor.
     """
     _check_chain(n_steps_each, step_lr)
     sigmas = [float(s) for s in sigmas]
@@ -68,7 +107,7 @@ def annealed_langevin(score: Score, x: torch.Tensor, sigmas, n_steps_each: int =
     trajectory = [x.detach().cpu()] if return_trajectory else None
     for level, sigma in enumerate(sigmas):
         alpha = step_lr * (sigma / sigmas[-1]) ** 2  # alpha_i = eps * sigma_i^2 / sigma_L^2
-        x = _langevin_level(score, x, level, alpha, n_steps_each, noise_fn, None, keep_every, trajectory)
+        x = _langevin_level(score, x, level, alpha, n_steps_each, noise_fn, None, keep_every, trajectory, compile)
     if denoise:
         x = x + sigmas[-1] ** 2 * score(x, len(sigmas) - 1)  # Tweedie: E[x_0 | x] under the sigma_L perturbation
         if trajectory is not None:

@@ -6,14 +6,15 @@ what every family needs, identically, so comparisons are fair: bf16 autocast on 
 updates) with a clear error after `max_bad_steps` in a row, warm-up and cosine learning-rate decay, sample
 grids, a tqdm bar, JSON-lines metrics (mirrored to wandb), atomic checkpoints with exact resume, and
 DistributedDataParallel under torchrun (per-rank data shards, skips agreed by all ranks, rank-0 logging and
-checkpoints).
+checkpoints). A normal step never waits for the host: the skip decision, its counters and the log sums stay on the
+device (lib.skipping, lib.log_window) and are read when a record or checkpoint is written; the speed options
+(compile, channels-last, fused optimizer, cuDNN autotuning, TF32) live in TrainConfig and lib.speed.
 
 Run it from notebooks, or from the shell with `python -m lib.train <model> --key value ...` (see lib.cli).
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import os
 import time
@@ -28,13 +29,17 @@ from torchvision.utils import save_image
 from tqdm.std import tqdm  # text, not a notebook widget: a saved notebook shows the bar's last state
 
 from . import checkpoints as ckpt
-from . import run_folder
+from . import run_folder, speed
 from .config_checks import check_field_types
 from .data import InfiniteBatches
+from .ema import EMA
 from .interrupts import Interrupted, StopRequest, interrupted_now, stop_if_asked
+from .log_window import Window
 from .runs import RunLogger, pick_device, run_dir, seed_everything
+from .skipping import GuardedStep, SkipCounts, Snapshot
+from .speed import COMPILE_MODES, FUSED, OPTIMIZERS
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax}
+__all__ = ["EMA", "NonFiniteError", "OPTIMIZERS", "TrainConfig", "TrainResult", "lr_at", "train"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,13 @@ class TrainConfig:
     n_samples: int = 64            # images per sample grid; 0 = no grids
     ckpt_every: int = 1000         # steps between checkpoints (one is always written at the end)
     keep_ckpts: int = 2            # checkpoints kept; older ones are deleted after a new one is written
+    # speed (each "auto" is on for CUDA and off elsewhere, so CPU runs behave as before these options existed)
+    compile: bool = False          # torch.compile the model's networks (its child modules with parameters)
+    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs; CUDA only) | max-autotune[-no-cudagraphs]
+    channels_last: str = "auto"    # auto | on | off: NHWC weights and batches (faster convolutions on tensor cores)
+    fused_optimizer: str = "auto"  # auto | on | off: fused Adam/AdamW kernel (adamax has none: "foreach" instead)
+    cudnn_benchmark: str = "auto"  # auto | on | off: let cuDNN pick the fastest convolution algorithms (CUDA only)
+    tf32: str = "auto"             # auto | on | off: TF32 tensor cores for the fp32 matmuls/convolutions (CUDA only)
 
     def __post_init__(self):
         check_field_types(self)
@@ -73,8 +85,10 @@ class TrainConfig:
                      "sample_every", "n_samples", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        switch = ("auto", "on", "off")
         choices = {"optimizer": OPTIMIZERS, "schedule": ("constant", "cosine"),
-                   "amp": ("auto", "bf16", "fp16", "off")}
+                   "amp": ("auto", "bf16", "fp16", "off"), "compile_mode": COMPILE_MODES,
+                   "channels_last": switch, "fused_optimizer": switch, "cudnn_benchmark": switch, "tf32": switch}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
@@ -84,6 +98,9 @@ class TrainConfig:
         if self.min_lr_ratio > 1.0:
             raise ValueError(f"TrainConfig.min_lr_ratio must be in [0, 1] (the cosine floor as a fraction of lr), "
                              f"got {self.min_lr_ratio}")
+        if self.fused_optimizer == "on" and self.optimizer not in FUSED:
+            raise ValueError(f"TrainConfig.fused_optimizer='on' needs optimizer in {list(FUSED)} (torch has no fused "
+                             f"{self.optimizer}); use 'auto', which runs it as a multi-tensor 'foreach' step")
 
 
 class NonFiniteError(RuntimeError):
@@ -110,27 +127,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-class EMA:
-    """Exponential moving average of a model's parameters; buffers (BatchNorm statistics) are copied."""
-
-    def __init__(self, model: nn.Module, decay: float, warmup: bool = True):
-        self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self.decay, self.warmup = decay, warmup
-        self._params = list(self.model.parameters())
-        self._buffers = list(self.model.buffers())
-
-    def decay_at(self, n_updates: int) -> float:
-        """The decay for update number `n_updates` (0-based); ramps up when warmup is on."""
-        return min(self.decay, (1 + n_updates) / (10 + n_updates)) if self.warmup else self.decay
-
-    @torch.no_grad()
-    def update(self, model: nn.Module, n_updates: int) -> None:
-        weight = 1.0 - self.decay_at(n_updates)
-        torch._foreach_lerp_(self._params, [p.detach() for p in model.parameters()], weight)
-        for mine, theirs in zip(self._buffers, model.buffers()):
-            mine.copy_(theirs)
 
 
 class _Objective(nn.Module):
@@ -209,6 +205,8 @@ class _Loop:
     """The loop's state and its small named steps; `train()` is the public entry point."""
 
     def __init__(self, model, x, cfg, folder, device, rank, world, model_config):
+        speed.set_backend_flags(cfg, device)
+        model = speed.to_memory_format(model, cfg, device)
         self.model, self.cfg, self.folder, self.device = model, cfg, Path(folder), device
         self.rank, self.world, self.is_main = rank, world, rank == 0
         self.batches = InfiniteBatches(x, cfg.batch_size, device=device, seed=cfg.seed, flip=cfg.flip,
@@ -217,18 +215,18 @@ class _Loop:
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
-        opt_class = OPTIMIZERS[cfg.optimizer]
-        self.optimizer = opt_class(model.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                   weight_decay=cfg.weight_decay)
+        self.optimizer, fused = speed.make_optimizer(cfg, model.parameters(), device)
+        self.guard = GuardedStep(self.optimizer, fused)          # applies an update only where it is finite
         fp16 = cfg.amp == "fp16" and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
-        self._buffers = list(model.buffers())                    # BN statistics: restored on a skipped step
-        self._buffer_backup = [b.clone() for b in self._buffers]
+        self.compiled = speed.compile_networks(model, cfg, device)  # after the EMA's copy: it samples eagerly
+        self.bn_state = Snapshot(model.buffers())                # BN statistics: restored after a skipped step
+        self.counts = SkipCounts(cfg.max_bad_steps, device)      # skips and streaks, on the device
+        self.window = Window()                                   # the log window's sums, on the device
         self.config = {"train": asdict(cfg), "model": model_config, "world_size": world,
                        "n_params": sum(p.numel() for p in model.parameters())}
-        self.step, self.n_skipped, self.bad_in_a_row, self.n_updates = 0, 0, 0, 0
-        self.wall_before, self.logger, self.bar = 0.0, None, None
+        self.step, self.wall_before, self.logger, self.bar = 0, 0.0, None, None
         self.lock, self.stop_request, self._saved_step = None, None, None   # set by start(), train(), _save()
         self.session_start, self.session_step0 = time.monotonic(), None      # set by start()
 
@@ -284,32 +282,53 @@ class _Loop:
         return TrainResult(self.model, self.ema.model, self.step, seconds, images / max(seconds, 1e-9),
                            self.n_skipped, self.folder)
 
+    @property
+    def n_updates(self) -> int:
+        """Applied updates so far (a host read of the device counter: for records, interrupts and results)."""
+        return self.counts.read()["n_updates"]
+
+    @property
+    def n_skipped(self) -> int:
+        """Skipped non-finite updates so far (a host read of the device counter)."""
+        return self.counts.read()["n_skipped"]
+
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, end: int) -> None:
+        """Steps until `end`. Records and the streak check fall on fixed steps (multiples of log_every, the last
+        step, multiples of ckpt_every), never on a session's end, so an interruption changes neither."""
         self.model.train()
         self.bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not self.is_main, desc=self.folder.name,
                         unit="step", dynamic_ncols=True)
-        window = _Window()
         while self.step < end:
-            x = self.batches.batch(self.step)                   # this rank's shard of the global batch
-            lr = self._set_lr()                                 # warm-up / cosine schedule
-            loss, stats = self._forward(x)                      # model.loss under autocast
-            grad_norm, ok = self._backward(loss)                # gradients, clipping, finiteness check
-            self._update(ok)                                    # optimizer + EMA, or a counted skip
-            self.step += 1
-            window.add(loss, stats, grad_norm, ok)
-            if self.step % self.cfg.log_every == 0 or self.step == end:
-                self._log(window, lr)
-                window = _Window()
+            lr = self.train_step()                              # one update, no host-device sync
+            if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+                self._log(lr)                                   # a record; raises after too many bad steps
                 if self._out_of_time():
                     end = self.step
             if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.step < end:
                 self._save_samples()                            # the end's grid is drawn once, after the loop
+            if self.step % self.cfg.ckpt_every == 0:
+                self._check_streak()
             if self.step % self.cfg.ckpt_every == 0 or self.step == end:
                 self._save()
             stop_if_asked(self)                                 # SIGINT/SIGTERM: checkpoint this step, stop
+        self.bar.update(self.step - self.bar.n)
         if self.step > self.session_step0:
             self._save_samples()                                # the grid of this session's final weights
+
+    def train_step(self) -> float:
+        """One step: batch, schedule, forward, backward, guarded update, counters; returns the learning rate.
+        The step count moves last, so an interruption inside the step leaves counters that disagree with it
+        only once the update is applied (lib.interrupts checks n_updates + n_skipped == step)."""
+        x = self.batches.batch(self.step)                       # this rank's shard of the global batch
+        lr = self._set_lr()                                     # warm-up / cosine schedule
+        loss, stats = self._forward(speed.batch_format(x, self.cfg, self.device))  # model.loss under autocast
+        grad_norm, finite = self._backward(loss)                # gradients, clipping, finiteness (on the device)
+        self._update(finite)                                    # optimizer + EMA where finite, else a counted skip
+        self.counts.add(finite, self.step + 1)                  # steps are numbered like checkpoints (1-based)
+        self.window.add(loss, stats, grad_norm, finite)
+        self.step += 1
+        return lr
 
     def _set_lr(self) -> float:
         lr = lr_at(self.step, self.cfg)
@@ -318,13 +337,13 @@ class _Loop:
         return lr
 
     def _forward(self, x):
-        if self._buffers:
-            torch._foreach_copy_(self._buffer_backup, self._buffers)
+        self.bn_state.save()
         with _autocast(self.device, self.cfg.amp):
             loss, stats = self.objective(x, self.step)
         return loss.float(), stats
 
-    def _backward(self, loss) -> tuple[torch.Tensor, bool]:
+    def _backward(self, loss) -> tuple[torch.Tensor, torch.Tensor]:
+        """(grad_norm, finite): the norm before clipping and a 0-dim bool tensor, both left on the device."""
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -336,31 +355,29 @@ class _Loop:
             # step together, or their weights drift apart; MIN makes one bad rank count for all
             finite = finite.to(torch.int32)
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        ok = bool(finite)                                       # one host sync per step
-        return grad_norm.detach(), ok
+            finite = finite.bool()
+        return grad_norm.detach(), finite
 
-    def _update(self, ok: bool) -> None:
-        """Apply the update, or skip it (weights, EMA and optimizer moments untouched) and count it."""
-        if ok:
-            self.scaler.step(self.optimizer)
-            self.ema.update(self.model, self.n_updates)
-            self.n_updates += 1
-            self.bad_in_a_row = 0
-        else:
-            self.optimizer.zero_grad(set_to_none=True)
-            if self._buffers:                                   # undo the bad forward pass's BN updates
-                torch._foreach_copy_(self._buffers, self._buffer_backup)
-            self.n_skipped += 1
-            self.bad_in_a_row += 1
+    def _update(self, finite: torch.Tensor) -> None:
+        """Apply the update where finite; else weights, optimizer state, BN statistics and EMA stay as they were."""
+        self.guard.step(finite)                                 # the scaler's own skip is covered by `finite`
+        self.bn_state.keep_if(finite)                           # undo a bad forward pass's BN updates
+        self.ema.update(self.model, self.counts.n_updates, applied=finite)
         self.scaler.update()
-        if self.bad_in_a_row >= self.cfg.max_bad_steps:
-            raise NonFiniteError(self._non_finite_message())
 
-    def _non_finite_message(self) -> str:
-        kept = ckpt.list_checkpoints(self.folder)
+    def _check_streak(self) -> None:
+        """Raise when a streak of non-finite updates reached max_bad_steps (one host read)."""
+        counts = self.counts.read()
+        if counts["bad_streak_end"]:
+            raise NonFiniteError(self._non_finite_message(counts))
+
+    def _non_finite_message(self, counts: dict) -> str:
+        kept = ckpt.list_checkpoints(self.folder)               # only checkpoints with finite weights are written
         where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written yet"
-        return (f"{self.bad_in_a_row} non-finite updates in a row (steps {self.step - self.bad_in_a_row + 1}"
-                f" to {self.step}; {self.n_skipped} skipped in all); none was applied and {where}. "
+        last, n_bad = counts["bad_streak_end"], self.cfg.max_bad_steps
+        return (f"{n_bad} non-finite updates in a row (steps {last - n_bad + 1} to {last}, numbered like checkpoints:"
+                f" checkpoint_N holds the state after step N; checked at step {self.step}; {counts['n_skipped']}"
+                f" skipped in all); none was applied and {where}. "
                 f"Lower lr (now {self.cfg.lr}), set grad_clip, or check the model and data for NaN/inf.")
 
     def _out_of_time(self) -> bool:
@@ -374,14 +391,16 @@ class _Loop:
         return bool(late.item())
 
     # --- records ----------------------------------------------------------------------------------
-    def _log(self, window: "_Window", lr: float) -> None:
-        record = window.summary(self.cfg.batch_size * self.world)
-        record.update(step=self.step, lr=lr, skipped=self.n_skipped,
-                      epoch=self.step / self.batches.steps_per_epoch)
+    def _log(self, lr: float) -> None:
+        """Write the window's record, start a new window, then check the streak of non-finite updates."""
+        record = self.window.summary(self.cfg.batch_size * self.world)
+        record.update(step=self.step, lr=lr, skipped=self.n_skipped, epoch=self.step / self.batches.steps_per_epoch)
+        self.window = Window()
         if self.is_main:
             self.logger.log(record)
             self.bar.update(self.step - self.bar.n)
             self.bar.set_postfix(loss=f"{record['loss']:.4g}", img_s=f"{record['img_per_s']:.0f}")
+        self._check_streak()
 
     @torch.no_grad()
     def _save_samples(self) -> None:
@@ -395,8 +414,10 @@ class _Loop:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(images.cpu(), path, nrow=int(math.ceil(math.sqrt(self.cfg.n_samples))))
 
-    def _save(self) -> None:
-        """Every rank contributes its RNG state; rank 0 writes the checkpoint atomically."""
+    def _save(self) -> bool:
+        """Every rank contributes its RNG state; rank 0 writes the checkpoint atomically, unless the weights are
+        non-finite (an exploding update): then none is written, so the newest checkpoint stays a good one. Returns
+        whether this step's checkpoint exists now (every rank checks its own weights, which DDP keeps equal)."""
         rng = ckpt.capture_rng()
         if self.world > 1:
             gathered = [None] * self.world
@@ -404,30 +425,47 @@ class _Loop:
             rng = gathered
         else:
             rng = [rng]
+        model, ema = self.model.state_dict(), self.ema.model.state_dict()
+        if not _all_finite([*model.values(), *ema.values()]):
+            if self.is_main:
+                warnings.warn(f"step {self.step}: the weights are not finite (an exploding update?); no checkpoint "
+                              f"written, the newest one in {self.folder} is kept", stacklevel=2)
+            return False
         if self.is_main:
-            state = {"step": self.step, "model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
+            state = {"step": self.step, "model": model, "ema": ema,
                      "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
                      "train_config": asdict(self.cfg), "model_config": self.config["model"],
-                     "n_skipped": self.n_skipped, "n_updates": self.n_updates, "world_size": self.world,
+                     **self.counts.read(), "window": self.window.state(), "world_size": self.world,
                      "wall_seconds": self.wall_before + time.monotonic() - self.session_start}
             ckpt.save_checkpoint(self.folder, state, keep=self.cfg.keep_ckpts)
         self._saved_step = self.step
+        return True
 
     def _load(self, state: dict, path: Path) -> None:
         ckpt.load_weights(self.model, state["model"], path)
         ckpt.load_weights(self.ema.model, state["ema"], path)
-        self.optimizer.load_state_dict(state["optimizer"])
+        speed.load_optimizer_state(self.optimizer, state["optimizer"])
+        self.guard.reset_state_snapshot()
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.step, self.n_skipped = int(state["step"]), int(state["n_skipped"])
-        self.n_updates, self.wall_before = int(state["n_updates"]), float(state["wall_seconds"])
+        self.step, self.wall_before = int(state["step"]), float(state["wall_seconds"])
+        self.counts.load(state)
+        self.window = Window.from_state(state.get("window"), self.device)
         rngs = state["rng"]
         ckpt.restore_rng(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
 
 
+def _all_finite(tensors) -> bool:
+    """Whether every floating-point tensor is free of NaN and inf (one host read)."""
+    floats = [t for t in tensors if t.is_floating_point()]
+    return not floats or bool(torch.stack([torch.isfinite(t).all() for t in floats]).all())
+
+
 def _warn_if_changed(saved: dict, now: dict, path: Path) -> None:
     """Resuming under another TrainConfig is allowed (e.g. more steps), but never silently."""
-    changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+    defaults = asdict(TrainConfig())  # a field newer than the checkpoint, left at its default, is no change
+    changed = {k: (saved.get(k), v) for k, v in now.items()
+               if saved.get(k) != v and (k in saved or v != defaults[k])}
     if changed:
         listed = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
         warnings.warn(f"resuming {path} with a changed TrainConfig ({listed})", stacklevel=5)
@@ -442,31 +480,6 @@ def _newest(source: str | Path) -> Path:
             raise ckpt.CheckpointError(f"no checkpoint_*.pt in {source} to initialise from")
         return found[-1]
     return source
-
-
-class _Window:
-    """Sums of loss terms over the steps between two log records; the host sync happens only at summary()."""
-
-    def __init__(self):
-        self.sums: dict[str, torch.Tensor] = {}
-        self.n, self.n_steps, self.start = 0, 0, time.perf_counter()
-
-    def add(self, loss, stats: dict, grad_norm, ok: bool) -> None:
-        """Count the step; average only applied (finite) updates so one bad step does not hide the rest."""
-        self.n_steps += 1
-        if not ok:
-            return
-        terms = {"loss": loss.detach(), "grad_norm": grad_norm, **stats}
-        for key, value in terms.items():
-            value = torch.as_tensor(value).detach().float()
-            self.sums[key] = self.sums[key] + value if key in self.sums else value
-        self.n += 1
-
-    def summary(self, images_per_step: int) -> dict:
-        record = {key: (total / self.n).item() for key, total in self.sums.items()} if self.n else {
-            "loss": math.nan}
-        record["img_per_s"] = images_per_step * self.n_steps / max(time.perf_counter() - self.start, 1e-9)
-        return record
 
 
 if __name__ == "__main__":  # `python -m lib.train ...`: the command line lives in lib.cli, which imports this module

@@ -1,10 +1,15 @@
-"""The throughput benchmark: FLOP counting against a closed form, and a report per family."""
+"""The throughput benchmark: FLOP counting against a closed form, the peak table, and a tiny rehearsal of every
+family through the real loop and samplers (fields and arithmetic only: timings are never asserted)."""
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 
 from lib import bench
+from lib.bench.timing import mode_config
+from lib.models import MODELS
 
 
 def test_flops_of_a_convolution_match_the_closed_form():
@@ -24,16 +29,44 @@ def test_a_training_step_of_a_grouped_convolution_costs_three_forwards(groups):
     assert bench.count_flops(lambda: conv(x).sum().backward()) == 3 * forward
 
 
-@pytest.mark.parametrize("family, nets, extra", [("ncsn", ["unet", "refinenet"], ["--nf", "8"]),
-                                                 ("vae", ["beta_vae", "iwae"], []),
-                                                 ("nvae", ["nvae"], ["--nf", "8"])])
-def test_each_family_reports_every_net(family, nets, extra, capsys):
-    report = bench.main([family, "--device", "cpu", "--batch", "2", "--sample_batch", "2", "--steps", "1",
-                         "--warmup", "0", *extra])
-    assert [r["net"] for r in report["results"]] == nets
+def test_peaks_are_looked_up_by_device_name():
+    assert bench.peak_bf16("NVIDIA H100 80GB HBM3")["peak_bf16_tflops"] == 989.0
+    assert bench.peak_bf16("NVIDIA H100 PCIe")["peak_bf16_tflops"] == 756.0
+    assert bench.peak_bf16("NVIDIA H200")["peak_bf16_tflops"] == 989.0
+    assert bench.peak_bf16("cpu (2 threads, x86_64)")["peak_bf16_tflops"] is None
+
+
+def test_modes_set_the_loops_speed_switches_and_keep_the_preset():
+    preset = MODELS["nvae"].presets["reference"][1]
+    plain, fast = (mode_config(preset, mode, 32) for mode in ("plain", "fast"))
+    assert plain.amp == "off" and not plain.compile and plain.channels_last == "off" and plain.tf32 == "off"
+    assert fast.amp == "bf16" and fast.compile and fast.channels_last == "on"
+    assert fast.fused_optimizer == "auto"  # adamax has no fused kernel
+    assert mode_config(MODELS["ncsn"].presets["paper"][1], "fast", 8).fused_optimizer == "on"
+    assert fast.optimizer == preset.optimizer and fast.lr == preset.lr and fast.batch_size == 32
+
+
+def test_the_tiny_rehearsal_reports_every_family_net_and_mode(tmp_path, capsys):
+    report = bench.main(["all", "--tiny", "--device", "cpu", "--no_compile", "--steps", "1", "--warmup", "0",
+                         "--sample_repeats", "1", "--batch", "2", "--sample_batch", "2", "--eval_batch", "1",
+                         "--out", str(tmp_path)])
+    written = json.loads((tmp_path / "cpu-tiny.json").read_text())
+    assert written["results"] == report["results"] and written["torch"] == torch.__version__
+    nets = [(r["family"], r["net"], r["mode"]) for r in report["results"]]
+    expected = {"ncsn": ["unet", "refinenet"], "nvae": ["nvae_reference", "nvae_official_small"],
+                "vae": ["beta_vae", "iwae_k1", "iwae_k5", "iwae_k50", "iwae_eval_k5000"]}
+    assert nets == [(f, n, m) for f in ("ncsn", "nvae", "vae") for n in expected[f] for m in ("plain", "fast")]
     for row in report["results"]:
-        assert row["parameters"] > 0 and row["train_img_per_s"] > 0 and row["sample_evaluations_per_s"] > 0
-        assert row["gflop_per_image_train_step"] > row["gflop_per_evaluation"] > 0  # backward costs more
+        assert row["parameters"] > 0 and row["sample_evaluations_per_s"] > 0 and row["gflop_per_evaluation"] > 0
+        if row["net"] == "iwae_eval_k5000":
+            assert "train_img_per_s" not in row
+            continue
+        assert row["skipped_updates"] == 0 and row["train_img_per_s"] > 0
+        assert row["gflop_per_image_train_step"] > row["gflop_per_evaluation"]  # backward costs more
         assert row["train_tflop_per_s"] == pytest.approx(
             row["gflop_per_image_train_step"] * row["train_img_per_s"] / 1e3, rel=0.01, abs=1e-3)
-    assert '"results"' in capsys.readouterr().out
+        assert row["settings"]["amp"] == ("off" if row["mode"] == "plain" else "bf16")
+    iwae = {r["net"]: r["gflop_per_image_train_step"] for r in report["results"] if r["mode"] == "plain"}
+    assert iwae["iwae_k1"] < iwae["iwae_k5"] < iwae["iwae_k50"]  # the decoder runs k times per image
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"family"')]
+    assert printed == report["results"]  # one JSON line per row as it is measured

@@ -11,7 +11,8 @@ LIB = Path(lib.__file__).parent
 LAYERS = [  # a module may import its own layer's package and the layers before it, never a later one
     {"runs", "data_sources", "degrade", "config_checks", "progress"},
     {"data"},
-    {"nets", "dists", "losses", "samplers", "checkpoints", "run_folder", "interrupts"},
+    {"nets", "dists", "losses", "samplers", "checkpoints", "run_folder", "interrupts", "skipping", "log_window",
+     "ema", "speed"},
     {"train"},
     {"models", "budget"},
     {"metrics", "results", "findings", "viz", "viz_vae", "viz_compare", "cli", "bench", "workbook"},

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -237,3 +238,68 @@ def test_tiny_preset_trains_through_the_loop_and_logs_per_level_losses(images):
     records = [line for line in (result.folder / "metrics.jsonl").read_text().splitlines()]
     assert result.step == 4 and len(records) == 2 and '"dsm_sigma=1"' in records[-1]
     assert list((result.folder / "samples").glob("*.png"))
+
+
+# --- sampling speed options: bf16 autocast, a compiled Langevin step, chunks --------------------------------
+
+def tiny_ncsn(net="unet"):
+    torch.manual_seed(0)
+    return NCSN(replace(NCSN_TINY, net=net, nf=8, n_steps_each=1)).eval()
+
+
+@pytest.mark.parametrize("net", ["unet", "refinenet"])
+def test_bf16_autocast_scores_match_fp32_closely(net):
+    from lib.samplers import autocast_score
+    model, x = tiny_ncsn(net), torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        fp32 = model.score(x, 2)
+        bf16 = autocast_score(model.score, "cpu", "bf16")(x, 2)
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # really evaluated in bf16
+    assert (bf16 - fp32).norm() / fp32.norm() < 0.03  # bf16 keeps ~3 significant digits per operation
+
+
+@pytest.mark.parametrize("net", ["unet", "refinenet"])  # conditioned on sigma / on the level index
+def test_int_and_tensor_levels_give_the_same_score(net):
+    model, x = tiny_ncsn(net), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        by_int = model.score(x, 1)
+        assert torch.equal(by_int, model.score(x, torch.full((2,), 1)))
+        assert torch.equal(by_int, model.score(x, torch.tensor(1)))
+        assert torch.equal(by_int, model.score(x, np.int64(1)))  # not an int: through torch.as_tensor
+
+
+def test_default_sampling_is_the_old_chain_and_chunks_do_not_change_it():
+    model = tiny_ncsn()
+    torch.manual_seed(1)
+    x0 = torch.rand(4, 3, 32, 32)
+    torch.manual_seed(2)
+    old = annealed_langevin(model.score, x0, model.sigmas, n_steps_each=1, step_lr=NCSN_TINY.step_lr).clamp(0, 1)
+    torch.manual_seed(2)
+    assert torch.equal(model.sample(4, x=x0), old)
+    torch.manual_seed(2)
+    assert torch.equal(model.sample(4, x=x0, batch_size=4), old)
+    torch.manual_seed(2)
+    chunked, path = model.sample(4, x=x0, batch_size=3, return_trajectory=True)
+    assert chunked.shape == old.shape and len(path) == 1 + NCSN_TINY.n_sigmas + 1 and path[0].shape[0] == 4
+
+
+def test_compiled_langevin_step_follows_the_eager_chain_with_one_graph(monkeypatch):
+    """The 'eager' dynamo backend keeps the test fast; tensors for level and alpha mean no recompile per level,
+    and a second call reuses the graph."""
+    from lib import samplers
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    monkeypatch.setattr(samplers, "_COMPILED_STEP", [torch.compile(samplers.langevin_step, backend="eager")])
+    model, x0 = tiny_ncsn(), torch.rand(2, 3, 32, 32)
+    torch.manual_seed(3)
+    eager = model.sample(2, x=x0)
+    for _ in range(2):
+        torch.manual_seed(3)
+        compiled = model.sample(2, x=x0, compile=True)
+        assert torch.allclose(compiled, eager, atol=1e-5)
+    assert counters["stats"]["unique_graphs"] == 1
+    torch.manual_seed(3)
+    fast = model.sample(2, x=x0, compile=True, precision="bf16")
+    assert fast.shape == eager.shape and 0 <= fast.min() and fast.max() <= 1
+    with pytest.raises(ValueError, match="precision"):
+        model.sample(2, precision="fp16")

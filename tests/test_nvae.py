@@ -249,3 +249,26 @@ def test_tiny_preset_is_registered():
     model_cfg, train_cfg = MODELS["nvae"].presets["tiny"]
     assert train_cfg.optimizer == "adamax"
     assert sum(p.numel() for p in MODELS["nvae"].build(model_cfg).parameters()) < 200_000
+
+
+def test_the_spectral_sum_follows_the_weights_of_a_copy_and_of_loaded_weights():
+    """The weights are looked up once, at construction: a deep copy (the loop's EMA) and load_state_dict (a resume)
+    must still reach the module's own parameters. Doubling every weight doubles every singular value."""
+    import copy
+    torch.manual_seed(0)
+    model = NVAE(NVAE_TINY).eval()  # eval: the persistent vectors stay put, so both sums start from the same u
+    before = model.spectral_sum()
+    twin = copy.deepcopy(model)
+    twin.load_state_dict({k: 2 * v if k.endswith("weight") else v for k, v in model.state_dict().items()})
+    torch.testing.assert_close(twin.spectral_sum(), 2 * before, rtol=1e-5, atol=0)
+    torch.testing.assert_close(model.spectral_sum(), before, rtol=0, atol=0)  # the original is untouched
+
+
+def test_the_official_small_preset_has_the_official_size():
+    """The official code's small configuration: 2 scales, 64 channels, 3 groups per scale, 16.7M parameters."""
+    cfg, train_cfg = MODELS["nvae"].presets["official_small"]
+    assert (cfg.n_scales, cfg.channels, cfg.groups_per_scale, cfg.enc_cells, cfg.dec_cells) == (2, 64, 3, 8, 8)
+    n_params = sum(p.numel() for p in MODELS["nvae"].build(cfg).parameters())
+    assert abs(n_params / 16.7e6 - 1) < 0.1
+    assert train_cfg == MODELS["nvae"].presets["reference"][1]  # the same schedule as the reference preset
+    assert next(iter(MODELS["nvae"].presets)) == "reference"  # still the default

@@ -313,3 +313,65 @@ def test_ddp_ranks_agree_on_skipping_a_non_finite_update(images, tmp_path, monke
 def test_invalid_train_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
         TrainConfig(**{field: value})
+
+
+# --- what a checkpoint carries across an interruption ----------------------------------------------
+
+def test_after_a_resume_the_first_record_covers_the_same_steps_as_an_uninterrupted_run(images, tmp_path):
+    """The log window is checkpointed: stopping at step 5 (mid-window) writes no record there, and the record at
+    step 6 averages steps 5 and 6 in both runs."""
+    cfg = TrainConfig(steps=8, **FAST)
+    train(make_model(), images, cfg, tmp_path / "whole")
+    train(make_model(), images, cfg, tmp_path / "split", stop_at=5)
+    train(make_model(), images, cfg, tmp_path / "split")
+    whole, split = (read_jsonl(tmp_path / run / "metrics.jsonl") for run in ("whole", "split"))
+    assert [r["step"] for r in split] == [r["step"] for r in whole] == [2, 4, 6, 8]
+    for a, b in zip(whole, split):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["mse"] == pytest.approx(b["mse"], rel=1e-6)
+
+
+def test_a_stop_and_resume_does_not_move_the_step_where_a_non_finite_streak_stops_the_run(images, tmp_path):
+    """Bad steps 6, 7, 8 (1-based); the streak is checkpointed at the stop after step 7, so both runs stop after
+    step 8 naming the same steps (a streak restarted at 0 would only stop after step 10)."""
+    cfg = TrainConfig(steps=20, max_bad_steps=3, **FAST)
+    with pytest.raises(NonFiniteError) as whole:
+        train(make_model(nan_steps=range(5, 20)), images, cfg, tmp_path / "whole")
+    train(make_model(nan_steps=range(5, 20)), images, cfg, tmp_path / "split", stop_at=7)
+    with pytest.raises(NonFiniteError) as split:
+        train(make_model(nan_steps=range(5, 20)), images, cfg, tmp_path / "split")
+    for err in (whole, split):
+        assert "(steps 6 to 8," in str(err.value) and "checked at step 8;" in str(err.value)
+
+
+def test_the_error_names_steps_as_checkpoints_do(images, tmp_path):
+    """checkpoint_N holds the state after step N; the first bad update (loss at 0-based step 5) is step 6."""
+    cfg = TrainConfig(steps=20, max_bad_steps=2, **FAST)
+    with pytest.raises(NonFiniteError) as err:
+        train(make_model(nan_steps=range(5, 20)), images, cfg, tmp_path / "run")
+    assert "(steps 6 to 7," in str(err.value) and "checkpoint_0000004.pt" in str(err.value)
+    assert ckpt.load_checkpoint(ckpt.checkpoint_path(tmp_path / "run", 4))["n_updates"] == 4
+
+
+class ExplodingDenoiser(TinyDenoiser):
+    """A finite loss whose update leaves a weight infinite (an exploding update); every later loss is NaN."""
+
+    def __init__(self, explode_at: int):
+        super().__init__()
+        self.explode_at = explode_at
+
+    def loss(self, x, step):
+        loss, stats = super().loss(x, step)
+        if step == self.explode_at:
+            self.net[0].weight.data[0, 0, 0, 0] = float("inf")  # after the forward pass: this step looks finite
+        return loss, stats
+
+
+def test_an_exploding_update_never_becomes_the_last_good_checkpoint(images, tmp_path):
+    """Step 6 makes a weight infinite; the checkpoint due after step 8 would hold it, so none is written and the
+    error names checkpoint 4, whose weights are finite."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(steps=20, max_bad_steps=3, **{**FAST, "log_every": 5})
+    with pytest.warns(UserWarning, match="not finite"), pytest.raises(NonFiniteError) as err:
+        train(ExplodingDenoiser(explode_at=5), images, cfg, tmp_path / "run")
+    assert "checkpoint_0000004.pt" in str(err.value) and "(steps 7 to 9," in str(err.value)
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "run")] == ["checkpoint_0000004.pt"]

@@ -16,8 +16,8 @@ from ..config_checks import check_field_types
 from ..data import N_DIMS
 from ..losses import dsm_loss, per_level_means
 from ..nets.ncsn import RefineNet, ScoreUNet
-from ..samplers import (annealed_langevin, annealed_langevin_inpaint, geometric_sigmas, largest_pairwise_distance,
-                        technique2_n_sigmas, technique4_step_lr)
+from ..samplers import (annealed_langevin, annealed_langevin_inpaint, autocast_score, geometric_sigmas,
+                        largest_pairwise_distance, technique2_n_sigmas, technique4_step_lr)
 from ..train import TrainConfig
 
 NCSN_NETS = ("unet", "refinenet")
@@ -74,8 +74,12 @@ class NCSN(nn.Module):
 
     def score(self, x: torch.Tensor, level) -> torch.Tensor:
         """s_theta(x, sigma_level) for x (B, 3, H, W) near [0, 1]; level an int or (B,) long."""
-        level = torch.as_tensor(level, device=x.device).long().expand(x.shape[0])
-        sigma = self.sigmas[level]
+        if isinstance(level, int):  # a view and a fill kernel: no host-to-device copy (a sync) per Langevin step
+            sigma = self.sigmas[level].expand(x.shape[0])
+            level = torch.full((x.shape[0],), level, dtype=torch.long, device=x.device)
+        else:
+            level = torch.as_tensor(level, device=x.device).long().expand(x.shape[0])
+            sigma = self.sigmas[level]
         out = self.net(2 * x - 1, sigma if self.net.conditioning == "sigma" else level).float()
         return out / sigma.view(-1, 1, 1, 1) if self.cfg.scale_by_sigma else out
 
@@ -91,13 +95,21 @@ class NCSN(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, x: torch.Tensor | None = None, return_trajectory: bool = False,
-               keep_every: int | None = None, **options):
+               keep_every: int | None = None, precision: str = "fp32", compile: bool = False,
+               batch_size: int | None = None, **options):
         """n images (n, 3, 32, 32) in [0, 1] by Alg. 1 from uniform noise (or from x); options: n_steps_each,
-        step_lr, denoise. With return_trajectory, also the list of (unclamped) snapshots."""
+        step_lr, denoise. With return_trajectory, also the list of (unclamped) snapshots. Speed: precision="bf16"
+        evaluates the net under bf16 autocast (the chain stays fp32), compile=True runs each Langevin step as one
+        compiled function, batch_size runs the chains in chunks of that many (default: all n at once)."""
         x = torch.rand(n, 3, 32, 32, device=self.sigmas.device) if x is None else x
-        out = annealed_langevin(self.score, x, self.sigmas, return_trajectory=return_trajectory,
-                                keep_every=keep_every, **self._chain(options))
-        return (out[0].clamp(0, 1), out[1]) if return_trajectory else out.clamp(0, 1)
+        score = autocast_score(self.score, x.device.type, precision)
+        chunks = x.split(batch_size or len(x))
+        outs = [annealed_langevin(score, chunk, self.sigmas, return_trajectory=return_trajectory,
+                                  keep_every=keep_every, compile=compile, **self._chain(options)) for chunk in chunks]
+        if not return_trajectory:
+            return torch.cat(outs).clamp(0, 1)
+        path = [torch.cat(snapshots) for snapshots in zip(*(trajectory for _, trajectory in outs))]  # (n, ...) each
+        return torch.cat([out for out, _ in outs]).clamp(0, 1), path
 
     @torch.no_grad()
     def inpaint(self, x_known: torch.Tensor, mask: torch.Tensor, **options) -> torch.Tensor:

@@ -1,0 +1,4 @@
+"""`python -m lib.bench ...`: see lib.bench."""
+from . import main
+
+main()

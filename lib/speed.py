@@ -1,0 +1,77 @@
+"""The training loop's speed options, in one place so every family and the benchmark get them the same way:
+the optimizer's implementation (fused / foreach), channels-last memory format, cuDNN autotuning, TF32, and
+torch.compile of the networks (optionally with CUDA graphs). `TrainConfig` (lib.train) holds the switches; each
+"auto" means on for CUDA and off elsewhere.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax}
+FUSED = ("adam", "adamw")  # optimizers with a fused kernel that accepts found_inf (the on-device skip)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def is_on(switch: str, device: torch.device) -> bool:
+    """An auto | on | off switch for `device`: auto is on for CUDA only."""
+    return switch == "on" or (switch == "auto" and device.type == "cuda")
+
+
+def set_backend_flags(cfg, device: torch.device) -> None:
+    """cuDNN autotuning and TF32 as switched (process-wide torch settings, so a later loop with other switches, e.g.
+    the benchmark's plain mode after its fast one, sets them back); nothing changes off CUDA."""
+    if device.type != "cuda":
+        return
+    torch.backends.cudnn.benchmark = is_on(cfg.cudnn_benchmark, device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = is_on(cfg.tf32, device)
+
+
+def make_optimizer(cfg, params, device: torch.device) -> tuple[torch.optim.Optimizer, bool]:
+    """(optimizer, fused). Fused Adam/AdamW where switched on; otherwise torch's default implementation, made
+    `capturable` on CUDA so its step counts live on the device (the on-device skip restores them without a sync)."""
+    fused = cfg.optimizer in FUSED and is_on(cfg.fused_optimizer, device)
+    options = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+    if fused:
+        options["fused"] = True
+    elif device.type == "cuda":
+        options.update(foreach=True, capturable=True)
+    return OPTIMIZERS[cfg.optimizer](params, **options), fused
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """Load a checkpoint's optimizer state under this run's implementation: the saved groups' fused / foreach /
+    capturable flags would otherwise win (torch restores them), e.g. a fused run resumed from a non-fused one would
+    hand found_inf to a kernel that rejects it, and step counts would land on the wrong device."""
+    flags = ("fused", "foreach", "capturable")
+    groups = [{**saved_group, **{k: group[k] for k in flags if k in group}}
+              for saved_group, group in zip(saved["param_groups"], optimizer.param_groups)]
+    optimizer.load_state_dict({**saved, "param_groups": groups})
+
+
+def to_memory_format(model: nn.Module, cfg, device: torch.device) -> nn.Module:
+    """The model in channels-last format when switched on (4-D weights only; the rest is unchanged)."""
+    return model.to(memory_format=torch.channels_last) if is_on(cfg.channels_last, device) else model
+
+
+def batch_format(x: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
+    """A batch in the model's memory format."""
+    return x.contiguous(memory_format=torch.channels_last) if is_on(cfg.channels_last, device) else x
+
+
+def compile_networks(model: nn.Module, cfg, device: torch.device) -> list[str]:
+    """torch.compile, in place, of every child module of `model` that holds parameters (its networks) when
+    cfg.compile; returns their names. The loss's own arithmetic stays eager: it reads the step in Python (KL
+    warm-up, capacity schedules), which dynamo would have to guard on, or trip over, at every step. In place
+    (nn.Module.compile) keeps the state_dict keys, so checkpoints do not depend on the setting. reduce-overhead
+    (CUDA graphs, for launch-bound steps such as NVAE's) needs CUDA."""
+    if not cfg.compile:
+        return []
+    if cfg.compile_mode == "reduce-overhead" and device.type != "cuda":
+        raise ValueError(f"TrainConfig.compile_mode='reduce-overhead' captures CUDA graphs and needs a CUDA device, "
+                         f"not {device.type}; use compile_mode='default' here")
+    mode = None if cfg.compile_mode == "default" else cfg.compile_mode
+    names = [name for name, child in model.named_children() if any(True for _ in child.parameters())]
+    for name in names:
+        getattr(model, name).compile(mode=mode)
+    return names
