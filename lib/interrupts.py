@@ -90,7 +90,8 @@ def interrupted_now(loop) -> Interrupted:
     handler outside the main thread): checkpoint the last completed step when the state is whole (the counters
     agree with the step: no update half applied) and one process runs (peers cannot join a save). The counters
     live on the device; reading them here is the one host read this needs."""
-    whole = loop.n_updates + loop.n_skipped == loop.step
+    counts = loop.counts.read()  # one host read for both counters
+    whole = counts["n_updates"] + counts["n_skipped"] == loop.step
     progressed = loop.session_step0 is not None and loop.step > loop.session_step0
     asked_twice = loop.stop_request is not None and loop.stop_request.requested  # "stop at once, no saving"
     saved = loop.world == 1 and whole and progressed and not asked_twice and loop._saved_step != loop.step

@@ -8,6 +8,7 @@ Algorithm 1 steps x <- x + alpha_i / 2 * s + sqrt(alpha_i) z with alpha_i = step
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -63,14 +64,10 @@ def langevin_step(score: Score, x: torch.Tensor, level: torch.Tensor, alpha: tor
     return x + 0.5 * alpha * score(x, level) + alpha.sqrt() * noise
 
 
-_COMPILED_STEP: list = []
-
-
+@functools.cache
 def compiled_langevin_step():
     """langevin_step under torch.compile, created once per process (dynamo then caches a graph per score net)."""
-    if not _COMPILED_STEP:
-        _COMPILED_STEP.append(torch.compile(langevin_step))
-    return _COMPILED_STEP[0]
+    return torch.compile(langevin_step)
 
 
 PRECISIONS = ("fp32", "bf16")

@@ -289,7 +289,8 @@ def test_compiled_langevin_step_follows_the_eager_chain_with_one_graph(monkeypat
     from lib import samplers
     from torch._dynamo.utils import counters
     torch._dynamo.reset()
-    monkeypatch.setattr(samplers, "_COMPILED_STEP", [torch.compile(samplers.langevin_step, backend="eager")])
+    step = torch.compile(samplers.langevin_step, backend="eager")
+    monkeypatch.setattr(samplers, "compiled_langevin_step", lambda: step)
     model, x0 = tiny_ncsn(), torch.rand(2, 3, 32, 32)
     torch.manual_seed(3)
     eager = model.sample(2, x=x0)

@@ -45,22 +45,23 @@ PUBLISHED = {"n": 5000, "n_reference": 5000, "fid": 10.3233274, "kid": -2.907863
 def _features(name: str, images: np.ndarray, timings: dict) -> np.ndarray:
     """pool3 features of a derived image set, cached under outputs/cache/inception/calibration/<name>-n<N>.npy; the
     degradations are prefix-stable (lib.degrade), so a larger set extends a cached smaller one."""
-    start = time.perf_counter()
-    features = inception.extend_cached(images, runs.outputs_dir() / "cache" / "inception" / "calibration", name,
-                                       desc=name)
-    seconds = time.perf_counter() - start
-    if seconds > 60:  # more than a cache read
-        timings[f"{name}[:{len(images)}]"] = {"n": len(images), "seconds": round(seconds, 1)}
-    return features
+    folder = runs.outputs_dir() / "cache" / "inception" / "calibration"
+    return _timed(f"{name}[:{len(images)}]", len(images), timings,
+                  lambda: inception.extend_cached(images, folder, name, desc=name))
 
 
 def _reference(cifar, split: str, n: int, timings: dict) -> np.ndarray:
     """Cached reference features of a split (lib.metrics.inception.reference_features), timed when computed."""
+    return _timed(f"{split}[:{n}]", n, timings, lambda: inception.reference_features(cifar, split, n, smoke=False))
+
+
+def _timed(label: str, n: int, timings: dict, compute) -> np.ndarray:
+    """compute(), its wall time recorded in timings[label] when it was more than a cache read (over a minute)."""
     start = time.perf_counter()
-    features = inception.reference_features(cifar, split, n, smoke=False)
+    features = compute()
     seconds = time.perf_counter() - start
-    if seconds > 60:  # more than a cache read
-        timings[f"{split}[:{n}]"] = {"n": n, "seconds": round(seconds, 1)}
+    if seconds > 60:
+        timings[label] = {"n": n, "seconds": round(seconds, 1)}
     return features
 
 
