@@ -21,7 +21,8 @@ STAMP := $(VENV)/.workbook-installed
 endif
 
 # The one test command: README, `make test` and CI (.ci/run) all run exactly this.
-TEST_CMD = WORKBOOK_SMOKE=1 WANDB_MODE=disabled MPLBACKEND=Agg $(PY) -m pytest tests notebooks --nbval-lax -q
+TEST_CMD = $(PY) -m ruff check . && $(PY) -m ruff format --check . && \
+	WORKBOOK_SMOKE=1 WANDB_MODE=disabled MPLBACKEND=Agg $(PY) -m pytest tests notebooks --nbval-lax -q
 
 .PHONY: setup data workbook test lab
 

@@ -15,6 +15,7 @@ variance sigma^2 = beta / 2: a larger beta is a blurrier (noisier) decoder, and 
 one-for-one. Learning the scale (as the decoders here do) removes that hidden knob, so beta alone sets the
 KL weight. A mixture of discretized logistics (NVAE's DMOL) belongs in this module too.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,7 @@ from .data import N_LEVELS
 
 HALF_BIN = 1.0 / (2 * (N_LEVELS - 1))  # half the width of one level's bin for x in [0, 1]
 LOG_2PI = math.log(2 * math.pi)
-MIN_LOG_SCALE = -7.0               # floor on a decoder's log-scale (far below one bin) for stable gradients
+MIN_LOG_SCALE = -7.0  # floor on a decoder's log-scale (far below one bin) for stable gradients
 
 
 class DiagonalGaussian:
@@ -49,16 +50,16 @@ class DiagonalGaussian:
 
     def kl_standard_normal(self) -> torch.Tensor:
         """KL(q || N(0, I)) in closed form, 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2) (Kingma & Welling 2014, App. B)."""
-        return 0.5 * (self.mu ** 2 + self.logvar.exp() - 1.0 - self.logvar).sum(-1)
+        return 0.5 * (self.mu**2 + self.logvar.exp() - 1.0 - self.logvar).sum(-1)
 
-    def detach(self) -> "DiagonalGaussian":
+    def detach(self) -> DiagonalGaussian:
         """The same distribution with its parameters cut from the graph (DReG's stop-gradient on q)."""
         return DiagonalGaussian(self.mu.detach(), self.logvar.detach())
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I) summed over the last dim: (..., L) -> (...)."""
-    return -0.5 * (LOG_2PI + z ** 2).sum(-1)
+    return -0.5 * (LOG_2PI + z**2).sum(-1)
 
 
 def _discrete_log_prob(x, log_cdf, log_sf, log_pdf, mean, log_scale) -> torch.Tensor:
@@ -75,24 +76,40 @@ def _discrete_log_prob(x, log_cdf, log_sf, log_pdf, mean, log_scale) -> torch.Te
     right = centre > 0  # bins right of the mode: SF(lower) - SF(upper) avoids 1 - 1 cancellation
     big = torch.where(right, log_sf(lower), log_cdf(upper))
     small = torch.where(right, log_sf(upper), log_cdf(lower))
-    ratio = torch.exp(small - big)                        # in [0, 1]
+    ratio = torch.exp(small - big)  # in [0, 1]
     mass = big + torch.log1p(-ratio.clamp(max=1 - 1e-6))
     density = log_pdf(centre) - log_scale + math.log(2 * HALF_BIN)
     middle = torch.where(ratio > 1 - 1e-4, density, mass)
     return torch.where(x < HALF_BIN, log_cdf(upper), torch.where(x > 1 - HALF_BIN, log_sf(lower), middle))
 
 
-def discretized_gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+def discretized_gaussian_log_prob(
+    x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
+) -> torch.Tensor:
     """log P(x) per subpixel under N(mean, exp(log_scale)^2) integrated over the level's bin; x in [0, 1]."""
-    return _discrete_log_prob(x, torch.special.log_ndtr, lambda u: torch.special.log_ndtr(-u),
-                              lambda u: -0.5 * (LOG_2PI + u ** 2), mean, log_scale)
+    return _discrete_log_prob(
+        x,
+        torch.special.log_ndtr,
+        lambda u: torch.special.log_ndtr(-u),
+        lambda u: -0.5 * (LOG_2PI + u**2),
+        mean,
+        log_scale,
+    )
 
 
-def discretized_logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+def discretized_logistic_log_prob(
+    x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tensor
+) -> torch.Tensor:
     """log P(x) per subpixel under Logistic(mean, exp(log_scale)) integrated over the level's bin; x in [0, 1]."""
     logsigmoid = torch.nn.functional.logsigmoid
-    return _discrete_log_prob(x, logsigmoid, lambda u: logsigmoid(-u),
-                              lambda u: u - 2 * torch.nn.functional.softplus(u), mean, log_scale)
+    return _discrete_log_prob(
+        x,
+        logsigmoid,
+        lambda u: logsigmoid(-u),
+        lambda u: u - 2 * torch.nn.functional.softplus(u),
+        mean,
+        log_scale,
+    )
 
 
 DISCRETE_LIKELIHOODS = {"gaussian": discretized_gaussian_log_prob, "logistic": discretized_logistic_log_prob}
@@ -111,6 +128,7 @@ def discretized_mean(mean: torch.Tensor) -> torch.Tensor:
 # DMOL parameters: (B, 10 M, H, W) = [logits M | locations 3M | log-scales 3M | raw coefficients 3M], each
 # 3M block ordered (M, 3 channels); locations in data units ([0, 1]), coefficients tanh-squashed.
 
+
 class Normal:
     """Elementwise N(mu, exp(log_sigma)^2) over any shape; nothing is summed."""
 
@@ -125,13 +143,13 @@ class Normal:
         """Elementwise log N(z; mu, sigma^2)."""
         return -0.5 * (LOG_2PI + ((z - self.mu) * (-self.log_sigma).exp()) ** 2) - self.log_sigma
 
-    def kl(self, p: "Normal") -> torch.Tensor:
+    def kl(self, p: Normal) -> torch.Tensor:
         """Elementwise KL(self || p) = 1/2 (d^2 + r^2) - 1/2 - log r, d = (mu - mu_p) / sigma_p, r = sigma / sigma_p."""
         d = (self.mu - p.mu) * (-p.log_sigma).exp()
         log_r = self.log_sigma - p.log_sigma
-        return 0.5 * (d ** 2 + (2 * log_r).exp()) - 0.5 - log_r
+        return 0.5 * (d**2 + (2 * log_r).exp()) - 0.5 - log_r
 
-    def float(self) -> "Normal":
+    def float(self) -> Normal:
         return Normal(self.mu.float(), self.log_sigma.float())
 
 
@@ -152,11 +170,19 @@ def dmol_split(params: torch.Tensor, n_mix: int):
 def _coupled(means: torch.Tensor, coeffs: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """PixelCNN++ eq. 3: green and blue locations shifted by the pixel's red (and green) values. x (B, 3, H, W)."""
     red, green = x[:, None, 0], x[:, None, 1]  # (B, 1, H, W)
-    return torch.stack([means[:, :, 0], means[:, :, 1] + coeffs[:, :, 0] * red,
-                        means[:, :, 2] + coeffs[:, :, 1] * red + coeffs[:, :, 2] * green], dim=2)
+    return torch.stack(
+        [
+            means[:, :, 0],
+            means[:, :, 1] + coeffs[:, :, 0] * red,
+            means[:, :, 2] + coeffs[:, :, 1] * red + coeffs[:, :, 2] * green,
+        ],
+        dim=2,
+    )
 
 
-def dmol_component_log_prob(x: torch.Tensor, params: torch.Tensor, n_mix: int, coupling: bool = True) -> torch.Tensor:
+def dmol_component_log_prob(
+    x: torch.Tensor, params: torch.Tensor, n_mix: int, coupling: bool = True
+) -> torch.Tensor:
     """log P(x_c | component m[, x_<c]) per component and channel, (B, M, 3, H, W); x (B, 3, H, W) on the levels."""
     _, means, log_scales, coeffs = dmol_split(params, n_mix)
     if coupling:

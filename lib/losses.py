@@ -4,6 +4,7 @@ and a loss is the negated mean bound. Symbols are defined where first used in ea
 bits/dim of 8-bit images under a discrete likelihood is NLL / (D ln 2), D = 3 * 32 * 32 = 3072, NLL in nats;
 no extra term is needed because the likelihood already assigns probability to the 256 levels.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,15 @@ def bits_per_dim(nll_nats: torch.Tensor | float, n_dims: int = N_DIMS) -> torch.
 # sigmas: the descending noise ladder (L,); level: index of a sample's sigma (B,) long; noise: z ~ N(0, I);
 # score(x_noisy, level) -> s_theta shaped like x. lambda(sigma) = sigma^anneal_power weights the levels (eq. 6).
 
-def dsm_loss(score, x: torch.Tensor, sigmas: torch.Tensor, anneal_power: float = 2.0,
-             level: torch.Tensor | None = None, noise: torch.Tensor | None = None):
+
+def dsm_loss(
+    score,
+    x: torch.Tensor,
+    sigmas: torch.Tensor,
+    anneal_power: float = 2.0,
+    level: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+):
     """Annealed DSM (eq. 5-6): per-sample 1/2 lambda(sigma) ||s(x + sigma z, level) + z / sigma||^2, (B,),
     and the levels used (B,), drawn uniformly per sample unless given."""
     sigmas = sigmas.to(x.device)
@@ -31,7 +39,7 @@ def dsm_loss(score, x: torch.Tensor, sigmas: torch.Tensor, anneal_power: float =
         level = torch.randint(0, len(sigmas), (x.shape[0],), device=x.device)
     noise = torch.randn_like(x) if noise is None else noise
     sigma = sigmas[level].view(-1, *[1] * (x.dim() - 1))  # (B, 1, ..., 1)
-    target = -noise / sigma                                # grad log N(x~; x, sigma^2 I) = -(x~ - x) / sigma^2
+    target = -noise / sigma  # grad log N(x~; x, sigma^2 I) = -(x~ - x) / sigma^2
     error = (score(x + sigma * noise, level).float() - target).pow(2).flatten(1).sum(1)
     return 0.5 * error * sigma.flatten() ** anneal_power, level
 
@@ -46,6 +54,7 @@ def per_level_means(values: torch.Tensor, level: torch.Tensor, n_levels: int) ->
 # --- VAE family: beta-ELBO, capacity annealing, IWAE, DReG (Higgins 2017, Burgess 2018, Burda 2016, Tucker 2019)
 # log_px_z: log p(x|z) (B,) or (k, B); kl: KL(q(z|x) || p(z)) (B,); beta: the KL weight; log_w: log importance
 # weights log p(x, z_i) - log q(z_i|x), (k, B); gamma, capacity: Burgess et al.'s weight and target KL C (nats).
+
 
 def beta_elbo(log_px_z: torch.Tensor, kl: torch.Tensor, beta: float = 1.0) -> dict[str, torch.Tensor]:
     """Named per-image terms (B,) of the beta-ELBO E_q[log p(x|z)] - beta KL (Higgins et al. 2017, eq. 4).
@@ -62,7 +71,9 @@ def capacity_at(step: int, capacity_max: float, capacity_steps: int) -> float:
     return capacity_max * min(1.0, step / max(1, capacity_steps))
 
 
-def capacity_elbo(log_px_z: torch.Tensor, kl: torch.Tensor, gamma: float, capacity: float) -> dict[str, torch.Tensor]:
+def capacity_elbo(
+    log_px_z: torch.Tensor, kl: torch.Tensor, gamma: float, capacity: float
+) -> dict[str, torch.Tensor]:
     """Burgess et al. (2018) eq. 8: named per-image terms (B,): reconstruction, kl, elbo (beta = 1) and the
     objective capacity_elbo = E_q[log p(x|z)] - gamma |KL - C|."""
     terms = beta_elbo(log_px_z, kl, 1.0)
@@ -88,7 +99,7 @@ def dreg_loss(log_w: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     gradient only through the reparameterised z (k, B, L). The decoder gets sum_i w~_i grad log w_i (IWAE); a hook
     scales the gradient reaching z_i by w~_i, so the encoder gets sum_i w~_i^2 d log w_i / dz_i dz_i / dphi.
     """
-    w_tilde = torch.softmax(log_w.detach(), dim=0)              # normalised importance weights (k, B)
+    w_tilde = torch.softmax(log_w.detach(), dim=0)  # normalised importance weights (k, B)
     if z.requires_grad:
         z.register_hook(lambda grad: grad * w_tilde.unsqueeze(-1).to(grad.dtype))
     return -(w_tilde * log_w).sum(0).mean()
@@ -99,6 +110,7 @@ def dreg_loss(log_w: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 # code: groups at a scale with 4x the positions get 4x the alpha); coeff: the KL warm-up weight in [kl_min, 1];
 # weight (n, out, in): n same-shaped weight matrices; u (n, out): their persistent power-iteration vectors.
 
+
 def kl_coeff_at(step: int, warmup_steps: int, start: int = 0, min_coeff: float = 1e-4) -> float:
     """KL warm-up (NVAE Sec. 3.2.1): linear from min_coeff to 1 over warmup_steps, the window opening at `start`."""
     if warmup_steps <= 0:
@@ -106,8 +118,9 @@ def kl_coeff_at(step: int, warmup_steps: int, start: int = 0, min_coeff: float =
     return max(min(1.0, (step - start) / warmup_steps), min_coeff)
 
 
-def kl_balance(kl: torch.Tensor, alpha: torch.Tensor, coeff: float,
-               balance: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def kl_balance(
+    kl: torch.Tensor, alpha: torch.Tensor, coeff: float, balance: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """coeff * sum_l gamma_l KL_l per image (B,) and the weights gamma (G,) (NVAE App. A, "KL balancing").
 
     While coeff < 1, gamma_l is proportional to the batch-mean |KL_l| (+0.01) over alpha_l, normalised to mean 1
@@ -130,7 +143,9 @@ def _power_steps(weight: torch.Tensor, u: torch.Tensor, n_iter: int, eps: float 
     return u, v
 
 
-def power_iteration(weight: torch.Tensor, u: torch.Tensor, n_iter: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def power_iteration(
+    weight: torch.Tensor, u: torch.Tensor, n_iter: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Largest singular values sigma = u^T W v (n,), differentiable in W, and the updated u (n, out).
 
     Miyato et al. (2018) Alg. 1, batched over n same-shaped matrices as in NVAE's official code; u persists

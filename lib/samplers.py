@@ -6,11 +6,12 @@ a callable returning s(x, sigma_level) shaped like x; `step_lr` the paper's epsi
 Algorithm 1 steps x <- x + alpha_i / 2 * s + sqrt(alpha_i) z with alpha_i = step_lr * sigma_i^2 / sigma_L^2.
 (The NCSN and NCSNv2 code step x + alpha s + sqrt(2 alpha) z, so their step_lr is half of ours for the same chain.)
 """
+
 from __future__ import annotations
 
 import functools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -41,13 +42,25 @@ def _check_chain(n_steps_each: int, step_lr: float) -> None:
         raise ValueError(f"step_lr (epsilon of Alg. 1) must be > 0, got {step_lr}")
 
 
-def _langevin_level(score: Score, x, level: int, alpha: float, n_steps: int, noise_fn: NoiseFn,
-                    clamp_fn=None, keep_every: int = 0, trajectory: list | None = None, compile: bool = False):
+def _langevin_level(
+    score: Score,
+    x,
+    level: int,
+    alpha: float,
+    n_steps: int,
+    noise_fn: NoiseFn,
+    clamp_fn=None,
+    keep_every: int = 0,
+    trajectory: list | None = None,
+    compile: bool = False,
+):
     """T Langevin steps at one level; clamp_fn re-imposes constraints (inpainting) after every step. compile: run
     each step as one torch.compile'd function of tensors (the noise is still drawn eagerly, in the same order)."""
     if compile:
         step, level_ids = compiled_langevin_step(), torch.full((x.shape[0],), level, device=x.device)
-        alpha_t = torch.full((), alpha, dtype=x.dtype, device=x.device)  # fill kernels: no host-to-device copy
+        alpha_t = torch.full(
+            (), alpha, dtype=x.dtype, device=x.device
+        )  # fill kernels: no host-to-device copy
     for t in range(n_steps):
         if compile:
             x = step(score, x, level_ids, alpha_t, noise_fn(x))
@@ -59,7 +72,9 @@ def _langevin_level(score: Score, x, level: int, alpha: float, n_steps: int, noi
     return x
 
 
-def langevin_step(score: Score, x: torch.Tensor, level: torch.Tensor, alpha: torch.Tensor, noise: torch.Tensor):
+def langevin_step(
+    score: Score, x: torch.Tensor, level: torch.Tensor, alpha: torch.Tensor, noise: torch.Tensor
+):
     """Alg. 1, line 6 with level (B,) long and alpha 0-dim as tensors, so one compiled graph serves every level."""
     return x + 0.5 * alpha * score(x, level) + alpha.sqrt() * noise
 
@@ -83,13 +98,23 @@ def autocast_score(score: Score, device_type: str, precision: str = "fp32") -> S
     def bf16_score(x, level):
         with torch.autocast(device_type, dtype=torch.bfloat16):
             return score(x, level).float()
+
     return bf16_score
 
 
 @torch.no_grad()
-def annealed_langevin(score: Score, x: torch.Tensor, sigmas, n_steps_each: int = 100, step_lr: float = 2e-5,
-                      denoise: bool = True, return_trajectory: bool = False, keep_every: int | None = None,
-                      noise_fn: NoiseFn | None = None, compile: bool = False):
+def annealed_langevin(
+    score: Score,
+    x: torch.Tensor,
+    sigmas,
+    n_steps_each: int = 100,
+    step_lr: float = 2e-5,
+    denoise: bool = True,
+    return_trajectory: bool = False,
+    keep_every: int | None = None,
+    noise_fn: NoiseFn | None = None,
+    compile: bool = False,
+):
     """Annealed Langevin dynamics (Alg. 1) from x (B, ...); returns x, or (x, trajectory) on request.
 
     denoise: finish with the Tweedie step x + sigma_L^2 s(x, L) (NCSNv2 Appendix), which removes the last
@@ -104,18 +129,29 @@ def annealed_langevin(score: Score, x: torch.Tensor, sigmas, n_steps_each: int =
     trajectory = [x.detach().cpu()] if return_trajectory else None
     for level, sigma in enumerate(sigmas):
         alpha = step_lr * (sigma / sigmas[-1]) ** 2  # alpha_i = eps * sigma_i^2 / sigma_L^2
-        x = _langevin_level(score, x, level, alpha, n_steps_each, noise_fn, None, keep_every, trajectory, compile)
+        x = _langevin_level(
+            score, x, level, alpha, n_steps_each, noise_fn, None, keep_every, trajectory, compile
+        )
     if denoise:
-        x = x + sigmas[-1] ** 2 * score(x, len(sigmas) - 1)  # Tweedie: E[x_0 | x] under the sigma_L perturbation
+        x = x + sigmas[-1] ** 2 * score(
+            x, len(sigmas) - 1
+        )  # Tweedie: E[x_0 | x] under the sigma_L perturbation
         if trajectory is not None:
             trajectory.append(x.detach().cpu())
     return (x, trajectory) if return_trajectory else x
 
 
 @torch.no_grad()
-def annealed_langevin_inpaint(score: Score, x_known: torch.Tensor, mask: torch.Tensor, sigmas,
-                              n_steps_each: int = 100, step_lr: float = 2e-5, denoise: bool = True,
-                              generator: torch.Generator | None = None) -> torch.Tensor:
+def annealed_langevin_inpaint(
+    score: Score,
+    x_known: torch.Tensor,
+    mask: torch.Tensor,
+    sigmas,
+    n_steps_each: int = 100,
+    step_lr: float = 2e-5,
+    denoise: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Fill the pixels where mask == 0 (Song & Ermon 2019, Appendix B.3, Alg. 2). x_known, mask: (B, C, H, W).
 
     At level i the known pixels are held at x_known + sigma_i z (one draw per level) after every step, so the
@@ -129,7 +165,7 @@ def annealed_langevin_inpaint(score: Score, x_known: torch.Tensor, mask: torch.T
     x = x.to(x_known.device)
     for level, sigma in enumerate(sigmas):
         known_noisy = x_known + sigma * torch.randn_like(x_known)  # Alg. 2: y~ = y + sigma_i z
-        keep = lambda v: mask * known_noisy + (1 - mask) * v  # noqa: E731 - the per-level constraint
+        keep = lambda v, y=known_noisy: mask * y + (1 - mask) * v  # the per-level constraint
         alpha = step_lr * (sigma / sigmas[-1]) ** 2
         x = _langevin_level(score, keep(x), level, alpha, n_steps_each, torch.randn_like, keep)
     if denoise:
@@ -139,14 +175,17 @@ def annealed_langevin_inpaint(score: Score, x_known: torch.Tensor, mask: torch.T
 
 # --- NCSNv2's techniques for the noise ladder and the sampler (Song & Ermon 2020) -----------------------
 
+
 @torch.no_grad()
 def largest_pairwise_distance(x, chunk: int = 2048, device=None) -> float:
     """Technique 1: sigma_1 = max_{i,j} ||x_i - x_j||_2 over images x (N, ...) (uint8 read as k / 255, or [0, 1])."""
     best = 0.0
     for start in range(0, len(x), chunk):
-        a = to_float(x[start:start + chunk], device).flatten(1)
+        a = to_float(x[start : start + chunk], device).flatten(1)
         for other in range(start, len(x), chunk):
-            best = max(best, torch.cdist(a, to_float(x[other:other + chunk], device).flatten(1)).max().item())
+            best = max(
+                best, torch.cdist(a, to_float(x[other : other + chunk], device).flatten(1)).max().item()
+            )
     return best
 
 
@@ -171,14 +210,16 @@ def technique2_n_sigmas(sigma_max: float, sigma_min: float, n_dims: int, target:
 def technique4_variance_ratio(step_lr: float, n_steps_each: int, gamma: float, sigma_min: float) -> float:
     """NCSNv2 Prop. 3 in Alg. 1's step convention: Var(x_T) / sigma_i^2 after T steps at level i when the data
     is one point and the chain starts from the previous level's N(0, sigma_{i-1}^2 I)."""
-    e = step_lr / sigma_min ** 2
-    a = 1 - e / 2                # x_t = a x_{t-1} + sqrt(alpha) z for the score -x / sigma_i^2
+    e = step_lr / sigma_min**2
+    a = 1 - e / 2  # x_t = a x_{t-1} + sqrt(alpha) z for the score -x / sigma_i^2
     stationary = e / (1 - a * a)  # the chain's own stationary variance over sigma_i^2 (> 1: discretisation)
-    return a ** (2 * n_steps_each) * (gamma ** 2 - stationary) + stationary
+    return a ** (2 * n_steps_each) * (gamma**2 - stationary) + stationary
 
 
 def technique4_step_lr(n_steps_each: int, gamma: float, sigma_min: float, n_grid: int = 4000) -> float:
     """Technique 4: the step_lr (epsilon) that brings technique4_variance_ratio closest to 1 for a given T."""
-    grid = torch.logspace(-8, 0, n_grid, dtype=torch.float64) * sigma_min ** 2  # e = step_lr / sigma_L^2 in (0, 1]
+    grid = (
+        torch.logspace(-8, 0, n_grid, dtype=torch.float64) * sigma_min**2
+    )  # e = step_lr / sigma_L^2 in (0, 1]
     errors = [abs(technique4_variance_ratio(float(s), n_steps_each, gamma, sigma_min) - 1) for s in grid]
     return float(grid[min(range(n_grid), key=errors.__getitem__)])

@@ -1,4 +1,5 @@
 """Shared fixtures: a tiny CIFAR-10 in torchvision's pickle format, isolated outputs, and small test models."""
+
 from __future__ import annotations
 
 import pickle
@@ -14,7 +15,10 @@ def isolated_outputs(tmp_path, monkeypatch):
     """Every test writes outputs under its own tmp folder, never into the repository's outputs/, and sees the
     real profile unless it asks for smoke (`make test` exports WORKBOOK_SMOKE=1 for the notebooks)."""
     monkeypatch.setenv("WORKBOOK_OUTPUTS", str(tmp_path / "outputs"))
-    monkeypatch.delenv("WORKBOOK_SMOKE", raising=False)
+    monkeypatch.setenv(
+        "WORKBOOK_SMOKE", "0"
+    )  # the full profile, whatever the machine (no CUDA: auto is smoke)
+    monkeypatch.delenv("WORKBOOK_PROFILE", raising=False)
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("CIFAR10_DOWNLOAD", "0")
     return tmp_path / "outputs"
@@ -51,8 +55,12 @@ class TinyDenoiser(nn.Module):
 
     def __init__(self, width: int = 8, nan_steps=(), crash_at: int | None = None):
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.BatchNorm2d(width), nn.SiLU(),
-                                 nn.Conv2d(width, 3, 3, padding=1))
+        self.net = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.BatchNorm2d(width),
+            nn.SiLU(),
+            nn.Conv2d(width, 3, 3, padding=1),
+        )
         self.nan_steps, self.crash_at = set(nan_steps), crash_at
 
     def loss(self, x, step):
@@ -73,4 +81,6 @@ class TinyDenoiser(nn.Module):
 @pytest.fixture
 def images():
     """64 random uint8 images."""
-    return torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return torch.randint(
+        0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )

@@ -1,5 +1,6 @@
 """The throughput benchmark: FLOP counting against a closed form, the peak table, and a tiny rehearsal of every
 family through the real loop and samplers (fields and arithmetic only: timings are never asserted)."""
+
 from __future__ import annotations
 
 import json
@@ -47,26 +48,56 @@ def test_modes_set_the_loops_speed_switches_and_keep_the_preset():
 
 
 def test_the_tiny_rehearsal_reports_every_family_net_and_mode(tmp_path, capsys):
-    report = bench.main(["all", "--tiny", "--device", "cpu", "--no_compile", "--steps", "1", "--warmup", "0",
-                         "--sample_repeats", "1", "--batch", "2", "--sample_batch", "2", "--eval_batch", "1",
-                         "--out", str(tmp_path)])
+    report = bench.main(
+        [
+            "all",
+            "--tiny",
+            "--device",
+            "cpu",
+            "--no_compile",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--sample_repeats",
+            "1",
+            "--batch",
+            "2",
+            "--sample_batch",
+            "2",
+            "--eval_batch",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     written = json.loads((tmp_path / "cpu-tiny.json").read_text())
     assert written["results"] == report["results"] and written["torch"] == torch.__version__
     nets = [(r["family"], r["net"], r["mode"]) for r in report["results"]]
-    expected = {"ncsn": ["unet", "refinenet"], "nvae": ["nvae_reference", "nvae_official_small"],
-                "vae": ["beta_vae", "iwae_k1", "iwae_k5", "iwae_k50", "iwae_eval_k5000"]}
-    assert nets == [(f, n, m) for f in ("ncsn", "nvae", "vae") for n in expected[f] for m in ("plain", "fast")]
+    expected = {
+        "ncsn": ["unet", "refinenet"],
+        "nvae": ["nvae_reference", "nvae_official_small"],
+        "vae": ["beta_vae", "iwae_k1", "iwae_k5", "iwae_k50", "iwae_eval_k5000"],
+    }
+    assert nets == [
+        (f, n, m) for f in ("ncsn", "nvae", "vae") for n in expected[f] for m in ("plain", "fast")
+    ]
     for row in report["results"]:
-        assert row["parameters"] > 0 and row["sample_evaluations_per_s"] > 0 and row["gflop_per_evaluation"] > 0
+        assert (
+            row["parameters"] > 0 and row["sample_evaluations_per_s"] > 0 and row["gflop_per_evaluation"] > 0
+        )
         if row["net"] == "iwae_eval_k5000":
             assert "train_img_per_s" not in row
             continue
         assert row["skipped_updates"] == 0 and row["train_img_per_s"] > 0
         assert row["gflop_per_image_train_step"] > row["gflop_per_evaluation"]  # backward costs more
         assert row["train_tflop_per_s"] == pytest.approx(
-            row["gflop_per_image_train_step"] * row["train_img_per_s"] / 1e3, rel=0.01, abs=1e-3)
+            row["gflop_per_image_train_step"] * row["train_img_per_s"] / 1e3, rel=0.01, abs=1e-3
+        )
         assert row["settings"]["amp"] == ("off" if row["mode"] == "plain" else "bf16")
     iwae = {r["net"]: r["gflop_per_image_train_step"] for r in report["results"] if r["mode"] == "plain"}
     assert iwae["iwae_k1"] < iwae["iwae_k5"] < iwae["iwae_k50"]  # the decoder runs k times per image
-    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"family"')]
+    printed = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"family"')
+    ]
     assert printed == report["results"]  # one JSON line per row as it is measured

@@ -1,4 +1,5 @@
-"""Budgets (lib.budget): minutes become steps with complete schedules, estimates are close to the real cost."""
+"""Budgets (lib.workbook.budget): minutes become steps with complete schedules, estimates are close to the real cost."""
+
 from __future__ import annotations
 
 import time
@@ -7,9 +8,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lib import budget, runs
+from lib.common import files, paths
 from lib.models import MODELS
 from lib.train import TrainConfig, lr_at, train
+from lib.workbook import budget
 
 
 def test_schedules_keep_their_share_of_a_shorter_run():
@@ -28,49 +30,81 @@ def test_a_budgeted_run_ends_in_its_budget_with_its_learning_rate_schedule_compl
     """Budgeted to 10 s: probe, then the steps that fit; the run ends within the budget plus the probe and a
     checkpoint (with slack for a shared machine), its cosine schedule at its floor."""
     model_cfg, _ = MODELS["pixels"].presets["tiny"]
-    train_cfg = TrainConfig(steps=1000, batch_size=16, lr=1e-2, warmup_steps=100, schedule="cosine",
-                            min_lr_ratio=0.1, log_every=50, ckpt_every=10**6, n_samples=0)
+    train_cfg = TrainConfig(
+        steps=1000,
+        batch_size=16,
+        lr=1e-2,
+        warmup_steps=100,
+        schedule="cosine",
+        min_lr_ratio=0.1,
+        log_every=50,
+        ckpt_every=10**6,
+        n_samples=0,
+    )
     start = time.monotonic()
-    model_cfg, train_cfg, plan = budget.plan_training(MODELS["pixels"].build(model_cfg), model_cfg, train_cfg,
-                                                      images, tmp_path / "run", "cpu", minutes=10 / 60,
-                                                      log=lambda _: None)
-    result = train(MODELS["pixels"].build(model_cfg), images, train_cfg, tmp_path / "run", device="cpu",
-                   use_wandb=False)
+    model_cfg, train_cfg, plan = budget.plan_training(
+        MODELS["pixels"].build(model_cfg),
+        model_cfg,
+        train_cfg,
+        images,
+        tmp_path / "run",
+        "cpu",
+        minutes=10 / 60,
+        log=lambda _: None,
+    )
+    result = train(
+        MODELS["pixels"].build(model_cfg), images, train_cfg, tmp_path / "run", device="cpu", use_wandb=False
+    )
     elapsed = time.monotonic() - start
     assert result.step == plan.steps == train_cfg.steps and plan.steps > 1
     assert abs(train_cfg.warmup_steps - 100 * plan.steps / 1000) <= 0.5  # the warm-up keeps its 10% share
-    expected = (10 - plan.probe_seconds) * plan.probe_img_per_s / train_cfg.batch_size  # the plan's rounded figures
+    expected = (
+        (10 - plan.probe_seconds) * plan.probe_img_per_s / train_cfg.batch_size
+    )  # the plan's rounded figures
     assert plan.steps == pytest.approx(expected, rel=0.02, abs=2)
-    assert elapsed < 3 * (10 + plan.probe_seconds) + 20, f"{elapsed:.1f} s for a 10 s budget"  # slack: shared CPUs
-    last = runs.read_jsonl(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert elapsed < 3 * (10 + plan.probe_seconds) + 20, (
+        f"{elapsed:.1f} s for a 10 s budget"
+    )  # slack: shared CPUs
+    last = files.read_jsonl(tmp_path / "run" / "metrics.jsonl")[-1]
     assert last["step"] == plan.steps and last["lr"] == pytest.approx(lr_at(plan.steps - 1, train_cfg))
-    assert lr_at(plan.steps, train_cfg) == pytest.approx(train_cfg.lr * train_cfg.min_lr_ratio)  # spans the run
+    assert lr_at(plan.steps, train_cfg) == pytest.approx(
+        train_cfg.lr * train_cfg.min_lr_ratio
+    )  # spans the run
     assert plan.epochs == pytest.approx(plan.steps * train_cfg.batch_size / len(images))
 
 
 def test_nvae_fitted_to_a_short_run_ends_with_its_kl_warm_up_complete(images, tmp_path):
     model_cfg, train_cfg = MODELS["nvae"].presets["reference"]  # 140k steps, KL warm-up over 42k
     tiny_cfg, tiny_train = MODELS["nvae"].presets["tiny"]
-    model_cfg, train_cfg = budget.fit_schedules(replace(tiny_cfg, kl_warmup_steps=model_cfg.kl_warmup_steps),
-                                                replace(tiny_train, steps=train_cfg.steps, warmup_steps=3_500), 6)
+    model_cfg, train_cfg = budget.fit_schedules(
+        replace(tiny_cfg, kl_warmup_steps=model_cfg.kl_warmup_steps),
+        replace(tiny_train, steps=train_cfg.steps, warmup_steps=3_500),
+        6,
+    )
     assert (train_cfg.steps, train_cfg.warmup_steps, model_cfg.kl_warmup_steps) == (6, 1, 2)
     train_cfg = replace(train_cfg, batch_size=4, log_every=1, n_samples=0)
     torch.manual_seed(0)
-    train(MODELS["nvae"].build(model_cfg), images, train_cfg, tmp_path / "nvae", device="cpu", use_wandb=False)
-    last = runs.read_jsonl(tmp_path / "nvae" / "metrics.jsonl")[-1]
+    train(
+        MODELS["nvae"].build(model_cfg), images, train_cfg, tmp_path / "nvae", device="cpu", use_wandb=False
+    )
+    last = files.read_jsonl(tmp_path / "nvae" / "metrics.jsonl")[-1]
     assert last["kl_coeff"] == 1.0 and last["lr"] == pytest.approx(lr_at(5, train_cfg))
-    assert lr_at(6, train_cfg) == pytest.approx(train_cfg.lr * train_cfg.min_lr_ratio)  # the cosine spans the run
+    assert lr_at(6, train_cfg) == pytest.approx(
+        train_cfg.lr * train_cfg.min_lr_ratio
+    )  # the cosine spans the run
 
 
 def test_a_run_with_checkpoints_keeps_its_stored_plan(images, tmp_path, monkeypatch):
     model_cfg, train_cfg = MODELS["pixels"].presets["tiny"]
     model = MODELS["pixels"].build(model_cfg)
-    _, first_cfg, first = budget.plan_training(model, model_cfg, train_cfg, images, tmp_path / "run", "cpu",
-                                               minutes=0.05, log=lambda _: None)
+    _, first_cfg, first = budget.plan_training(
+        model, model_cfg, train_cfg, images, tmp_path / "run", "cpu", minutes=0.05, log=lambda _: None
+    )
     train(model, images, replace(first_cfg, steps=2), tmp_path / "run", device="cpu", use_wandb=False)
     monkeypatch.setattr(budget, "probe_img_per_s", lambda *a, **k: pytest.fail("probed again"))
-    _, again_cfg, again = budget.plan_training(model, model_cfg, train_cfg, images, tmp_path / "run", "cpu",
-                                               minutes=0.05, log=lambda _: None)
+    _, again_cfg, again = budget.plan_training(
+        model, model_cfg, train_cfg, images, tmp_path / "run", "cpu", minutes=0.05, log=lambda _: None
+    )
     assert again == first and again_cfg.steps == first_cfg.steps
 
 
@@ -79,7 +113,9 @@ def test_a_sampling_estimate_is_within_a_factor_of_two_of_its_cost():
     model = MODELS["ncsn"].build(cfg).eval()
     draw = lambda: model.sample(8)  # noqa: E731
     ratios = []
-    for _ in range(3):  # a load spike on a shared machine can hit either side once: one clean attempt must agree
+    for _ in range(
+        3
+    ):  # a load spike on a shared machine can hit either side once: one clean attempt must agree
         estimate = budget.estimate_seconds(draw, n_calls=4)
         start = time.perf_counter()
         for _ in range(4):
@@ -105,9 +141,9 @@ def test_the_stopwatch_says_where_the_time_went(capsys):
 def test_the_profile_comes_from_the_environment(monkeypatch):
     monkeypatch.delenv("WORKBOOK_PROFILE", raising=False)
     monkeypatch.setenv("WORKBOOK_SMOKE", "1")
-    assert runs.profile() == "smoke"
+    assert paths.profile() == "smoke"
     monkeypatch.setenv("WORKBOOK_PROFILE", "short")
-    assert runs.profile() == "short"
+    assert paths.profile() == "short"
     monkeypatch.setenv("WORKBOOK_PROFILE", "long")
     with pytest.raises(ValueError, match="smoke.*short.*full"):
-        runs.profile()
+        paths.profile()

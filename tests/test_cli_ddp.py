@@ -1,4 +1,5 @@
 """`python -m lib.train`: argument mapping and errors, a real run, and DDP on gloo with 2 processes."""
+
 from __future__ import annotations
 
 import os
@@ -8,30 +9,49 @@ import sys
 import pytest
 import torch
 
-from lib import checkpoints as ckpt
-from lib.cli import UsageError, main, parse
-from lib.models import MODELS, load_run_model
-from lib.runs import repo_root
+from lib.common.paths import repo_root
+from lib.models import MODELS
+from lib.train import checkpoints as ckpt
+from lib.train.__main__ import UsageError, main, parse
+from lib.workbook.training import load_run_model
 
 
 def test_options_map_onto_both_configs_with_their_types():
     name, options, model_cfg, train_cfg = parse(
-        ["pixels", "--preset", "tiny", "--steps", "7", "--lr=0.5", "--flip", "false", "--init_scale", "0.25",
-         "--limit", "40", "--run_name", "x"])
+        [
+            "pixels",
+            "--preset",
+            "tiny",
+            "--steps",
+            "7",
+            "--lr=0.5",
+            "--flip",
+            "false",
+            "--init_scale",
+            "0.25",
+            "--limit",
+            "40",
+            "--run_name",
+            "x",
+        ]
+    )
     assert (name, options["preset"], options["limit"], options["run_name"]) == ("pixels", "tiny", 40, "x")
     assert (train_cfg.steps, train_cfg.lr, train_cfg.flip, model_cfg.init_scale) == (7, 0.5, False, 0.25)
     assert train_cfg.batch_size == 16  # untouched fields keep the preset's values
 
 
-@pytest.mark.parametrize("argv, message", [
-    ([], "name a model first"),
-    (["gan"], "unknown model 'gan'"),
-    (["pixels", "--stepz", "3"], "--stepz"),
-    (["pixels", "--steps", "three"], "--steps expects int"),
-    (["pixels", "--flip", "maybe"], "--flip expects true or false"),
-    (["pixels", "--preset", "huge"], "unknown preset 'huge'"),
-    (["pixels", "--steps"], "--steps needs a value"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "name a model first"),
+        (["gan"], "unknown model 'gan'"),
+        (["pixels", "--stepz", "3"], "--stepz"),
+        (["pixels", "--steps", "three"], "--steps expects int"),
+        (["pixels", "--flip", "maybe"], "--flip expects true or false"),
+        (["pixels", "--preset", "huge"], "unknown preset 'huge'"),
+        (["pixels", "--steps"], "--steps needs a value"),
+    ],
+)
 def test_bad_command_lines_say_what_is_wrong(argv, message):
     with pytest.raises(UsageError, match=message):
         parse(argv)
@@ -57,20 +77,43 @@ def test_a_run_from_the_command_line_writes_its_folder(tiny_cifar, isolated_outp
 
 
 def test_a_cli_run_loads_back_although_its_config_holds_extra_keys(tiny_cifar, isolated_outputs):
-    argv = ["nvae", "--preset", "tiny", "--steps", "2", "--ckpt_every", "2", "--run_name", "nv", "--split", "train"]
+    argv = [
+        "nvae",
+        "--preset",
+        "tiny",
+        "--steps",
+        "2",
+        "--ckpt_every",
+        "2",
+        "--run_name",
+        "nv",
+        "--split",
+        "train",
+    ]
     assert main(argv) == 0
     model, info = load_run_model(isolated_outputs / "runs" / "nv", "nvae")
-    assert info["step"] == 2 and info["model_config"]["data"] and not model.training  # "data": added by the CLI
+    assert (
+        info["step"] == 2 and info["model_config"]["data"] and not model.training
+    )  # "data": added by the CLI
     assert model.cfg == MODELS["nvae"].presets["tiny"][0]
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
         load_run_model(isolated_outputs / "runs" / "nothing", "nvae")
 
 
 def run_cli(args, env, nproc=None):
-    prefix = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] \
-        if nproc else [sys.executable]
-    done = subprocess.run(prefix + ["-m", "lib.train", *args], env=env, cwd=repo_root(),
-                          capture_output=True, text=True, timeout=240)
+    prefix = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+        if nproc
+        else [sys.executable]
+    )
+    done = subprocess.run(
+        prefix + ["-m", "lib.train", *args],
+        env=env,
+        cwd=repo_root(),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 
@@ -78,8 +121,19 @@ def run_cli(args, env, nproc=None):
 def test_ddp_on_two_processes_matches_one_process_with_the_global_batch(tiny_cifar, isolated_outputs):
     """Two ranks of batch 8 average their gradients: the same updates as one process with batch 16."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo_root())}
-    common = ["pixels", "--preset", "tiny", "--steps", "6", "--ckpt_every", "3", "--split", "train",
-              "--init_scale", "0.1"]
+    common = [
+        "pixels",
+        "--preset",
+        "tiny",
+        "--steps",
+        "6",
+        "--ckpt_every",
+        "3",
+        "--split",
+        "train",
+        "--init_scale",
+        "0.1",
+    ]
     done = run_cli(common + ["--batch_size", "8", "--run_name", "ddp"], env, nproc=2)
     run_cli(common + ["--batch_size", "16", "--run_name", "single"], env)
     assert "x2" in done.stdout  # the summary line comes from rank 0 only, once

@@ -1,10 +1,11 @@
-"""Behavioural tests of lib.data and lib.data_sources on tiny CIFAR-10 copies written by the tests themselves.
+"""Behavioural tests of lib.data and lib.data.sources on tiny CIFAR-10 copies written by the tests themselves.
 
 Covers: pickle and image-folder decoding (exact pixels and labels), the stored order, the cache (reuse,
 rebuild, corruption, read-only fallback), root resolution, downloads (monkeypatched, no network), every
 bad-input DataError, splits, InfiniteBatches (epochs, seeds, flips, random access, DDP slices), eval_batch
 and the data facts.
 """
+
 import os
 import pickle
 
@@ -14,7 +15,7 @@ import torch
 from PIL import Image
 
 from lib import data
-from lib import data_sources as sources
+from lib.data import sources
 
 N_TRAIN, N_TEST = 6, 3  # images per class in the folder fixtures
 
@@ -40,8 +41,12 @@ def write_pickles(root, n: int = 20, seed: int = 0, nested: bool = True):
                 pickle.dump({b"batch_label": name.encode(), b"data": x, b"labels": y}, f)
             planted[split][0].append(x.reshape(n, 3, 32, 32))
             planted[split][1].extend(y)
-    return [np.concatenate(planted["train"][0]), np.array(planted["train"][1]),
-            np.concatenate(planted["test"][0]), np.array(planted["test"][1])]
+    return [
+        np.concatenate(planted["train"][0]),
+        np.array(planted["train"][1]),
+        np.concatenate(planted["test"][0]),
+        np.array(planted["test"][1]),
+    ]
 
 
 def write_folders(root, ext: str = "png", seed: int = 0, reverse: bool = False) -> dict:
@@ -52,7 +57,10 @@ def write_folders(root, ext: str = "png", seed: int = 0, reverse: bool = False) 
         for label, name in enumerate(data.CLASSES):
             (root / split / name).mkdir(parents=True)
             for k in range(n):
-                planted[f"{split}/{name}/{k:04d}.{ext}"] = (rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), label)
+                planted[f"{split}/{name}/{k:04d}.{ext}"] = (
+                    rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+                    label,
+                )
     for relpath, (img, _) in sorted(planted.items(), reverse=reverse):  # creation order must not matter
         Image.fromarray(img).save(root / relpath, quality=95)
     return {relpath: (img.transpose(2, 0, 1), label) for relpath, (img, label) in planted.items()}
@@ -73,6 +81,7 @@ def boom(*args, **kwargs):
 
 
 # ---------------------------------------------------------------- decoding
+
 
 @pytest.mark.parametrize("nested", [True, False])
 def test_pickles_decode_to_exactly_the_planted_arrays(tmp_path, nested):
@@ -98,8 +107,11 @@ def test_png_folders_round_trip_exactly_with_folder_labels(tmp_path):
 def test_jpeg_folders_decode_like_pillow_and_are_marked_lossy(tmp_path):
     planted = write_folders(tmp_path / "c", ext="jpg")
     cifar = data.load_cifar10(tmp_path / "c")
-    pillow = {np.asarray(Image.open(tmp_path / "c" / rel)).transpose(2, 0, 1).tobytes(): label
-              for rel, (_, label) in planted.items() if rel.startswith("train/")}
+    pillow = {
+        np.asarray(Image.open(tmp_path / "c" / rel)).transpose(2, 0, 1).tobytes(): label
+        for rel, (_, label) in planted.items()
+        if rel.startswith("train/")
+    }
     assert by_bytes(cifar.x_train, cifar.y_train) == pillow
     assert (cifar.image_format, cifar.lossy) == ("jpeg", True) and "JPEG, lossy" in cifar.describe()
 
@@ -125,6 +137,7 @@ def test_folder_order_is_fixed_class_mixed_and_independent_of_creation_order(tmp
 
 
 # ---------------------------------------------------------------- cache
+
 
 def test_cache_is_written_and_reused(tmp_path, monkeypatch):
     planted = write_folders(tmp_path / "c")
@@ -170,7 +183,9 @@ def test_read_only_data_folder_falls_back_to_the_user_cache(tmp_path, monkeypatc
             pytest.skip("running as root: chmod does not make the folder read-only")
         with pytest.warns(UserWarning, match="cifar10-workbook"):
             first = data.load_cifar10(tmp_path / "c")
-        assert not (tmp_path / "c" / sources.CACHE_NAME).exists() and len(list(user_cache.glob("c-*.npz"))) == 1
+        assert (
+            not (tmp_path / "c" / sources.CACHE_NAME).exists() and len(list(user_cache.glob("c-*.npz"))) == 1
+        )
         monkeypatch.setattr(sources, "decode", boom)
         np.testing.assert_array_equal(data.load_cifar10(tmp_path / "c").x_train, first.x_train)
     finally:
@@ -202,8 +217,10 @@ def test_cache_false_writes_nothing(tmp_path, user_cache):
 
 # ---------------------------------------------------------------- root, download, bad input
 
+
 def test_root_is_argument_then_cifar10_dir_then_repo_default(tmp_path, monkeypatch):
-    from lib.runs import repo_root
+    from lib.common.paths import repo_root
+
     assert data.resolve_root() == repo_root() / "data" / "cifar10"
     monkeypatch.setenv("CIFAR10_DIR", str(tmp_path / "env"))
     assert data.resolve_root() == tmp_path / "env"
@@ -214,14 +231,17 @@ def test_root_is_argument_then_cifar10_dir_then_repo_default(tmp_path, monkeypat
 
 def test_a_relative_cifar10_dir_is_taken_from_the_repository_not_the_working_folder(tmp_path, monkeypatch):
     """papermill runs notebooks in notebooks/: CIFAR10_DIR=data/cifar10 must still mean <repo>/data/cifar10."""
-    from lib.runs import repo_root
+    from lib.common.paths import repo_root
+
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "data" / "cifar10").mkdir(parents=True)    # a same-named folder under the cwd is not used
+    (tmp_path / "data" / "cifar10").mkdir(parents=True)  # a same-named folder under the cwd is not used
     monkeypatch.setenv("CIFAR10_DIR", "data/cifar10")
     assert data.resolve_root() == repo_root() / "data" / "cifar10"
-    monkeypatch.setenv("CIFAR10_DIR", "~/elsewhere")       # ~ still means home, absolute paths stay as they are
+    monkeypatch.setenv("CIFAR10_DIR", "~/elsewhere")  # ~ still means home, absolute paths stay as they are
     assert data.resolve_root() == data.Path("~/elsewhere").expanduser()
-    assert data.resolve_root("data/cifar10") == tmp_path / "data" / "cifar10"  # an argument is the caller's path
+    assert (
+        data.resolve_root("data/cifar10") == tmp_path / "data" / "cifar10"
+    )  # an argument is the caller's path
     monkeypatch.setenv("CIFAR10_DIR", "no/such/folder")
     with pytest.raises(data.DataError, match="relative CIFAR10_DIR is taken against the repository root"):
         data.load_cifar10(download=False)
@@ -250,6 +270,7 @@ def test_failed_download_is_a_data_error_keeping_the_cause(tmp_path, monkeypatch
 
 def test_download_is_used_when_nothing_is_found_locally(tmp_path, monkeypatch):
     import torchvision.datasets
+
     planted = {}
 
     def fake_download(root, train, download):
@@ -333,12 +354,15 @@ def test_corrupt_pickle_batch_is_named(tmp_path):
 
 # ---------------------------------------------------------------- splits
 
+
 def tiny_cifar(n_train: int = 40, n_test: int = 10) -> data.CIFAR10:
     """A CIFAR10 of distinct random images, built in memory."""
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, (n_train + n_test, 3, 32, 32), dtype=np.uint8)
     y = rng.integers(0, 10, n_train + n_test)
-    return data.CIFAR10(x[:n_train], y[:n_train], x[n_train:], y[n_train:], "folder", "png", data.resolve_root())
+    return data.CIFAR10(
+        x[:n_train], y[:n_train], x[n_train:], y[n_train:], "folder", "png", data.resolve_root()
+    )
 
 
 def test_fit_and_val_partition_train_deterministically():
@@ -368,6 +392,7 @@ def test_train_and_test_splits_and_limits():
 
 
 # ---------------------------------------------------------------- batches
+
 
 def random_images(n: int = 64, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
@@ -424,7 +449,9 @@ def test_random_access_in_any_order_gives_the_same_batches():
     forward = data.InfiniteBatches(x, 8, seed=5)
     in_order = [forward.batch(step) for step in range(17)]  # crosses 3 epochs
     backward = data.InfiniteBatches(x, 8, seed=5)
-    for step in reversed(range(17)):  # a resumed run jumps straight to its step: the batch must not depend on history
+    for step in reversed(
+        range(17)
+    ):  # a resumed run jumps straight to its step: the batch must not depend on history
         assert torch.equal(backward.batch(step), in_order[step])
 
 
@@ -451,9 +478,15 @@ def test_two_ranks_take_disjoint_halves_of_the_global_batch():
         assert not set(identify(parts[0], x)[0]) & set(identify(parts[1], x)[0])
 
 
-@pytest.mark.parametrize("kwargs, field", [({"batch_size": 0}, "batch_size"), ({"batch_size": 33}, "batch_size"),
-                                           ({"batch_size": 16, "world_size": 3}, "world_size"),
-                                           ({"batch_size": 4, "rank": 2, "world_size": 2}, "rank")])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 33}, "batch_size"),
+        ({"batch_size": 16, "world_size": 3}, "world_size"),
+        ({"batch_size": 4, "rank": 2, "world_size": 2}, "rank"),
+    ],
+)
 def test_bad_batch_settings_raise_value_errors_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
         data.InfiniteBatches(random_images(32), **kwargs)
@@ -471,6 +504,7 @@ def test_eval_batch_is_fixed_unflipped_and_seeded():
 
 
 # ---------------------------------------------------------------- data facts
+
 
 def test_exact_duplicates_finds_planted_pairs_only(monkeypatch):
     a, b = random_images(20, seed=0), random_images(15, seed=1)
@@ -502,12 +536,15 @@ def test_channel_stats_and_class_counts_match_numpy():
 
 # ---------------------------------------------------------------- the real copy
 
+
 def test_real_cifar10_copy_has_the_expected_shape():
     root = data.resolve_root()
     if not (root / "train").is_dir() and not (root / sources.PICKLE_FOLDER).is_dir():
         pytest.skip(f"no real CIFAR-10 at {root}")
     cifar = data.load_cifar10(root, download=False)
     assert cifar.x_train.shape == (50000, 3, 32, 32) and cifar.x_test.shape == (10000, 3, 32, 32)
-    assert (data.class_counts(cifar.y_train) == 5000).all() and (data.class_counts(cifar.y_test) == 1000).all()
+    assert (data.class_counts(cifar.y_train) == 5000).all() and (
+        data.class_counts(cifar.y_test) == 1000
+    ).all()
     if any((root / "train" / "airplane").glob("*.jpg")):
         assert cifar.image_format == "jpeg" and cifar.lossy

@@ -1,16 +1,20 @@
 """Verdicts of lib.findings: every adjective follows from the numbers, and too few points conclude nothing."""
+
 import pytest
 
-from lib import findings
+from lib.workbook import findings
 
 
-@pytest.mark.parametrize("values, verdict", [
-    ([3.0, 2.0, 1.0], "falls at every step"),
-    ([1.0, 2.0, 3.0], "rises at every step"),
-    ([2.0, 2.0], "does not change"),
-    ([1.0, 3.0, 2.0], "is mixed (rises at 1 of 2 steps, falls at 1)"),
-    ([9.9], "cannot be judged from 1 point"),
-])
+@pytest.mark.parametrize(
+    "values, verdict",
+    [
+        ([3.0, 2.0, 1.0], "falls at every step"),
+        ([1.0, 2.0, 3.0], "rises at every step"),
+        ([2.0, 2.0], "does not change"),
+        ([1.0, 3.0, 2.0], "is mixed (rises at 1 of 2 steps, falls at 1)"),
+        ([9.9], "cannot be judged from 1 point"),
+    ],
+)
 def test_steps_verdict_names_the_direction_of_every_step(values, verdict):
     assert findings.steps_verdict(values) == verdict
 

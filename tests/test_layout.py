@@ -1,21 +1,25 @@
-"""The shape of lib/ (DESIGN "Layout"): lower layers never import higher ones, there is no import cycle, and the
+"""The shape of lib/ (the folders are the layers): lower layers never import higher ones, there is no import cycle, and the
 package docstring names every module, so a newcomer's map of lib/ is complete."""
+
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import lib
 
 LIB = Path(lib.__file__).parent
-LAYERS = [  # a module may import its own layer's package and the layers before it, never a later one
-    {"runs", "data_sources", "degrade", "config_checks", "progress"},
+LAYERS = [  # a module may import its own package and the layers before it, never a later one
+    {"common"},
     {"data"},
-    {"nets", "dists", "losses", "samplers", "checkpoints", "run_folder", "interrupts", "skipping", "log_window",
-     "ema", "speed"},
+    {"nets", "dists", "losses", "samplers"},
     {"train"},
-    {"models", "budget"},
-    {"metrics", "results", "findings", "viz", "viz_vae", "viz_compare", "cli", "bench", "workbook"},
+    {"models"},
+    {"metrics"},
+    {"viz"},
+    {"workbook", "bench"},
 ]
 
 
@@ -39,14 +43,16 @@ def _imports(name: str, path: Path) -> set[str]:
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            out |= {a.name[len("lib."):] for a in node.names if a.name.startswith("lib.")}
+            out |= {a.name[len("lib.") :] for a in node.names if a.name.startswith("lib.")}
         elif isinstance(node, ast.ImportFrom):
             if node.level == 0:
                 if not (node.module == "lib" or (node.module or "").startswith("lib.")):
                     continue
                 base = node.module.split(".")[1:]
             else:
-                base = package[:len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
+                base = package[: len(package) - node.level + 1] + (
+                    node.module.split(".") if node.module else []
+                )
             out |= {".".join(base)} if base else {a.name for a in node.names}
     return out
 
@@ -62,14 +68,18 @@ def test_every_module_has_a_layer_and_imports_only_lower_layers():
         for target in _imports(name, path):
             if target.split(".")[0] == name.split(".")[0]:
                 continue  # within one package (models.ncsn -> models.vae is not a layer question)
-            assert _layer(target) <= here, f"lib.{name} (layer {here}) imports lib.{target} (layer {_layer(target)})"
+            assert _layer(target) <= here, (
+                f"lib.{name} (layer {here}) imports lib.{target} (layer {_layer(target)})"
+            )
 
 
 def test_there_is_no_import_cycle():
     graph = {}  # top-level module or package -> the others it imports
     for name, path in _modules().items():
         top = name.split(".")[0]
-        graph.setdefault(top, set()).update(t.split(".")[0] for t in _imports(name, path) if t.split(".")[0] != top)
+        graph.setdefault(top, set()).update(
+            t.split(".")[0] for t in _imports(name, path) if t.split(".")[0] != top
+        )
     state = {}
 
     def visit(node, stack):
@@ -89,3 +99,28 @@ def test_the_package_docstring_names_every_module():
     tops = {name.split(".")[0] for name in _modules()}
     missing = sorted(t for t in tops if f"{t}" not in lib.__doc__)
     assert not missing, f"lib/__init__.py does not mention {missing}"
+
+
+def test_no_model_module_imports_the_loop():
+    """A family module reads its presets' TrainConfig from lib.train.config, never the loop (statically)."""
+    for name, path in _modules().items():
+        if name.split(".")[0] == "models":
+            loop = sorted(t for t in _imports(name, path) if t.startswith("train") and t != "train.config")
+            assert not loop, f"lib.{name} imports {loop}: a model needs lib.train.config only"
+
+
+def test_importing_the_models_leaves_the_loop_unloaded():
+    """Importing every family pulls in neither the loop nor its DDP, lock and signal machinery (a fresh
+    interpreter, so other tests' imports do not count)."""
+    code = (
+        "import sys, lib.models, lib.train; "
+        "loaded = sorted(m for m in sys.modules if m.startswith('lib.train.') and m != 'lib.train.config'); "
+        "assert not loaded, loaded; lib.train.train; assert 'lib.train.loop' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=LIB.parent)
+
+
+def test_the_lib_root_is_small():
+    """The folders are the architecture: a dozen or so entries at the root of lib/, not a flat room."""
+    entries = sorted(p.name for p in LIB.iterdir() if p.name != "__pycache__" and p.name != "__init__.py")
+    assert len(entries) <= 13, entries

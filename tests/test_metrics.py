@@ -1,5 +1,6 @@
 """Sample-quality metrics: Fréchet distance, fd_c10 with a tiny classifier, precision/recall, Inception weights
 errors, the classifier's loop and sample banks (CPU, seconds)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +11,14 @@ import torch
 
 from lib import metrics
 from lib.data import load_cifar10
-from lib.metrics.classifier import (CLASSIFIER_TINY, accuracy, augment, classifier_step, ensure_classifier,
-                                    load_classifier)
+from lib.metrics.classifier import (
+    CLASSIFIER_TINY,
+    accuracy,
+    augment,
+    classifier_step,
+    ensure_classifier,
+    load_classifier,
+)
 from lib.nets.classifier import ResNetC10
 
 
@@ -29,7 +36,9 @@ def test_frechet_distance_of_identical_statistics_is_zero():
 def test_frechet_distance_closed_form_for_diagonal_gaussians():
     a, b = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
-    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()  # commuting: sum (sqrt a - sqrt b)^2
+    expected = ((mu1 - mu2) ** 2).sum() + (
+        (np.sqrt(a) - np.sqrt(b)) ** 2
+    ).sum()  # commuting: sum (sqrt a - sqrt b)^2
     assert metrics.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-10)
 
 
@@ -68,7 +77,9 @@ def test_precision_recall_narrow_fakes_are_precise_but_miss_modes():
     fake = 0.2 * rng.normal(size=(500, 2))  # a narrow subset of where the real samples lie
     precision, recall = metrics.precision_recall(real, fake)
     assert precision > 0.9 and recall < 0.4 and precision - recall > 0.5
-    assert metrics.precision_recall(fake, real) == pytest.approx((recall, precision))  # roles swap with the sets
+    assert metrics.precision_recall(fake, real) == pytest.approx(
+        (recall, precision)
+    )  # roles swap with the sets
 
 
 @pytest.fixture
@@ -80,10 +91,14 @@ def tiny_classifier(tiny_cifar):
 def test_classifier_features_and_storage(tiny_classifier, isolated_outputs):
     assert (isolated_outputs / "smoke/classifier/classifier.pt").is_file()
     x_test, y_test = load_cifar10().split("test")
-    recomputed = accuracy(tiny_classifier.net, x_test, y_test)  # the stored figure is the test split's accuracy
+    recomputed = accuracy(
+        tiny_classifier.net, x_test, y_test
+    )  # the stored figure is the test split's accuracy
     assert tiny_classifier.test_accuracy == pytest.approx(recomputed)
     images = np.random.default_rng(0).integers(0, 256, (5, 3, 32, 32), dtype=np.uint8)
-    features = tiny_classifier.features(images, batch_size=2)  # batched like the full set, one image at a time here
+    features = tiny_classifier.features(
+        images, batch_size=2
+    )  # batched like the full set, one image at a time here
     with torch.no_grad():
         direct = tiny_classifier.net.eval().features(torch.as_tensor(images).float() / 255).double().numpy()
     assert features.shape == (5, 16) and features.dtype == np.float64
@@ -99,33 +114,17 @@ def test_fd_c10_noised_exceeds_real(tiny_classifier, isolated_outputs):
     noised = np.clip(real.astype(np.float32) + np.random.default_rng(0).normal(0, 120, real.shape), 0, 255)
     far = metrics.fd_c10(noised.astype(np.uint8), "train", classifier=tiny_classifier, cifar=cifar)
     assert same.fd == pytest.approx(0, abs=1e-6) and far.fd > same.fd + 1e-3
-    assert same.classifier_accuracy == tiny_classifier.test_accuracy and "classifier test accuracy" in str(far)
-    assert list((isolated_outputs / "runs/fd_c10_reference").glob("*.npz"))  # reference cache written
+    assert same.classifier_accuracy == tiny_classifier.test_accuracy and "classifier test accuracy" in str(
+        far
+    )
+    assert list((isolated_outputs / "cache/fd_c10").glob("*.npz"))  # reference cache written
 
 
 def test_fd_c10_smoke_keeps_the_reference_cache_under_smoke(tiny_classifier, isolated_outputs):
     cifar = load_cifar10()
     metrics.fd_c10(cifar.split("test")[0], "train", classifier=tiny_classifier, cifar=cifar, smoke=True)
-    assert list((isolated_outputs / "smoke/runs/fd_c10_reference").glob("*.npz"))
+    assert list((isolated_outputs / "smoke/cache/fd_c10").glob("*.npz"))
     assert not (isolated_outputs / "runs").exists()  # $WORKBOOK_SMOKE is unset here: smoke=True alone decides
-
-
-def test_missing_inception_weights_raise_documented_error(monkeypatch, images):
-    monkeypatch.delenv(metrics.INCEPTION_ENV, raising=False)
-    with pytest.raises(metrics.InceptionWeightsError, match=metrics.INCEPTION_ENV):
-        metrics.inception_metrics(images, images)
-    monkeypatch.setenv(metrics.INCEPTION_ENV, "/nonexistent/inception.pth")
-    with pytest.raises(metrics.InceptionWeightsError, match="not a file"):
-        metrics.inception_metrics(images, images)
-
-
-def test_wrong_shape_inception_weights_are_a_clear_error(tmp_path, monkeypatch, images):
-    path = tmp_path / "inception.pth"
-    torch.save({"Conv2d_1a_3x3.conv.weight": torch.zeros(32, 3, 3, 3), "fc.weight": torch.zeros(10, 2048),
-                "fc.bias": torch.zeros(10)}, path)
-    monkeypatch.setenv(metrics.INCEPTION_ENV, str(path))
-    with pytest.raises(metrics.InceptionWeightsError, match=r"'fc.weight' has shape \(10, 2048\)"):
-        metrics.inception_metrics(images, images)
 
 
 def test_classifier_step_lowers_the_loss_on_a_tiny_batch():

@@ -1,6 +1,7 @@
 """NCSN: annealed DSM against the analytic Gaussian score, annealed Langevin on an exact mixture score, the final
 Tweedie step, the two score nets, inpainting, config and sampler argument validation, NCSNv2's ladder techniques
 and pixel-space neighbours (all on CPU)."""
+
 from __future__ import annotations
 
 import math
@@ -15,10 +16,17 @@ from lib.metrics import nearest_neighbours
 from lib.models import MODELS, NCSN, NCSNConfig
 from lib.models.ncsn import NCSN_TINY
 from lib.nets.ncsn import RefineNet, ScoreUNet
-from lib.samplers import (annealed_langevin, annealed_langevin_inpaint, geometric_sigmas, largest_pairwise_distance,
-                          technique2_gamma, technique2_n_sigmas, technique4_step_lr,
-                          technique4_variance_ratio)
-from lib.train import TrainConfig, train
+from lib.samplers import (
+    annealed_langevin,
+    annealed_langevin_inpaint,
+    geometric_sigmas,
+    largest_pairwise_distance,
+    technique2_gamma,
+    technique2_n_sigmas,
+    technique4_step_lr,
+    technique4_variance_ratio,
+)
+from lib.train import train
 
 TINY_REFINENET = replace(NCSN_TINY, net="refinenet", nf=8)
 
@@ -32,12 +40,16 @@ def test_dsm_prefers_the_analytic_score_and_matches_its_closed_form():
     x = s * torch.randn(n, d, generator=g, dtype=torch.float64)
     level = torch.randint(0, len(sigmas), (n,), generator=g)
     noise = torch.randn(n, d, generator=g, dtype=torch.float64)
-    exact = lambda xn, lvl: -xn / (s ** 2 + sigmas[lvl, None] ** 2)  # noqa: E731
+    exact = lambda xn, lvl: -xn / (s**2 + sigmas[lvl, None] ** 2)  # noqa: E731
     losses, _ = dsm_loss(exact, x, sigmas, level=level, noise=noise)
-    closed = (0.5 * d * s ** 2 / (s ** 2 + sigmas[level] ** 2)).mean()
+    closed = (0.5 * d * s**2 / (s**2 + sigmas[level] ** 2)).mean()
     assert abs(losses.mean() - closed) < 4 * losses.std() / math.sqrt(n)  # within 4 Monte Carlo std errors
-    for wrong in (lambda xn, lvl: 1.1 * exact(xn, lvl), lambda xn, lvl: 0.9 * exact(xn, lvl),
-                  lambda xn, lvl: exact(xn, lvl) + 0.05, lambda xn, lvl: -xn / s ** 2):
+    for wrong in (
+        lambda xn, lvl: 1.1 * exact(xn, lvl),
+        lambda xn, lvl: 0.9 * exact(xn, lvl),
+        lambda xn, lvl: exact(xn, lvl) + 0.05,
+        lambda xn, lvl: -xn / s**2,
+    ):
         assert dsm_loss(wrong, x, sigmas, level=level, noise=noise)[0].mean() > losses.mean()
 
 
@@ -54,7 +66,7 @@ MIX_COV = torch.tensor([[[0.3, 0.1], [0.1, 0.2]], [[0.2, -0.05], [-0.05, 0.4]]],
 
 def mixture_log_components(x, sigma):
     """log w_k + log N(x; mu_k, C_k + sigma^2 I) for x (N, 2): (N, 2), and the precisions (2, 2, 2)."""
-    cov = MIX_COV + sigma ** 2 * torch.eye(2, dtype=torch.float64)
+    cov = MIX_COV + sigma**2 * torch.eye(2, dtype=torch.float64)
     dist = torch.distributions.MultivariateNormal(MIX_MU, covariance_matrix=cov)
     return MIX_W.log() + dist.log_prob(x[:, None, :]), torch.linalg.inv(cov)
 
@@ -67,7 +79,7 @@ def test_annealed_langevin_recovers_a_gaussian_mixture():
 
     def score(x, level):  # exact grad log p_sigma of the mixture perturbed at sigma_level
         log_comp, precision = mixture_log_components(x, float(sigmas[level]))
-        resp = log_comp.softmax(dim=1)                                          # (N, K)
+        resp = log_comp.softmax(dim=1)  # (N, K)
         grads = -torch.einsum("kij,nkj->nki", precision, x[:, None, :] - MIX_MU)  # (N, K, 2)
         return (resp[..., None] * grads).sum(1)
 
@@ -83,8 +95,9 @@ def test_annealed_langevin_recovers_a_gaussian_mixture():
 
 def test_trajectory_holds_the_start_each_level_and_the_denoised_end():
     sigmas = geometric_sigmas(1.0, 0.1, 3)
-    x, path = annealed_langevin(lambda x, lvl: -x, torch.zeros(2, 3), sigmas, n_steps_each=4,
-                                return_trajectory=True)
+    x, path = annealed_langevin(
+        lambda x, lvl: -x, torch.zeros(2, 3), sigmas, n_steps_each=4, return_trajectory=True
+    )
     assert len(path) == 1 + 3 + 1 and torch.equal(path[-1], x)
 
 
@@ -93,23 +106,29 @@ def test_the_final_denoising_step_is_tweedie_with_sigma_l_squared():
     x_T + sigma_L^2 s(x_T, L) for the last Langevin iterate x_T of the same chain (same seed)."""
     s = 0.5
     sigmas = geometric_sigmas(2.0, 0.1, 4).double()
-    score = lambda x, lvl: -x / (s ** 2 + sigmas[lvl] ** 2)  # noqa: E731
+    score = lambda x, lvl: -x / (s**2 + sigmas[lvl] ** 2)  # noqa: E731
     x0 = torch.rand(64, 3, dtype=torch.float64)
     torch.manual_seed(0)
-    x_last, path = annealed_langevin(score, x0, sigmas, n_steps_each=7, step_lr=1e-3, denoise=False,
-                                     return_trajectory=True)
+    x_last, path = annealed_langevin(
+        score, x0, sigmas, n_steps_each=7, step_lr=1e-3, denoise=False, return_trajectory=True
+    )
     torch.manual_seed(0)
     denoised = annealed_langevin(score, x0, sigmas, n_steps_each=7, step_lr=1e-3, denoise=True)
     sigma_l = float(sigmas[-1])
     assert torch.equal(path[-1], x_last)  # without denoising the trajectory ends at x_T
-    assert torch.allclose(denoised, x_last + sigma_l ** 2 * score(x_last, len(sigmas) - 1), rtol=0, atol=1e-12)
+    assert torch.allclose(denoised, x_last + sigma_l**2 * score(x_last, len(sigmas) - 1), rtol=0, atol=1e-12)
     assert not torch.allclose(denoised, x_last + sigma_l * score(x_last, len(sigmas) - 1), atol=1e-3)
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("n_steps_each", dict(n_steps_each=0)), ("n_steps_each", dict(n_steps_each=-3)),
-    ("step_lr", dict(step_lr=0.0)), ("step_lr", dict(step_lr=-1e-5)),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("n_steps_each", dict(n_steps_each=0)),
+        ("n_steps_each", dict(n_steps_each=-3)),
+        ("step_lr", dict(step_lr=0.0)),
+        ("step_lr", dict(step_lr=-1e-5)),
+    ],
+)
 def test_samplers_reject_a_chain_that_cannot_run_naming_the_parameter(name, kwargs):
     sigmas, score = geometric_sigmas(1.0, 0.1, 3), lambda x, lvl: -x  # noqa: E731
     x, mask = torch.rand(1, 3, 4, 4), torch.ones(1, 1, 4, 4)
@@ -119,11 +138,16 @@ def test_samplers_reject_a_chain_that_cannot_run_naming_the_parameter(name, kwar
         annealed_langevin_inpaint(score, x, mask, sigmas, **kwargs)
 
 
-@pytest.mark.parametrize("message, args", [
-    ("sigma_min must be < sigma_max", (1.0, 1.0, 5)), ("sigma_min must be < sigma_max", (0.5, 2.0, 5)),
-    ("sigma_min must be > 0", (1.0, 0.0, 5)), ("sigma_min must be > 0", (1.0, -0.1, 5)),
-    (r"^n \(the number of levels", (1.0, 0.1, 0)),
-])
+@pytest.mark.parametrize(
+    "message, args",
+    [
+        ("sigma_min must be < sigma_max", (1.0, 1.0, 5)),
+        ("sigma_min must be < sigma_max", (0.5, 2.0, 5)),
+        ("sigma_min must be > 0", (1.0, 0.0, 5)),
+        ("sigma_min must be > 0", (1.0, -0.1, 5)),
+        (r"^n \(the number of levels", (1.0, 0.1, 0)),
+    ],
+)
 def test_geometric_sigmas_reject_a_ladder_that_does_not_descend(message, args):
     with pytest.raises(ValueError, match=message):
         geometric_sigmas(*args)  # (sigma_max, sigma_min, n)
@@ -143,8 +167,11 @@ TINY_NETS = [ScoreUNet(nf=8, ch_mult=(1, 2), n_res_blocks=1, dropout=0.0), Refin
 def test_nets_keep_the_shape_and_read_the_noise_level(net):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 32, 32)
-    cond = (lambda i: torch.full((2,), [1.0, 0.1][i])) if net.conditioning == "sigma" else (
-        lambda i: torch.full((2,), [0, 3][i]))
+    cond = (
+        (lambda i: torch.full((2,), [1.0, 0.1][i]))
+        if net.conditioning == "sigma"
+        else (lambda i: torch.full((2,), [0, 3][i]))
+    )
     out_a, out_b = net(x, cond(0)), net(x, cond(1))
     assert out_a.shape == x.shape and torch.isfinite(out_a).all()
     assert not torch.allclose(out_a, out_b)
@@ -179,18 +206,28 @@ def test_inpainting_keeps_the_known_pixels_exactly():
     out = model.inpaint(x_known, mask, n_steps_each=2)
     known = mask.bool().expand_as(x_known)
     assert torch.equal(out[known], x_known[known]) and not torch.equal(out, x_known)
-    huge = annealed_langevin_inpaint(lambda x, lvl: 1e300 * torch.ones_like(x), x_known.double(), mask,
-                                     model.sigmas, n_steps_each=1)  # even a diverging chain leaves them alone
+    huge = annealed_langevin_inpaint(
+        lambda x, lvl: 1e300 * torch.ones_like(x), x_known.double(), mask, model.sigmas, n_steps_each=1
+    )  # even a diverging chain leaves them alone
     assert torch.equal(huge[known], x_known.double()[known])
 
 
-@pytest.mark.parametrize("field, kwargs", [
-    ("sigma_min", dict(sigma_min=1.0, sigma_max=1.0)), ("sigma_min", dict(sigma_min=2.0, sigma_max=1.0)),
-    ("n_sigmas", dict(n_sigmas=0)), ("n_steps_each", dict(n_steps_each=0)),
-    ("step_lr", dict(step_lr=0.0)), ("step_lr", dict(step_lr=-1e-5)), ("net", dict(net="resnet")),
-    ("step_lr", dict(step_lr=float("nan"))), ("sigma_max", dict(sigma_max=float("inf"))),
-    ("n_sigmas", dict(n_sigmas=2.5)), ("denoise", dict(denoise="yes")),
-])
+@pytest.mark.parametrize(
+    "field, kwargs",
+    [
+        ("sigma_min", dict(sigma_min=1.0, sigma_max=1.0)),
+        ("sigma_min", dict(sigma_min=2.0, sigma_max=1.0)),
+        ("n_sigmas", dict(n_sigmas=0)),
+        ("n_steps_each", dict(n_steps_each=0)),
+        ("step_lr", dict(step_lr=0.0)),
+        ("step_lr", dict(step_lr=-1e-5)),
+        ("net", dict(net="resnet")),
+        ("step_lr", dict(step_lr=float("nan"))),
+        ("sigma_max", dict(sigma_max=float("inf"))),
+        ("n_sigmas", dict(n_sigmas=2.5)),
+        ("denoise", dict(denoise="yes")),
+    ],
+)
 def test_bad_config_values_raise_naming_the_field(field, kwargs):
     with pytest.raises(ValueError, match=field):
         NCSNConfig(**kwargs)
@@ -215,7 +252,7 @@ def test_technique4_step_lr_brings_the_variance_ratio_closest_to_one():
         assert best <= abs(ratio(0.5 * lr, t) - 1) and best <= abs(ratio(2 * lr, t) - 1)
         errors.append(best)
     assert errors[0] > errors[1] > errors[2]  # more steps per level: closer to the target distribution
-    assert ratio(1e-12, 5) == pytest.approx(gamma ** 2, rel=1e-6)  # no movement: the previous level's variance
+    assert ratio(1e-12, 5) == pytest.approx(gamma**2, rel=1e-6)  # no movement: the previous level's variance
 
 
 def test_pixel_neighbours_and_the_largest_distance_match_brute_force():
@@ -228,7 +265,9 @@ def test_pixel_neighbours_and_the_largest_distance_match_brute_force():
     assert torch.allclose(dist, brute.topk(2, dim=1, largest=False).values)
     assert nearest_neighbours(ref[:3], ref, chunk=16)[1][:, 0].tolist() == [0, 1, 2]
     flat = ref.float().div(255).flatten(1)
-    assert largest_pairwise_distance(ref, chunk=16) == pytest.approx(torch.cdist(flat, flat).max().item(), rel=1e-5)
+    assert largest_pairwise_distance(ref, chunk=16) == pytest.approx(
+        torch.cdist(flat, flat).max().item(), rel=1e-5
+    )
 
 
 def test_tiny_preset_trains_through_the_loop_and_logs_per_level_losses(images):
@@ -242,6 +281,7 @@ def test_tiny_preset_trains_through_the_loop_and_logs_per_level_losses(images):
 
 # --- sampling speed options: bf16 autocast, a compiled Langevin step, chunks --------------------------------
 
+
 def tiny_ncsn(net="unet"):
     torch.manual_seed(0)
     return NCSN(replace(NCSN_TINY, net=net, nf=8, n_steps_each=1)).eval()
@@ -250,6 +290,7 @@ def tiny_ncsn(net="unet"):
 @pytest.mark.parametrize("net", ["unet", "refinenet"])
 def test_bf16_autocast_scores_match_fp32_closely(net):
     from lib.samplers import autocast_score
+
     model, x = tiny_ncsn(net), torch.rand(4, 3, 32, 32)
     with torch.no_grad():
         fp32 = model.score(x, 2)
@@ -273,7 +314,9 @@ def test_default_sampling_is_the_old_chain_and_chunks_do_not_change_it():
     torch.manual_seed(1)
     x0 = torch.rand(4, 3, 32, 32)
     torch.manual_seed(2)
-    old = annealed_langevin(model.score, x0, model.sigmas, n_steps_each=1, step_lr=NCSN_TINY.step_lr).clamp(0, 1)
+    old = annealed_langevin(model.score, x0, model.sigmas, n_steps_each=1, step_lr=NCSN_TINY.step_lr).clamp(
+        0, 1
+    )
     torch.manual_seed(2)
     assert torch.equal(model.sample(4, x=x0), old)
     torch.manual_seed(2)
@@ -286,8 +329,10 @@ def test_default_sampling_is_the_old_chain_and_chunks_do_not_change_it():
 def test_compiled_langevin_step_follows_the_eager_chain_with_one_graph(monkeypatch):
     """The 'eager' dynamo backend keeps the test fast; tensors for level and alpha mean no recompile per level,
     and a second call reuses the graph."""
-    from lib import samplers
     from torch._dynamo.utils import counters
+
+    from lib import samplers
+
     torch._dynamo.reset()
     step = torch.compile(samplers.langevin_step, backend="eager")
     monkeypatch.setattr(samplers, "compiled_langevin_step", lambda: step)

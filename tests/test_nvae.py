@@ -1,4 +1,5 @@
 """NVAE (issue 6): DMOL, group KL, spectral regulariser, staged resume, bounds and sampling, on the CPU."""
+
 from __future__ import annotations
 
 import math
@@ -7,13 +8,14 @@ from dataclasses import asdict, replace
 import pytest
 import torch
 
-from lib.dists import (Normal, dmol_component_log_prob, dmol_log_prob, dmol_sample, residual_normal)
+from lib.common.files import read_jsonl
+from lib.dists import Normal, dmol_component_log_prob, dmol_log_prob, dmol_sample, residual_normal
 from lib.losses import kl_balance, kl_coeff_at, power_iteration
 from lib.metrics import bits_per_dim, hierarchical_bounds
-from lib.models import MODELS, NVAE, NVAEConfig, load_run_model, reestimate_bn
+from lib.models import MODELS, NVAE, NVAEConfig, reestimate_bn
 from lib.models.nvae import NVAE_TINY
-from lib.runs import read_jsonl
 from lib.train import TrainConfig, lr_at, train
+from lib.workbook.training import load_run_model
 
 LEVELS = torch.arange(256, dtype=torch.float64) / 255
 
@@ -23,8 +25,8 @@ def random_dmol_params(n_mix: int, seed: int = 0, dtype=torch.float64) -> torch.
     tanh(N(0, 1))."""
     g = torch.Generator().manual_seed(seed)
     params = torch.randn(1, 10 * n_mix, 1, 1, generator=g, dtype=dtype)
-    params[:, n_mix:4 * n_mix] = torch.rand(1, 3 * n_mix, 1, 1, generator=g, dtype=dtype)
-    params[:, 4 * n_mix:7 * n_mix] = -4 + 2 * torch.rand(1, 3 * n_mix, 1, 1, generator=g, dtype=dtype)
+    params[:, n_mix : 4 * n_mix] = torch.rand(1, 3 * n_mix, 1, 1, generator=g, dtype=dtype)
+    params[:, 4 * n_mix : 7 * n_mix] = -4 + 2 * torch.rand(1, 3 * n_mix, 1, 1, generator=g, dtype=dtype)
     return params
 
 
@@ -37,25 +39,32 @@ def tiny_images(n: int = 8, seed: int = 0) -> torch.Tensor:
 
 # --- DMOL ---------------------------------------------------------------------------------------------------------
 
+
 def test_dmol_channel_probabilities_sum_to_one_without_coupling():
     n_mix = 3
     params = random_dmol_params(n_mix)
     x = LEVELS.view(256, 1, 1, 1).expand(256, 3, 1, 1)  # every level in every channel
-    log_p = dmol_component_log_prob(x, params.expand(256, -1, -1, -1), n_mix, coupling=False)  # (256, M, 3, 1, 1)
-    torch.testing.assert_close(log_p.exp().sum(0), torch.ones(n_mix, 3, 1, 1, dtype=torch.float64), atol=1e-9, rtol=0)
+    log_p = dmol_component_log_prob(
+        x, params.expand(256, -1, -1, -1), n_mix, coupling=False
+    )  # (256, M, 3, 1, 1)
+    torch.testing.assert_close(
+        log_p.exp().sum(0), torch.ones(n_mix, 3, 1, 1, dtype=torch.float64), atol=1e-9, rtol=0
+    )
 
 
 def test_dmol_all_colours_of_a_pixel_sum_to_one_with_coupling():
     """All 256^3 colours of one pixel (2 components, coupling on), float32 in chunks of 1M colours (~8 s)."""
     n_mix = 2
     params = random_dmol_params(n_mix, seed=1, dtype=torch.float32)
-    assert params[:, 7 * n_mix:].tanh().abs().min() > 0.05  # the coupling is really switched on
+    assert params[:, 7 * n_mix :].tanh().abs().min() > 0.05  # the coupling is really switched on
     levels = LEVELS.float()
     red_green = torch.cartesian_prod(levels, levels)  # (65536, 2)
     total = 0.0
     for start in range(0, 256, 16):
-        blue = levels[start:start + 16]
-        x = torch.cat([red_green.repeat_interleave(len(blue), 0), blue.repeat(len(red_green)).unsqueeze(1)], 1)
+        blue = levels[start : start + 16]
+        x = torch.cat(
+            [red_green.repeat_interleave(len(blue), 0), blue.repeat(len(red_green)).unsqueeze(1)], 1
+        )
         log_p = dmol_log_prob(x.view(-1, 3, 1, 1), params.expand(len(x), -1, -1, -1), n_mix, coupling=True)
         total += log_p.double().exp().sum().item()
     assert abs(total - 1.0) < 1e-4
@@ -67,12 +76,16 @@ def test_dmol_edge_bins_take_the_tails():
     params = torch.zeros(1, 10, 1, 1, dtype=torch.float64)
     params[0, 1:4, 0, 0], params[0, 4:7, 0, 0] = mean, log_scale
     scale = math.exp(log_scale)
-    for level, expected in [(0, torch.sigmoid((0.5 / 255 - mean) / scale)),
-                            (255, 1 - torch.sigmoid((1 - 0.5 / 255 - mean) / scale))]:
+    for level, expected in [
+        (0, torch.sigmoid((0.5 / 255 - mean) / scale)),
+        (255, 1 - torch.sigmoid((1 - 0.5 / 255 - mean) / scale)),
+    ]:
         x = torch.full((1, 3, 1, 1), level / 255, dtype=torch.float64)
         per_channel = dmol_component_log_prob(x, params, 1, coupling=False).exp().flatten()
         torch.testing.assert_close(per_channel, expected, rtol=1e-9, atol=1e-12)
-    edge = dmol_component_log_prob(torch.zeros(1, 3, 1, 1, dtype=torch.float64), params, 1, False).exp()[0, 0, 0]
+    edge = dmol_component_log_prob(torch.zeros(1, 3, 1, 1, dtype=torch.float64), params, 1, False).exp()[
+        0, 0, 0
+    ]
     inner = dmol_component_log_prob(torch.full((1, 3, 1, 1), 1 / 255, dtype=torch.float64), params, 1, False)
     assert edge.item() > inner.exp()[0, 0, 0].item()  # the edge bin holds the whole tail below 0
 
@@ -96,13 +109,21 @@ def test_dmol_sampling_histogram_matches_the_pmf():
 
 # --- group KL ------------------------------------------------------------------------------------------------------
 
+
 def test_group_kl_analytic_matches_monte_carlo():
     torch.manual_seed(0)
-    p = Normal(torch.randn(2, 3, 2, 2, dtype=torch.float64), 0.3 * torch.randn(2, 3, 2, 2, dtype=torch.float64))
-    q = residual_normal(p, 0.5 * torch.randn(2, 3, 2, 2, dtype=torch.float64),
-                        0.3 * torch.randn(2, 3, 2, 2, dtype=torch.float64))
+    p = Normal(
+        torch.randn(2, 3, 2, 2, dtype=torch.float64), 0.3 * torch.randn(2, 3, 2, 2, dtype=torch.float64)
+    )
+    q = residual_normal(
+        p,
+        0.5 * torch.randn(2, 3, 2, 2, dtype=torch.float64),
+        0.3 * torch.randn(2, 3, 2, 2, dtype=torch.float64),
+    )
     z = q.mu + q.log_sigma.exp() * torch.randn(100_000, 2, 3, 2, 2, dtype=torch.float64)
-    ratio = (q.log_prob(z) - p.log_prob(z)).sum((1, 2, 3, 4))  # (n,) per-draw log q - log p of the whole group
+    ratio = (q.log_prob(z) - p.log_prob(z)).sum(
+        (1, 2, 3, 4)
+    )  # (n,) per-draw log q - log p of the whole group
     analytic = q.kl(p).sum().item()
     assert abs(ratio.mean().item() - analytic) < 4 * ratio.std().item() / math.sqrt(len(ratio))
 
@@ -119,6 +140,7 @@ def test_residual_posterior_with_zero_residual_is_the_prior():
 
 # --- objective pieces ---------------------------------------------------------------------------------------------
 
+
 def test_power_iteration_matches_the_spectral_norm():
     torch.manual_seed(0)
     weight = torch.randn(5, 20, 30, dtype=torch.float64)
@@ -132,8 +154,11 @@ def test_model_spectral_sum_converges_with_persistent_vectors():
     model = NVAE(NVAE_TINY).train()
     for _ in range(60):  # 10 iterations on the first call, then 1 per call, as during training
         total = model.spectral_sum()
-    exact = sum(torch.linalg.matrix_norm(m.weight.reshape(m.weight.shape[0], -1), ord=2)
-                for m in model.net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    exact = sum(
+        torch.linalg.matrix_norm(m.weight.reshape(m.weight.shape[0], -1), ord=2)
+        for m in model.net.modules()
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    )
     assert abs(total.item() - exact.item()) / exact.item() < 1e-3
 
 
@@ -157,16 +182,34 @@ def test_config_validation_names_the_field():
 
 # --- staged training ----------------------------------------------------------------------------------------------
 
+
 def _train(folder, cfg: TrainConfig, model_cfg: NVAEConfig, **kwargs):
     torch.manual_seed(0)
-    return train(NVAE(model_cfg), tiny_images(32), cfg, folder, device="cpu", use_wandb=False,
-                 model_config=asdict(model_cfg), **kwargs)
+    return train(
+        NVAE(model_cfg),
+        tiny_images(32),
+        cfg,
+        folder,
+        device="cpu",
+        use_wandb=False,
+        model_config=asdict(model_cfg),
+        **kwargs,
+    )
 
 
 def test_resuming_a_staged_run_continues_step_and_schedules(tmp_path):
     model_cfg = replace(NVAE_TINY, kl_warmup_steps=6)
-    cfg = TrainConfig(steps=8, batch_size=8, lr=5e-3, optimizer="adamax", warmup_steps=3, schedule="cosine",
-                      log_every=1, ckpt_every=4, n_samples=0)
+    cfg = TrainConfig(
+        steps=8,
+        batch_size=8,
+        lr=5e-3,
+        optimizer="adamax",
+        warmup_steps=3,
+        schedule="cosine",
+        log_every=1,
+        ckpt_every=4,
+        n_samples=0,
+    )
     _train(tmp_path / "whole", cfg, model_cfg)
     _train(tmp_path / "split", cfg, model_cfg, stop_at=4)
     resumed = _train(tmp_path / "split", cfg, model_cfg)
@@ -181,14 +224,19 @@ def test_resuming_a_staged_run_continues_step_and_schedules(tmp_path):
     loaded, info = load_run_model(tmp_path / "whole", "nvae")
     assert info["step"] == 8 and not loaded.training
     # stage 3: continue from the checkpoint with a fresh optimizer, LR warm-up and KL warm-up window
-    cont = _train(tmp_path / "continue", replace(cfg, steps=4), replace(model_cfg, kl_warmup_steps=4),
-                  init_from=tmp_path / "whole")
+    cont = _train(
+        tmp_path / "continue",
+        replace(cfg, steps=4),
+        replace(model_cfg, kl_warmup_steps=4),
+        init_from=tmp_path / "whole",
+    )
     records = read_jsonl(tmp_path / "continue/metrics.jsonl")
     assert cont.step == 4 and records[0]["step"] == 1
     assert records[0]["lr"] == pytest.approx(lr_at(0, cfg)) and records[0]["kl_coeff"] < whole[-1]["kl_coeff"]
 
 
 # --- bounds and sampling ------------------------------------------------------------------------------------------
+
 
 def test_importance_weighted_bound_is_at_least_the_elbo():
     torch.manual_seed(0)
@@ -255,8 +303,11 @@ def test_the_spectral_sum_follows_the_weights_of_a_copy_and_of_loaded_weights():
     """The weights are looked up once, at construction: a deep copy (the loop's EMA) and load_state_dict (a resume)
     must still reach the module's own parameters. Doubling every weight doubles every singular value."""
     import copy
+
     torch.manual_seed(0)
-    model = NVAE(NVAE_TINY).eval()  # eval: the persistent vectors stay put, so both sums start from the same u
+    model = NVAE(
+        NVAE_TINY
+    ).eval()  # eval: the persistent vectors stay put, so both sums start from the same u
     before = model.spectral_sum()
     twin = copy.deepcopy(model)
     twin.load_state_dict({k: 2 * v if k.endswith("weight") else v for k, v in model.state_dict().items()})
@@ -267,7 +318,13 @@ def test_the_spectral_sum_follows_the_weights_of_a_copy_and_of_loaded_weights():
 def test_the_official_small_preset_has_the_official_size():
     """The official code's small configuration: 2 scales, 64 channels, 3 groups per scale, 16.7M parameters."""
     cfg, train_cfg = MODELS["nvae"].presets["official_small"]
-    assert (cfg.n_scales, cfg.channels, cfg.groups_per_scale, cfg.enc_cells, cfg.dec_cells) == (2, 64, 3, 8, 8)
+    assert (cfg.n_scales, cfg.channels, cfg.groups_per_scale, cfg.enc_cells, cfg.dec_cells) == (
+        2,
+        64,
+        3,
+        8,
+        8,
+    )
     n_params = sum(p.numel() for p in MODELS["nvae"].build(cfg).parameters())
     assert abs(n_params / 16.7e6 - 1) < 0.1
     assert train_cfg == MODELS["nvae"].presets["reference"][1]  # the same schedule as the reference preset

@@ -1,4 +1,5 @@
-"""The run -> results contract (lib.results): records, sample banks, reading them back, the family table."""
+"""The run -> results contract (lib.workbook.results): records, sample banks, reading them back, the family table."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from lib import results
-from lib.checkpoints import save_checkpoint
-from lib.runs import run_dir
+from lib.common.paths import run_dir
 from lib.models import MODELS
 from lib.train import train
+from lib.train.checkpoints import save_checkpoint
+from lib.workbook import results
 
 
 class _Copy:  # what a results record reads from lib.data.CIFAR10
@@ -20,8 +21,16 @@ class _Copy:  # what a results record reads from lib.data.CIFAR10
 
 
 def test_smoke_and_real_results_never_share_a_path(isolated_outputs, monkeypatch):
-    common = dict(model="m", config={}, data={"source": "folder", "format": "jpeg"}, device="cpu",
-                  wall_minutes=1.0, steps=3, img_per_s=10.0, metrics={"bpd": 5.0})
+    common = dict(
+        model="m",
+        config={},
+        data={"source": "folder", "format": "jpeg"},
+        device="cpu",
+        wall_minutes=1.0,
+        steps=3,
+        img_per_s=10.0,
+        metrics={"bpd": 5.0},
+    )
     real = results.write_results("exp", smoke=False, **common)
     monkeypatch.setenv("WORKBOOK_SMOKE", "1")
     smoke = results.write_results("exp", **common)
@@ -39,8 +48,11 @@ def test_an_experiment_name_cannot_write_outside_the_results_folder(name):
 def test_key_figure_goes_to_the_runner_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORKBOOK_KEY_FIGURE_FILE", str(tmp_path / "k.json"))
     results.report_key_figure("test bits/dim", 4.25, "bits/dim")
-    assert json.loads((tmp_path / "k.json").read_text()) == {"name": "test bits/dim", "value": 4.25,
-                                                              "unit": "bits/dim"}
+    assert json.loads((tmp_path / "k.json").read_text()) == {
+        "name": "test bits/dim",
+        "value": 4.25,
+        "unit": "bits/dim",
+    }
     assert "4.25" in capsys.readouterr().out
 
 
@@ -48,17 +60,40 @@ def test_a_recorded_experiment_reads_back_with_its_bank_model_and_table_row(imag
     """record_experiment -> load_records -> gather -> comparison_table, as notebooks 02-05 and 06 use them."""
     cfg, train_cfg = MODELS["beta_vae"].presets["tiny"]
     run = isolated_outputs / "smoke" / "runs" / "beta_vae-tiny"
-    result = train(MODELS["beta_vae"].build(cfg), images, train_cfg, run, device="cpu", use_wandb=False,
-                   model_config={"name": "beta_vae", **dataclasses.asdict(cfg)})
-    path = results.record_experiment("beta_vae-beta1", model_name="beta_vae", result=result, model_cfg=cfg,
-                                     train_cfg=train_cfg, preset="tiny", cifar=_Copy(), device="cpu",
-                                     metrics={"bpd_k": 4.5, "k_eval": 64, "bpd_elbo": 4.6}, n_bank=12, seed=1,
-                                     smoke=True)
-    (path.parent / "notes.json").write_text('{"not": "a record"}')  # another JSON file in the folder is skipped
+    result = train(
+        MODELS["beta_vae"].build(cfg),
+        images,
+        train_cfg,
+        run,
+        device="cpu",
+        use_wandb=False,
+        model_config={"name": "beta_vae", **dataclasses.asdict(cfg)},
+    )
+    path = results.record_experiment(
+        "beta_vae-beta1",
+        model_name="beta_vae",
+        result=result,
+        model_cfg=cfg,
+        train_cfg=train_cfg,
+        preset="tiny",
+        cifar=_Copy(),
+        device="cpu",
+        metrics={"bpd_k": 4.5, "k_eval": 64, "bpd_elbo": 4.6},
+        n_bank=12,
+        seed=1,
+        smoke=True,
+    )
+    (path.parent / "notes.json").write_text(
+        '{"not": "a record"}'
+    )  # another JSON file in the folder is skipped
     records, notes = results.load_records(smoke=True)
     assert [r["experiment"] for r in records] == ["beta_vae-beta1"] and "notes.json" in notes[0]
     record = records[0]
-    assert record["run"] == "beta_vae-tiny" and record["steps"] == train_cfg.steps and record["config"]["preset"] == "tiny"
+    assert (
+        record["run"] == "beta_vae-tiny"
+        and record["steps"] == train_cfg.steps
+        and record["config"]["preset"] == "tiny"
+    )
     assert record["n_params"] == sum(p.numel() for p in result.ema.parameters())
     assert results.missing_families(records) == ["NCSN", "IWAE", "NVAE"]
 
@@ -77,12 +112,25 @@ def test_a_recorded_experiment_reads_back_with_its_bank_model_and_table_row(imag
 def test_without_a_bank_gather_draws_from_the_checkpoint_with_the_banks_seed(images, isolated_outputs):
     cfg, train_cfg = MODELS["iwae"].presets["tiny"]
     folder = isolated_outputs / "smoke" / "runs" / "iwae-tiny"
-    result = train(MODELS["iwae"].build(cfg), images, train_cfg, folder, device="cpu", use_wandb=False,
-                   model_config={"name": "iwae", **dataclasses.asdict(cfg)})
+    result = train(
+        MODELS["iwae"].build(cfg),
+        images,
+        train_cfg,
+        folder,
+        device="cpu",
+        use_wandb=False,
+        model_config={"name": "iwae", **dataclasses.asdict(cfg)},
+    )
     record = {"experiment": "iwae-vae-k1", "model": "iwae", "run": "iwae-tiny", "metrics": {}}
     prepared = []
-    entry = results.gather([record], smoke=True, n_from_checkpoint=5, seed=7,
-                           prepare=lambda m, name: prepared.append(name) or m, log=lambda _: None)[0]
+    entry = results.gather(
+        [record],
+        smoke=True,
+        n_from_checkpoint=5,
+        seed=7,
+        prepare=lambda m, name: prepared.append(name) or m,
+        log=lambda _: None,
+    )[0]
     assert entry["source"] == "checkpoint" and prepared == ["iwae"] and entry["bank"]["seed"] == 7
     expected = results.draw_samples(result.ema.eval(), n=5, seed=7)[0]
     assert np.array_equal(entry["bank"]["images"], expected)
@@ -98,12 +146,21 @@ def test_sample_bank_round_trip(images, isolated_outputs):
 
 
 def test_tightest_test_bound_prefers_importance_weighted_over_elbo():
-    vae = {"bpd_elbo": 4.1, "bpd_k": 4.0, "k_eval": 5000, "log_px_k": -9000.0, "elbo": -9100.0}  # notebooks 03/04
+    vae = {
+        "bpd_elbo": 4.1,
+        "bpd_k": 4.0,
+        "k_eval": 5000,
+        "log_px_k": -9000.0,
+        "elbo": -9100.0,
+    }  # notebooks 03/04
     nvae = {"test_bpd_iw": 3.3, "test_bpd_elbo": 3.4, "k": 100, "val_bpd_elbo": {"full": 3.5}}  # notebook 05
     assert results.tightest_test_bound(vae) == (4.0, "L_5000")
     assert results.tightest_test_bound(nvae) == (3.3, "L_100")
     assert results.tightest_test_bound({"bpd_elbo": 4.1, "val_bpd_elbo": 3.0}) == (4.1, "ELBO")
-    assert results.tightest_test_bound({"final_loss": 1.0, "fd_c10": 2.0}) == (None, None)  # NCSN: no likelihood
+    assert results.tightest_test_bound({"final_loss": 1.0, "fd_c10": 2.0}) == (
+        None,
+        None,
+    )  # NCSN: no likelihood
 
 
 def test_model_from_run_reads_the_run_folder_the_record_names(isolated_outputs):
@@ -111,18 +168,31 @@ def test_model_from_run_reads_the_run_folder_the_record_names(isolated_outputs):
     cfg = MODELS["beta_vae"].presets["tiny"][0]
     model = MODELS["beta_vae"].build(cfg)
     record = {"experiment": "beta_vae-beta4", "run": "beta_vae-beta4-tiny", "model": "beta_vae"}
-    save_checkpoint(run_dir(record["run"], smoke=True), dict(
-        step=1, model=model.state_dict(), ema=model.state_dict(), optimizer={}, train_config={},
-        model_config=dataclasses.asdict(cfg), wall_seconds=0.0))
+    save_checkpoint(
+        run_dir(record["run"], smoke=True),
+        dict(
+            step=1,
+            model=model.state_dict(),
+            ema=model.state_dict(),
+            optimizer={},
+            train_config={},
+            model_config=dataclasses.asdict(cfg),
+            wall_seconds=0.0,
+        ),
+    )
     loaded, n_params = results.model_from_run(record, smoke=True)
     assert n_params == sum(p.numel() for p in model.parameters()) and not loaded.training
-    torch.testing.assert_close(loaded.state_dict(), model.state_dict())  # the weights of that run's checkpoint
-    assert results.model_from_run({**record, "run": record["experiment"]}, smoke=True) is None  # no checkpoint there
+    torch.testing.assert_close(
+        loaded.state_dict(), model.state_dict()
+    )  # the weights of that run's checkpoint
+    assert (
+        results.model_from_run({**record, "run": record["experiment"]}, smoke=True) is None
+    )  # no checkpoint there
     assert results.model_from_run({**record, "model": "not-a-family"}, smoke=True) is None
 
 
 def test_progress_prints_a_final_count_and_time_line(capsys):
-    from lib.progress import Progress
+    from lib.common.progress import Progress
 
     with Progress(10, "sampling", "img") as bar:
         bar.update(4)

@@ -1,5 +1,6 @@
 """The loop's speed machinery on the CPU: no host read in a normal step, on-device skipping with every optimizer
 implementation, speed switches (channels-last, fused, compile) and their validation."""
+
 from __future__ import annotations
 
 import os
@@ -11,11 +12,11 @@ import pytest
 import torch
 
 import lib
-from lib import checkpoints as ckpt
-from lib import speed
 from lib.models import MODELS
-from lib.skipping import SkipCounts, Snapshot, state_tensors
-from lib.train import TrainConfig, _Loop, train
+from lib.train import TrainConfig, speed, train
+from lib.train import checkpoints as ckpt
+from lib.train.loop import _Loop
+from lib.train.skipping import SkipCounts, Snapshot, state_tensors
 
 from .conftest import TinyDenoiser
 from .test_train import FAST, assert_same_weights, make_model
@@ -35,6 +36,7 @@ def host_reads(monkeypatch):
             if sys._getframe(1).f_code.co_filename.startswith(LIB):
                 calls.append(f"{_name} from {sys._getframe(1).f_code.co_name}")
             return _original(self, *args, **kwargs)
+
         monkeypatch.setattr(torch.Tensor, name, spy)
     return calls
 
@@ -43,10 +45,16 @@ def tiny_loop(model, images, tmp_path, **overrides):
     return _Loop(model, images, TrainConfig(**{**FAST, **overrides}), tmp_path, torch.device("cpu"), 0, 1, {})
 
 
-@pytest.mark.parametrize("family, overrides", [
-    ("denoiser", dict(optimizer="adam", fused_optimizer="off")), ("denoiser", dict(optimizer="adamw",
-                                                                                   fused_optimizer="on")),
-    ("denoiser", dict(optimizer="adamax")), ("ncsn", {}), ("nvae", dict(optimizer="adamax"))])
+@pytest.mark.parametrize(
+    "family, overrides",
+    [
+        ("denoiser", dict(optimizer="adam", fused_optimizer="off")),
+        ("denoiser", dict(optimizer="adamw", fused_optimizer="on")),
+        ("denoiser", dict(optimizer="adamax")),
+        ("ncsn", {}),
+        ("nvae", dict(optimizer="adamax")),
+    ],
+)
 def test_a_normal_step_reads_nothing_on_the_host(family, overrides, images, tmp_path, request):
     """Steps between records never read a tensor on the host from lib/ (torch's own CPU step counters aside):
     the finiteness verdict, the skip counters, the EMA weight and the log sums stay on the device."""
@@ -61,16 +69,22 @@ def test_a_normal_step_reads_nothing_on_the_host(family, overrides, images, tmp_
     assert calls  # the spy sees the read a record does
 
 
-@pytest.mark.parametrize("optimizer, fused", [("adam", "off"), ("adam", "on"), ("adamw", "on"), ("adamax", "auto")])
-def test_skipped_updates_leave_weights_and_optimizer_state_exactly_as_they_were(optimizer, fused, images, tmp_path):
+@pytest.mark.parametrize(
+    "optimizer, fused", [("adam", "off"), ("adam", "on"), ("adamw", "on"), ("adamax", "auto")]
+)
+def test_skipped_updates_leave_weights_and_optimizer_state_exactly_as_they_were(
+    optimizer, fused, images, tmp_path
+):
     cfg = TrainConfig(steps=4, optimizer=optimizer, fused_optimizer=fused, **FAST)
     clean = train(make_model(), images, cfg, tmp_path / "clean", stop_at=2)
     poisoned = train(make_model(nan_steps={2, 3}), images, cfg, tmp_path / "poisoned")
     assert poisoned.n_skipped == 2
     assert_same_weights(clean.model, poisoned.model)
     assert_same_weights(clean.ema, poisoned.ema)
-    states = [torch.load(tmp_path / run / f"checkpoint_000000{step}.pt", weights_only=True)["optimizer"]["state"]
-              for run, step in (("clean", 2), ("poisoned", 4))]
+    states = [
+        torch.load(tmp_path / run / f"checkpoint_000000{step}.pt", weights_only=True)["optimizer"]["state"]
+        for run, step in (("clean", 2), ("poisoned", 4))
+    ]
     for key in states[0]:
         for name, value in states[0][key].items():
             assert torch.equal(value, states[1][key][name]), (key, name)
@@ -141,8 +155,17 @@ def test_cuda_graphs_need_cuda(images, tmp_path):
         tiny_loop(TinyDenoiser(), images, tmp_path, compile=True, compile_mode="reduce-overhead")
 
 
-@pytest.mark.parametrize("field, value", [("channels_last", "yes"), ("fused_optimizer", 1), ("tf32", "maybe"),
-                                          ("cudnn_benchmark", True), ("compile_mode", "fast"), ("compile", "on")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("channels_last", "yes"),
+        ("fused_optimizer", 1),
+        ("tf32", "maybe"),
+        ("cudnn_benchmark", True),
+        ("compile_mode", "fast"),
+        ("compile", "on"),
+    ],
+)
 def test_invalid_speed_fields_name_the_field(field, value):
     with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
         TrainConfig(**{field: value})
@@ -158,14 +181,19 @@ def test_a_run_resumed_under_another_optimizer_implementation_uses_the_new_one(i
     """torch's load_state_dict would restore the saved fused/foreach flags; the loop keeps the configured ones."""
     train(make_model(), images, TrainConfig(steps=2, fused_optimizer="off", **FAST), tmp_path / "run")
     with pytest.warns(UserWarning, match="fused_optimizer: off -> on"):
-        resumed = train(make_model(nan_steps={2}), images, TrainConfig(steps=4, fused_optimizer="on", **FAST),
-                        tmp_path / "run")
+        resumed = train(
+            make_model(nan_steps={2}),
+            images,
+            TrainConfig(steps=4, fused_optimizer="on", **FAST),
+            tmp_path / "run",
+        )
     assert resumed.step == 4 and resumed.n_skipped == 1
     state = torch.load(tmp_path / "run" / "checkpoint_0000004.pt", weights_only=True)["optimizer"]
     assert all(group["fused"] for group in state["param_groups"])
 
 
 # --- the device counters where interrupts, records and results read them ------------------------------------
+
 
 class SkipsThenInterrupts(TinyDenoiser):
     """NaN losses at `nan_steps`; at step `at`, SIGINT to itself (signal=True) or a KeyboardInterrupt from the loss."""
@@ -181,7 +209,9 @@ class SkipsThenInterrupts(TinyDenoiser):
             os.kill(os.getpid(), signal.SIGINT)
         loss, stats = super().loss(x, step)
         if step == self.explode_at:
-            self.net[0].weight.data[0, 0, 0, 0] = float("inf")  # after the forward pass: this step looks finite
+            self.net[0].weight.data[0, 0, 0, 0] = float(
+                "inf"
+            )  # after the forward pass: this step looks finite
         return loss, stats
 
 
@@ -189,7 +219,9 @@ def test_an_interrupt_inside_a_step_reads_the_device_counters_and_checkpoints(im
     """interrupted_now checks n_updates + n_skipped == step: with two skipped updates the counters (read from the
     device) still agree with the step, so the last completed step is saved with its counts."""
     cfg = TrainConfig(steps=12, **FAST)
-    with pytest.raises(KeyboardInterrupt, match=r"at step 5/12: checkpoint saved as .*checkpoint_0000005\.pt"):
+    with pytest.raises(
+        KeyboardInterrupt, match=r"at step 5/12: checkpoint saved as .*checkpoint_0000005\.pt"
+    ):
         train(SkipsThenInterrupts(at=5, nan_steps={1, 2}), images, cfg, tmp_path / "run")
     state = torch.load(tmp_path / "run" / "checkpoint_0000005.pt", weights_only=True)
     assert (state["n_updates"], state["n_skipped"], state["bad_in_a_row"]) == (3, 2, 0)

@@ -1,4 +1,5 @@
 """The one loop: schedule, EMA, exact resume, crash recovery, non-finite skipping, checkpoints, records."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,11 @@ import types
 import pytest
 import torch
 
-from lib import checkpoints as ckpt
-from lib.runs import read_jsonl
-from lib.train import EMA, NonFiniteError, TrainConfig, _Loop, lr_at, train
+from lib.common.files import read_jsonl
+from lib.train import NonFiniteError, TrainConfig, lr_at, train
+from lib.train import checkpoints as ckpt
+from lib.train.ema import EMA
+from lib.train.loop import _Loop
 
 from .conftest import TinyDenoiser
 
@@ -32,14 +35,15 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module):
 
 # --- learning-rate schedule and EMA ---------------------------------------------------------------
 
+
 def test_lr_warmup_then_cosine_to_floor():
     cfg = TrainConfig(steps=110, lr=1.0, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
     assert lr_at(0, cfg) == pytest.approx(0.1)
     assert lr_at(9, cfg) == pytest.approx(1.0)
     assert lr_at(10, cfg) == pytest.approx(1.0)
-    assert lr_at(60, cfg) == pytest.approx(0.55)   # halfway: the mean of peak and floor
+    assert lr_at(60, cfg) == pytest.approx(0.55)  # halfway: the mean of peak and floor
     assert lr_at(110, cfg) == pytest.approx(0.1)
-    assert lr_at(500, cfg) == pytest.approx(0.1)   # past the end it stays at the floor
+    assert lr_at(500, cfg) == pytest.approx(0.1)  # past the end it stays at the floor
 
 
 def test_constant_schedule_after_warmup():
@@ -71,6 +75,7 @@ def test_ema_warmup_ramps_the_decay():
 
 # --- resume, crashes, checkpoints -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sample_every", [0, 3])
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(images, tmp_path, sample_every):
     """With sample_every=3 the stop step 6 is a grid step: the whole run draws a grid inside the loop there, the
@@ -84,9 +89,13 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(images, tmp_pat
     assert_same_weights(whole.model, resumed.model)
     assert_same_weights(whole.ema, resumed.ema)
     if sample_every:
-        grids = [sorted(p.name for p in (tmp_path / run / "samples").glob("*.png")) for run in ("whole", "split")]
+        grids = [
+            sorted(p.name for p in (tmp_path / run / "samples").glob("*.png")) for run in ("whole", "split")
+        ]
         assert grids[0] == grids[1] == [f"step_{s:07d}.png" for s in (3, 6, 9, 12)]
-        grid_6 = [(tmp_path / run / "samples" / "step_0000006.png").read_bytes() for run in ("whole", "split")]
+        grid_6 = [
+            (tmp_path / run / "samples" / "step_0000006.png").read_bytes() for run in ("whole", "split")
+        ]
         assert grid_6[0] == grid_6[1]  # same weights, same grid seed: the same picture
 
 
@@ -99,7 +108,7 @@ def test_sample_grids_leave_the_training_rng_alone_and_reuse_one_noise(images, t
     loop._save_samples()
     first = (tmp_path / "samples" / "step_0000000.png").read_bytes()
     assert torch.equal(torch.rand(3), expected)
-    torch.manual_seed(8)                                    # another training state: the same grid noise
+    torch.manual_seed(8)  # another training state: the same grid noise
     loop._save_samples()
     assert (tmp_path / "samples" / "step_0000000.png").read_bytes() == first
 
@@ -140,14 +149,18 @@ def test_checkpoint_holds_the_full_state_and_loads_without_pickled_objects(image
     state = torch.load(ckpt.checkpoint_path(tmp_path / "run", 4), weights_only=True)
     for key in ("model", "ema", "optimizer", "scaler", "step", "rng", "train_config", "model_config"):
         assert key in state
-    assert state["step"] == 4 and state["train_config"]["steps"] == 4 and state["model_config"] == {"width": 8}
+    assert (
+        state["step"] == 4 and state["train_config"]["steps"] == 4 and state["model_config"] == {"width": 8}
+    )
     assert not list((tmp_path / "run").glob(".*.tmp"))  # no temp file left behind
 
 
 def test_only_the_newest_checkpoints_are_kept(images, tmp_path):
     train(make_model(), images, TrainConfig(steps=16, keep_ckpts=2, **FAST), tmp_path / "run")
     assert [p.name for p in ckpt.list_checkpoints(tmp_path / "run")] == [
-        "checkpoint_0000012.pt", "checkpoint_0000016.pt"]
+        "checkpoint_0000012.pt",
+        "checkpoint_0000016.pt",
+    ]
 
 
 def test_truncated_checkpoint_is_a_clear_error_and_the_previous_survives(images, tmp_path):
@@ -170,8 +183,14 @@ def test_checkpoint_missing_keys_is_a_clear_error(tmp_path):
 
 def test_init_from_copies_weights_into_a_fresh_run(images, tmp_path):
     old = train(make_model(), images, TrainConfig(steps=4, **FAST), tmp_path / "stage1")
-    new = train(make_model(seed=9), images, TrainConfig(steps=4, **FAST), tmp_path / "stage2",
-                init_from=tmp_path / "stage1", stop_at=0)
+    new = train(
+        make_model(seed=9),
+        images,
+        TrainConfig(steps=4, **FAST),
+        tmp_path / "stage2",
+        init_from=tmp_path / "stage1",
+        stop_at=0,
+    )
     assert new.step == 0
     assert_same_weights(old.model, new.model)
     assert_same_weights(old.ema, new.ema)
@@ -186,6 +205,7 @@ def test_rng_round_trip_reproduces_the_next_draws():
 
 
 # --- non-finite updates, clipping, time budget ----------------------------------------------------
+
 
 def test_non_finite_updates_are_skipped_and_counted(images, tmp_path):
     cfg = TrainConfig(steps=4, **FAST)
@@ -208,8 +228,16 @@ def test_too_many_non_finite_updates_in_a_row_stop_with_a_clear_error(images, tm
 
 
 def test_gradients_are_clipped_to_the_configured_norm(images, tmp_path):
-    loop = _Loop(make_model(), images, TrainConfig(grad_clip=1e-3, **{**FAST, "batch_size": 4}),
-                 tmp_path, torch.device("cpu"), 0, 1, {})
+    loop = _Loop(
+        make_model(),
+        images,
+        TrainConfig(grad_clip=1e-3, **{**FAST, "batch_size": 4}),
+        tmp_path,
+        torch.device("cpu"),
+        0,
+        1,
+        {},
+    )
     loss, _ = loop._forward(loop.batches.batch(0))
     norm_before, ok = loop._backward(loss * 1e3)
     norm_after = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in loop.model.parameters()]))
@@ -226,9 +254,11 @@ def test_time_budget_stops_early_with_a_checkpoint(images, tmp_path):
 
 # --- records --------------------------------------------------------------------------------------
 
+
 def test_metrics_config_and_samples_are_recorded(images, tmp_path):
-    result = train(make_model(), images, TrainConfig(steps=6, **FAST), tmp_path / "run",
-                   model_config={"width": 8})
+    result = train(
+        make_model(), images, TrainConfig(steps=6, **FAST), tmp_path / "run", model_config={"width": 8}
+    )
     records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in records] == [2, 4, 6]
     for key in ("loss", "mse", "lr", "grad_norm", "img_per_s", "skipped", "epoch"):
@@ -250,8 +280,12 @@ def test_run_name_resolves_under_smoke_outputs(images, isolated_outputs, monkeyp
 
 def test_wandb_is_mirrored_when_enabled_and_absent_wandb_is_fine(images, tmp_path, monkeypatch):
     calls = []
-    fake = types.SimpleNamespace(init=lambda **kw: types.SimpleNamespace(
-        log=lambda record, step: calls.append((step, record["loss"])), finish=lambda: calls.append("finish")))
+    fake = types.SimpleNamespace(
+        init=lambda **kw: types.SimpleNamespace(
+            log=lambda record, step: calls.append((step, record["loss"])),
+            finish=lambda: calls.append("finish"),
+        )
+    )
     monkeypatch.setitem(sys.modules, "wandb", fake)
     monkeypatch.setenv("WANDB_MODE", "offline")
     train(make_model(), images, TrainConfig(steps=4, **FAST), tmp_path / "mirrored")
@@ -268,12 +302,15 @@ def test_wandb_is_mirrored_when_enabled_and_absent_wandb_is_fine(images, tmp_pat
 
 def test_wandb_that_fails_to_start_warns_once_and_training_keeps_local_records(images, tmp_path, monkeypatch):
     """Installed but not logged in (or offline, or misconfigured): wandb.init raises; the run must go on."""
+
     def refuse(**kwargs):
         raise RuntimeError("api_key not configured (no-tty)")
 
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=refuse))
     monkeypatch.setenv("WANDB_MODE", "online")
-    with pytest.warns(UserWarning, match=r"wandb\.init failed.*api_key not configured.*metrics\.jsonl") as caught:
+    with pytest.warns(
+        UserWarning, match=r"wandb\.init failed.*api_key not configured.*metrics\.jsonl"
+    ) as caught:
         result = train(make_model(), images, TrainConfig(steps=4, **FAST), tmp_path / "run")
     assert result.step == 4 and len([w for w in caught if "wandb" in str(w.message)]) == 1
     assert [r["step"] for r in read_jsonl(tmp_path / "run" / "metrics.jsonl")] == [2, 4]
@@ -281,8 +318,11 @@ def test_wandb_that_fails_to_start_warns_once_and_training_keeps_local_records(i
 
 def test_wandb_mode_from_the_environment_reaches_wandb_init(images, tmp_path, monkeypatch):
     seen = {}
-    fake = types.SimpleNamespace(init=lambda **kw: seen.update(kw) or types.SimpleNamespace(
-        log=lambda record, step: None, finish=lambda: None))
+    fake = types.SimpleNamespace(
+        init=lambda **kw: (
+            seen.update(kw) or types.SimpleNamespace(log=lambda record, step: None, finish=lambda: None)
+        )
+    )
     monkeypatch.setitem(sys.modules, "wandb", fake)
     monkeypatch.setenv("WANDB_MODE", "offline")
     train(make_model(), images, TrainConfig(steps=2, **FAST), tmp_path / "run")
@@ -292,6 +332,7 @@ def test_wandb_mode_from_the_environment_reaches_wandb_init(images, tmp_path, mo
 def test_ddp_ranks_agree_on_skipping_a_non_finite_update(images, tmp_path, monkeypatch):
     """Finiteness is reduced with MIN across ranks (one bad rank makes all skip); one process never syncs."""
     import torch.distributed as dist
+
     reductions = []
 
     def other_rank_was_bad(tensor, op=None):
@@ -301,21 +342,33 @@ def test_ddp_ranks_agree_on_skipping_a_non_finite_update(images, tmp_path, monke
     monkeypatch.setattr(dist, "all_reduce", other_rank_was_bad)
     loop = _Loop(make_model(), images, TrainConfig(**FAST), tmp_path, torch.device("cpu"), 0, 1, {})
     loss, _ = loop._forward(loop.batches.batch(0))
-    assert loop._backward(loss)[1] and reductions == []     # single process: no collective call
-    loop.world = 2                                            # as if under torchrun (DDP wrapping not needed here)
+    assert loop._backward(loss)[1] and reductions == []  # single process: no collective call
+    loop.world = 2  # as if under torchrun (DDP wrapping not needed here)
     loss, _ = loop._forward(loop.batches.batch(1))
     assert not loop._backward(loss)[1] and reductions == [dist.ReduceOp.MIN]
 
 
-@pytest.mark.parametrize("field, value", [("steps", 0), ("batch_size", 0), ("lr", -1.0), ("amp", "fp8"),
-                                          ("optimizer", "sgd"), ("schedule", "linear"), ("ema_decay", 1.0),
-                                          ("grad_clip", -1.0), ("max_bad_steps", 0)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("steps", 0),
+        ("batch_size", 0),
+        ("lr", -1.0),
+        ("amp", "fp8"),
+        ("optimizer", "sgd"),
+        ("schedule", "linear"),
+        ("ema_decay", 1.0),
+        ("grad_clip", -1.0),
+        ("max_bad_steps", 0),
+    ],
+)
 def test_invalid_train_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"TrainConfig.{field}"):
         TrainConfig(**{field: value})
 
 
 # --- what a checkpoint carries across an interruption ----------------------------------------------
+
 
 def test_after_a_resume_the_first_record_covers_the_same_steps_as_an_uninterrupted_run(images, tmp_path):
     """The log window is checkpointed: stopping at step 5 (mid-window) writes no record there, and the record at
@@ -327,7 +380,9 @@ def test_after_a_resume_the_first_record_covers_the_same_steps_as_an_uninterrupt
     whole, split = (read_jsonl(tmp_path / run / "metrics.jsonl") for run in ("whole", "split"))
     assert [r["step"] for r in split] == [r["step"] for r in whole] == [2, 4, 6, 8]
     for a, b in zip(whole, split):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["mse"] == pytest.approx(b["mse"], rel=1e-6)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["mse"] == pytest.approx(
+            b["mse"], rel=1e-6
+        )
 
 
 def test_a_stop_and_resume_does_not_move_the_step_where_a_non_finite_streak_stops_the_run(images, tmp_path):
@@ -362,7 +417,9 @@ class ExplodingDenoiser(TinyDenoiser):
     def loss(self, x, step):
         loss, stats = super().loss(x, step)
         if step == self.explode_at:
-            self.net[0].weight.data[0, 0, 0, 0] = float("inf")  # after the forward pass: this step looks finite
+            self.net[0].weight.data[0, 0, 0, 0] = float(
+                "inf"
+            )  # after the forward pass: this step looks finite
         return loss, stats
 
 

@@ -1,4 +1,5 @@
 """Beta-VAE and IWAE: distributions, bounds, estimators and the models' behaviour (CPU, < 60 s)."""
+
 from __future__ import annotations
 
 import json
@@ -10,13 +11,23 @@ import pytest
 import torch
 from torch import nn
 
-from lib import losses, metrics, results
+from lib import losses, metrics
 from lib.dists import DISCRETE_LIKELIHOODS, DiagonalGaussian, standard_normal_log_prob
-from lib.models import MODELS, VAE, BetaVAE, BetaVAEConfig, IWAE, IWAEConfig
-from lib.train import train
-from lib.findings import iwae_k_claims
 from lib.metrics import elbo_terms
-from lib.models import beta_vae_terms, check_beta_sweep, objective_name
+from lib.models import (
+    IWAE,
+    MODELS,
+    VAE,
+    BetaVAE,
+    BetaVAEConfig,
+    IWAEConfig,
+    beta_vae_terms,
+    check_beta_sweep,
+    objective_name,
+)
+from lib.train import train
+from lib.workbook import results
+from lib.workbook.findings import iwae_k_claims
 
 TINY = dict(latent_dim=4, widths=(4, 8))
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -34,8 +45,8 @@ class LinearGaussian(nn.Module):
         self.W = nn.Parameter(torch.randn(n_x, n_z, generator=g))  # the "decoder" parameter
         self.b, self.sigma = torch.randn(n_x, generator=g), sigma
         # q: the exact posterior's mean, its marginal variances inflated by e^0.5 and no correlations
-        cov = torch.linalg.inv(torch.eye(n_z) + (self.W.T @ self.W).detach() / sigma ** 2)
-        A = cov @ self.W.T.detach() / sigma ** 2
+        cov = torch.linalg.inv(torch.eye(n_z) + (self.W.T @ self.W).detach() / sigma**2)
+        A = cov @ self.W.T.detach() / sigma**2
         self.A, self.c = nn.Parameter(A.detach().clone()), nn.Parameter(-(A @ self.b).detach())
         self.logvar = nn.Parameter(cov.diagonal().log().detach() + 0.5)
 
@@ -48,7 +59,7 @@ class LinearGaussian(nn.Module):
     log_weights = VAE.log_weights
 
     def true_log_px(self, x):
-        cov = self.W @ self.W.T + self.sigma ** 2 * torch.eye(len(self.b))
+        cov = self.W @ self.W.T + self.sigma**2 * torch.eye(len(self.b))
         return torch.distributions.MultivariateNormal(self.b, cov).log_prob(x)
 
 
@@ -59,6 +70,7 @@ def linear():
 
 
 # --- distributions ---------------------------------------------------------------------------------------------
+
 
 def test_gaussian_kl_matches_monte_carlo():
     torch.manual_seed(0)
@@ -84,6 +96,7 @@ def test_discrete_likelihood_sums_to_one(name, mean, log_scale):
 
 
 # --- bounds and estimators ---------------------------------------------------------------------------------
+
 
 def losses_on_the_same_noise(models, x, step: int, seed: int = 1) -> list[torch.Tensor]:
     """Each model's loss on x with the same posterior noise (the RNG reseeded before each)."""
@@ -121,7 +134,10 @@ def test_iwae_bound_does_not_decrease_with_k(linear):
     torch.manual_seed(0)
     x = linear.b + torch.randn(64, 4)
     with torch.no_grad():
-        means = [float(metrics.importance_log_likelihood(linear, x.repeat(50, 1), k=k).mean()) for k in (1, 2, 5, 20)]
+        means = [
+            float(metrics.importance_log_likelihood(linear, x.repeat(50, 1), k=k).mean())
+            for k in (1, 2, 5, 20)
+        ]
     assert all(a < b for a, b in zip(means, means[1:])), means
 
 
@@ -159,6 +175,7 @@ def test_dreg_and_iwae_gradients_agree_in_expectation(linear):
 
 # --- metrics ------------------------------------------------------------------------------------------------
 
+
 def test_active_units_marks_a_planted_collapsed_dimension():
     torch.manual_seed(0)
     mu = torch.randn(500, 6)
@@ -179,12 +196,20 @@ def test_vae_metrics_on_a_tiny_model(images):
 
 # --- configs and models -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("make,field", [
-    (lambda: BetaVAEConfig(beta=-0.5), "beta"), (lambda: BetaVAEConfig(latent_dim=0), "latent_dim"),
-    (lambda: IWAEConfig(k=0), r"\.k "), (lambda: IWAEConfig(latent_dim=0), "latent_dim"),
-    (lambda: IWAEConfig(likelihood="normal"), "likelihood"), (lambda: BetaVAEConfig(beta=float("nan")), "beta"),
-    (lambda: IWAEConfig(k=5.0), r"\.k must be int"), (lambda: losses.beta_elbo(torch.zeros(1), torch.zeros(1), -1.0), "beta"),
-])
+
+@pytest.mark.parametrize(
+    "make,field",
+    [
+        (lambda: BetaVAEConfig(beta=-0.5), "beta"),
+        (lambda: BetaVAEConfig(latent_dim=0), "latent_dim"),
+        (lambda: IWAEConfig(k=0), r"\.k "),
+        (lambda: IWAEConfig(latent_dim=0), "latent_dim"),
+        (lambda: IWAEConfig(likelihood="normal"), "likelihood"),
+        (lambda: BetaVAEConfig(beta=float("nan")), "beta"),
+        (lambda: IWAEConfig(k=5.0), r"\.k must be int"),
+        (lambda: losses.beta_elbo(torch.zeros(1), torch.zeros(1), -1.0), "beta"),
+    ],
+)
 def test_bad_input_raises_value_error_naming_the_field(make, field):
     with pytest.raises(ValueError, match=field):
         make()
@@ -200,8 +225,13 @@ def test_beta_elbo_terms_and_capacity():
     assert float(capacity["capacity_elbo"]) == -110.0 and "beta_elbo" not in capacity  # |10 - 15| * 2 = 10
 
 
-@pytest.mark.parametrize("name,cfg", [("beta_vae", BetaVAEConfig(**TINY, beta=2.0, likelihood="gaussian")),
-                                      ("iwae", IWAEConfig(**TINY, k=3, dreg=True))])
+@pytest.mark.parametrize(
+    "name,cfg",
+    [
+        ("beta_vae", BetaVAEConfig(**TINY, beta=2.0, likelihood="gaussian")),
+        ("iwae", IWAEConfig(**TINY, k=3, dreg=True)),
+    ],
+)
 def test_tiny_models_train_and_sample(name, cfg, images, tmp_path):
     _, train_cfg = MODELS[name].presets["tiny"]
     model = MODELS[name].build(cfg)
@@ -218,6 +248,7 @@ def test_tiny_models_train_and_sample(name, cfg, images, tmp_path):
 
 # --- the sweep's objective naming and verdicts (lib.models.vae, lib.findings) -----------------------------------------------------
 
+
 def test_capacity_objective_ignores_beta_so_a_beta_sweep_under_it_is_refused():
     cfg = BetaVAEConfig(**TINY, capacity_max=20.0, capacity_steps=100)
     a, b = BetaVAE(cfg).eval(), BetaVAE(replace(cfg, beta=4.0)).eval()
@@ -230,9 +261,13 @@ def test_capacity_objective_ignores_beta_so_a_beta_sweep_under_it_is_refused():
     check_beta_sweep([0.5, 4.0], capacity_max=0.0)
 
 
-@pytest.mark.parametrize("cfg,name", [
-    (BetaVAEConfig(**TINY, beta=4.0), "beta_elbo"),
-    (BetaVAEConfig(**TINY, beta=4.0, capacity_max=20.0, capacity_steps=100, gamma=2.0), "capacity_elbo")])
+@pytest.mark.parametrize(
+    "cfg,name",
+    [
+        (BetaVAEConfig(**TINY, beta=4.0), "beta_elbo"),
+        (BetaVAEConfig(**TINY, beta=4.0, capacity_max=20.0, capacity_steps=100, gamma=2.0), "capacity_elbo"),
+    ],
+)
 def test_reported_objective_is_the_one_the_model_trains_under_its_own_name(cfg, name, images):
     torch.manual_seed(0)
     model = BetaVAE(cfg).eval()
@@ -253,8 +288,12 @@ def test_iwae_k_claims_are_verdicts_computed_from_the_numbers():
     def row(k, log_px_k, train_bound, n_active):
         return dict(k=k, log_px_k=log_px_k, train_bound=train_bound, n_active=n_active)
 
-    text = iwae_k_claims([row(50, -90.0, -88.0, 20), row(1, -100.0, -95.0, 10), row(5, -95.0, -96.0, 20)], 5000)
-    assert "test L_5000 -100.0 -> -95.0 -> -90.0 nats: holds (rises at every larger k)" in text  # ordered by k
+    text = iwae_k_claims(
+        [row(50, -90.0, -88.0, 20), row(1, -100.0, -95.0, 10), row(5, -95.0, -96.0, 20)], 5000
+    )
+    assert (
+        "test L_5000 -100.0 -> -95.0 -> -90.0 nats: holds (rises at every larger k)" in text
+    )  # ordered by k
     assert "-95.0 -> -96.0 -> -88.0 nats: does not hold (falls from k=1 -> 5)" in text
     assert "10 -> 20 -> 20: holds only weakly (no change from k=5 -> 50)" in text
     assert "cannot be checked with one k" in iwae_k_claims([row(5, -1.0, -1.0, 3)], 64)
@@ -264,9 +303,11 @@ def test_iwae_k_claims_are_verdicts_computed_from_the_numbers():
 def test_notebook_setup_cells_run_on_the_real_path(name):
     """Imports, parameters and the derivation cell with SMOKE False: names only the real path reads
     (results.N_BANK) must be imported before it, which the smoke run cannot show."""
-    cells = [c for c in json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"] if c["cell_type"] == "code"]
+    cells = [
+        c for c in json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"] if c["cell_type"] == "code"
+    ]
     start = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
-    imports, parameters, derived = ("".join(c["source"]) for c in cells[start - 1:start + 2])
+    imports, parameters, derived = ("".join(c["source"]) for c in cells[start - 1 : start + 2])
     namespace = {}
     for source in (imports, parameters, derived):
         exec(source, namespace)

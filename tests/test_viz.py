@@ -1,4 +1,5 @@
 """Behavioural tests of lib.viz: grid layout, dtype handling, histogram counts, curves, input checks."""
+
 import json
 
 import numpy as np
@@ -6,12 +7,16 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from lib import viz, viz_compare
+from lib.viz import compare as viz_compare
+from lib.viz import core as viz
 
 
 def numbered_images(n: int, size: int = 4) -> np.ndarray:
     """uint8 (n, 3, size, size) images where image i is filled with value i and channel c adds 100 c."""
-    x = np.arange(n, dtype=np.uint8)[:, None, None, None] + np.array([0, 100, 200], np.uint8)[None, :, None, None]
+    x = (
+        np.arange(n, dtype=np.uint8)[:, None, None, None]
+        + np.array([0, 100, 200], np.uint8)[None, :, None, None]
+    )
     return np.broadcast_to(x, (n, 3, size, size)).copy()
 
 
@@ -21,8 +26,8 @@ def test_image_grid_places_image_i_at_its_tile():
     assert grid.shape == (3 * 6 + 2, 3 * 6 + 2, 3) and grid.dtype == np.uint8
     for i in range(7):
         top, left = 2 + (i // 3) * 6, 2 + (i % 3) * 6
-        np.testing.assert_array_equal(grid[top:top + 4, left:left + 4], x[i].transpose(1, 2, 0))
-    assert (grid[:2] == 255).all() and (grid[2 + 2 * 6:, 2 + 6:] == 255).all()  # padding and unused tiles
+        np.testing.assert_array_equal(grid[top : top + 4, left : left + 4], x[i].transpose(1, 2, 0))
+    assert (grid[:2] == 255).all() and (grid[2 + 2 * 6 :, 2 + 6 :] == 255).all()  # padding and unused tiles
 
 
 def test_image_grid_uint8_float_and_tensor_inputs_agree():
@@ -77,7 +82,9 @@ def test_class_grid_has_one_labelled_row_per_class():
     assert [t.get_text() for t in ax.get_yticklabels()] == list(classes)
     grid = ax.images[0].get_array()
     assert grid.shape[:2] == (3 * 6 + 2, 2 * 6 + 2)
-    np.testing.assert_array_equal(grid[2 + 6:2 + 6 + 4, 2 + 6:2 + 6 + 4, 0], 4)  # class b's 2nd image is x[4]
+    np.testing.assert_array_equal(
+        grid[2 + 6 : 2 + 6 + 4, 2 + 6 : 2 + 6 + 4, 0], 4
+    )  # class b's 2nd image is x[4]
 
 
 def test_show_grid_and_mean_images_return_figures():
@@ -90,7 +97,9 @@ def test_show_grid_and_mean_images_return_figures():
 
 def test_plot_curves_reads_jsonl_and_draws_one_panel_per_key(tmp_path):
     records = [{"step": s, "loss": 1.0 / (s + 1), "lr": 1e-3, "note": "x"} for s in range(5)]
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + '{"step": 5, "lo')
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records) + '{"step": 5, "lo'
+    )
     fig = viz.plot_curves(tmp_path)  # a run folder; the torn last line is skipped
     assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["loss", "lr"]
     line = fig.axes[0].lines[0]
@@ -98,7 +107,9 @@ def test_plot_curves_reads_jsonl_and_draws_one_panel_per_key(tmp_path):
     np.testing.assert_allclose(line.get_ydata(), [r["loss"] for r in records])
     fig = viz.plot_curves(tmp_path / "metrics.jsonl", keys=["loss"], smooth=0.5, logy=["loss"])
     assert len(fig.axes) == 1 and fig.axes[0].get_yscale() == "log"
-    assert len(fig.axes[0].lines) == 1  # 5 points are drawn as they are: smoothing them would only distort them
+    assert (
+        len(fig.axes[0].lines) == 1
+    )  # 5 points are drawn as they are: smoothing them would only distort them
     many = [{"step": s, "loss": 1.0 / (s + 1)} for s in range(viz.MIN_POINTS_TO_SMOOTH)]
     assert len(viz.plot_curves(many, smooth=0.5).axes[0].lines) == 2  # logged and smoothed
     with pytest.raises(ValueError, match="numeric metrics"):
@@ -130,7 +141,9 @@ def test_curve_smoothing_does_not_lag_and_is_labelled():
     values = np.linspace(1000.0, 400.0, 60) + np.random.default_rng(0).normal(0, 10, 60)
     values[30] = np.nan  # a skipped (non-finite) record gets no weight
     smooth = viz.smoothed(values, 0.9)
-    assert abs(smooth[-1] - 400.0) < 15 and abs(smooth[0] - 1000.0) < 15  # an EMA of weight 0.9 ends ~90 too high
+    assert (
+        abs(smooth[-1] - 400.0) < 15 and abs(smooth[0] - 1000.0) < 15
+    )  # an EMA of weight 0.9 ends ~90 too high
     assert np.isfinite(smooth).all() and np.std(np.diff(smooth)) < np.nanstd(np.diff(values))
     records = [{"step": i, "loss": float(v), "kl": float(v) / 10} for i, v in enumerate(values)]
     fig = viz.plot_curves(records, keys=["loss", "kl"], smooth=0.9, logy=["loss"])
@@ -142,7 +155,7 @@ def test_curve_smoothing_does_not_lag_and_is_labelled():
 
 
 def test_count_plots_get_integer_ticks():
-    from lib import viz_vae
+    from lib.viz import vae as viz_vae
 
     fig = viz_vae.plot_against([1, 5, 50], {"active units": [3, 4, 6]}, "k", "active units", logx=True)
     fig.canvas.draw()
@@ -150,7 +163,7 @@ def test_count_plots_get_integer_ticks():
 
 
 def test_png_display_is_registered_when_no_backend_did():
-    IPython = pytest.importorskip("IPython")
+    pytest.importorskip("IPython")
     from IPython.core.interactiveshell import InteractiveShell
     from matplotlib.figure import Figure
 
@@ -165,13 +178,36 @@ def test_png_display_is_registered_when_no_backend_did():
 
 
 def test_fid_real_floor_figure_draws_the_calibration_rows():
-    rows = [{"comparison": "test vs train", "n": 2000, "n_reference": 2000, "fid": 25.0},
-            {"comparison": "test vs train", "n": 1000, "n_reference": 1000, "fid": 47.0},
-            {"comparison": "test vs train", "n": 1000, "n_reference": 2000, "fid": 38.0},  # not n vs n: left out
-            {"comparison": "test halves", "n": 1500, "n_reference": 1500, "fid": 33.0},
-            {"comparison": "clean", "n": 1000, "n_reference": 1000, "fid": 47.0, "degradation": "none", "sigma": 0.0},
-            {"comparison": "blur", "n": 1000, "n_reference": 1000, "fid": 60.0, "degradation": "blur", "sigma": 0.6},
-            {"comparison": "jpeg", "n": 1000, "n_reference": 1000, "fid": 47.5, "degradation": "jpeg", "quality": 75}]
+    rows = [
+        {"comparison": "test vs train", "n": 2000, "n_reference": 2000, "fid": 25.0},
+        {"comparison": "test vs train", "n": 1000, "n_reference": 1000, "fid": 47.0},
+        {"comparison": "test vs train", "n": 1000, "n_reference": 2000, "fid": 38.0},  # not n vs n: left out
+        {"comparison": "test halves", "n": 1500, "n_reference": 1500, "fid": 33.0},
+        {
+            "comparison": "clean",
+            "n": 1000,
+            "n_reference": 1000,
+            "fid": 47.0,
+            "degradation": "none",
+            "sigma": 0.0,
+        },
+        {
+            "comparison": "blur",
+            "n": 1000,
+            "n_reference": 1000,
+            "fid": 60.0,
+            "degradation": "blur",
+            "sigma": 0.6,
+        },
+        {
+            "comparison": "jpeg",
+            "n": 1000,
+            "n_reference": 1000,
+            "fid": 47.5,
+            "degradation": "jpeg",
+            "quality": 75,
+        },
+    ]
     fig = viz_compare.fid_real_floor_figure({"comparisons": rows, "published": {"n": 5000, "fid": 10.3}})
     left, right = fig.axes
     curve, halves, star = left.lines

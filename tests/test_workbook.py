@@ -1,4 +1,5 @@
 """The notebook runner: order, failures that do not stop the rest, parameters, profiles, the summary."""
+
 from __future__ import annotations
 
 import re
@@ -6,10 +7,11 @@ import re
 import nbformat
 import pytest
 
-from lib import workbook
+from lib.workbook import runner as workbook
 
-
-PARAMETERS = "SMOKE = False\nSCALE = 1\nBETAS = [1.0]  # e.g. BETAS=[4.0]: papermill's inspector skips this line"
+PARAMETERS = (
+    "SMOKE = False\nSCALE = 1\nBETAS = [1.0]  # e.g. BETAS=[4.0]: papermill's inspector skips this line"
+)
 
 
 def write_notebook(path, *cells, parameters=PARAMETERS):
@@ -25,29 +27,41 @@ def write_notebook(path, *cells, parameters=PARAMETERS):
 def books(tmp_path):
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    write_notebook(folder / "00_first.ipynb", "from lib.results import report_key_figure\n"
-                   "report_key_figure('scaled', 2.5 * SCALE * sum(BETAS), 'units')")
+    write_notebook(
+        folder / "00_first.ipynb",
+        "from lib.workbook.results import report_key_figure\n"
+        "report_key_figure('scaled', 2.5 * SCALE * sum(BETAS), 'units')",
+    )
     write_notebook(folder / "01_broken.ipynb", "raise ValueError('on purpose')")
-    write_notebook(folder / "02_last.ipynb", "import os\nassert SMOKE == (os.environ['WORKBOOK_SMOKE'] == '1')\n"
-                   "open('ran.txt', 'w').write(str(SMOKE))", parameters="SMOKE = False")
+    write_notebook(
+        folder / "02_last.ipynb",
+        "import os\nassert SMOKE == (os.environ['WORKBOOK_SMOKE'] == '1')\n"
+        "open('ran.txt', 'w').write(str(SMOKE))",
+        parameters="SMOKE = False",
+    )
     (folder / "notes.ipynb").write_text("not a numbered notebook, never run")
     return folder
 
 
 def test_runs_all_in_order_continues_after_a_failure_and_exits_nonzero(books, tmp_path, capsys):
-    code = workbook.main(["--profile", "smoke", "-p", "SCALE", "4"], notebooks_dir=books, outputs=tmp_path / "out")
+    code = workbook.main(
+        ["--profile", "smoke", "-p", "SCALE", "4"], notebooks_dir=books, outputs=tmp_path / "out"
+    )
     out = capsys.readouterr().out
     assert code == 1
     assert out.index("00_first") < out.index("01_broken") < out.index("02_last")
     # In [3]: the raising cell comes after the parameters cell and the one papermill injects
     assert re.search(r"In \[3\] ValueError: on purpose \(partial notebook: .*01_broken.ipynb\)", out)
     assert "2 ok, 1 failed" in out
-    table = out[out.index("workbook summary (smoke profile)"):].splitlines()
+    table = out[out.index("workbook summary (smoke profile)") :].splitlines()
     assert table[3].split()[:2] == ["00_first", "ok"] and table[3].endswith("scaled = 10 units")  # SCALE=4
     assert table[4].split()[:2] == ["01_broken", "FAILED"] and table[4].endswith("-")  # no key figure
-    assert (books / "ran.txt").read_text() == "True"           # the notebook after the failure still ran
+    assert (books / "ran.txt").read_text() == "True"  # the notebook after the failure still ran
     assert sorted(p.name for p in (tmp_path / "out" / "smoke" / "notebooks").iterdir()) == [
-        "00_first.ipynb", "01_broken.ipynb", "02_last.ipynb"]  # the failed one is kept, partially executed
+        "00_first.ipynb",
+        "01_broken.ipynb",
+        "02_last.ipynb",
+    ]  # the failed one is kept, partially executed
 
 
 def test_full_profile_writes_outputs_notebooks_and_passes_smoke_false(books, tmp_path):
@@ -59,7 +73,9 @@ def test_full_profile_writes_outputs_notebooks_and_passes_smoke_false(books, tmp
 
 def test_unknown_parameter_is_refused_before_anything_runs(books, tmp_path):
     with pytest.raises(SystemExit, match=r"unknown notebook parameter\(s\) \['BETA'\].*'BETAS', 'SCALE'"):
-        workbook.main(["--profile", "smoke", "-p", "BETA", "4.0"], notebooks_dir=books, outputs=tmp_path / "out")
+        workbook.main(
+            ["--profile", "smoke", "-p", "BETA", "4.0"], notebooks_dir=books, outputs=tmp_path / "out"
+        )
     assert not (tmp_path / "out").exists() and not (books / "ran.txt").exists()
 
 
@@ -67,7 +83,10 @@ def test_parameters_go_only_to_notebooks_that_declare_them(books):
     assert workbook.declared_parameters(books / "00_first.ipynb") == {"SMOKE", "SCALE", "BETAS"}
     shares = workbook.parameters_for(sorted(books.glob("0*.ipynb")), {"SCALE": 3, "BETAS": [2.0]})
     assert {nb.stem: share for nb, share in shares.items()} == {
-        "00_first": {"SCALE": 3, "BETAS": [2.0]}, "01_broken": {"SCALE": 3, "BETAS": [2.0]}, "02_last": {}}
+        "00_first": {"SCALE": 3, "BETAS": [2.0]},
+        "01_broken": {"SCALE": 3, "BETAS": [2.0]},
+        "02_last": {},
+    }
 
 
 def test_yaml_parameters_carry_lists_and_p_wins_over_y(books, tmp_path, capsys):
@@ -76,8 +95,20 @@ def test_yaml_parameters_carry_lists_and_p_wins_over_y(books, tmp_path, capsys):
     assert "scaled = 15 units" in capsys.readouterr().out  # 2.5 * 2 * (2.0 + 1.0)
 
 
-@pytest.mark.parametrize("text, value", [("4", 4), ("-2", -2), ("4.0", 4.0), ("1e-3", 1e-3), ("True", True),
-                                         ("False", False), ("None", None), ("true", "true"), ("beta", "beta")])
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("4", 4),
+        ("-2", -2),
+        ("4.0", 4.0),
+        ("1e-3", 1e-3),
+        ("True", True),
+        ("False", False),
+        ("None", None),
+        ("true", "true"),
+        ("beta", "beta"),
+    ],
+)
 def test_parameter_values_are_typed_like_papermill(text, value):  # papermill's -p is case-sensitive too
     assert workbook.parse_value(text) == value and type(workbook.parse_value(text)) is type(value)
 
@@ -86,30 +117,38 @@ def test_profile_choice(monkeypatch):
     monkeypatch.setenv("WORKBOOK_PROFILE", "full")
     assert workbook.choose_profile("auto") == "full"
     assert workbook.choose_profile("smoke") == "smoke"
-    with pytest.raises(SystemExit, match="profile must be"):
+    with pytest.raises(SystemExit, match="choose one of"):
         workbook.choose_profile("medium")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["-p", "SCALE", "beta"], r"SCALE of 00_first expects int \(its default is 1\), got str 'beta'"),
-    (["-p", "SCALE", "2.5"], "SCALE of 00_first expects int"),
-    (["-p", "SCALE", "True"], "SCALE of 00_first expects int"),
-    (["-y", "BETAS: 4.0"], r"BETAS of 00_first expects a list like \[1.0\], got float 4.0"),
-    (["-y", "BETAS: [4.0, four]"], "BETAS of 00_first expects a list of float: item expects float"),
-    (["-p", "NAME", "3"], "NAME of 00_first expects str")])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["-p", "SCALE", "beta"], r"SCALE of 00_first expects int \(its default is 1\), got str 'beta'"),
+        (["-p", "SCALE", "2.5"], "SCALE of 00_first expects int"),
+        (["-p", "SCALE", "True"], "SCALE of 00_first expects int"),
+        (["-y", "BETAS: 4.0"], r"BETAS of 00_first expects a list like \[1.0\], got float 4.0"),
+        (["-y", "BETAS: [4.0, four]"], "BETAS of 00_first expects a list of float: item expects float"),
+        (["-p", "NAME", "3"], "NAME of 00_first expects str"),
+    ],
+)
 def test_a_parameter_of_the_wrong_type_is_refused_before_anything_runs(books, tmp_path, argv, message):
-    write_notebook(books / "00_first.ipynb", "pass",
-                   parameters=PARAMETERS + "\nNAME = 'x'")
+    write_notebook(books / "00_first.ipynb", "pass", parameters=PARAMETERS + "\nNAME = 'x'")
     with pytest.raises(SystemExit, match=message):
         workbook.main(["--profile", "smoke", *argv], notebooks_dir=books, outputs=tmp_path / "out")
     assert not (tmp_path / "out").exists() and not (books / "ran.txt").exists()
 
 
 def test_values_that_fit_their_defaults_pass_the_type_check(books):
-    write_notebook(books / "00_first.ipynb", "pass",
-                   parameters=PARAMETERS + "\nSMOOTH = None\nRATE = 0.5\nDERIVED = bool(SCALE)")
-    shares = workbook.parameters_for([books / "00_first.ipynb"], {
-        "RATE": 2, "SMOOTH": "anything", "BETAS": [2, 4.5], "DERIVED": "not checked", "SCALE": 3})
+    write_notebook(
+        books / "00_first.ipynb",
+        "pass",
+        parameters=PARAMETERS + "\nSMOOTH = None\nRATE = 0.5\nDERIVED = bool(SCALE)",
+    )
+    shares = workbook.parameters_for(
+        [books / "00_first.ipynb"],
+        {"RATE": 2, "SMOOTH": "anything", "BETAS": [2, 4.5], "DERIVED": "not checked", "SCALE": 3},
+    )
     assert shares[books / "00_first.ipynb"]["RATE"] == 2
 
 
@@ -134,9 +173,12 @@ def test_figures_display_as_images_under_the_agg_backend(tmp_path, monkeypatch, 
     monkeypatch.setenv("MPLBACKEND", "Agg")
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    write_notebook(folder / "00_plot.ipynb", "import numpy as np\nfrom IPython.display import display\n"
-                   "from lib import viz\ndisplay(viz.show_grid(np.zeros((4, 3, 8, 8), np.uint8)))",
-                   parameters="SMOKE = False")
+    write_notebook(
+        folder / "00_plot.ipynb",
+        "import numpy as np\nfrom IPython.display import display\n"
+        "from lib import viz\ndisplay(viz.show_grid(np.zeros((4, 3, 8, 8), np.uint8)))",
+        parameters="SMOKE = False",
+    )
     nb = nbformat.read(folder / "00_plot.ipynb", as_version=4)
     nb.metadata["workbook"] = {"shows_figures": True}
     nbformat.write(nb, folder / "00_plot.ipynb")

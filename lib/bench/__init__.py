@@ -8,6 +8,7 @@ device, torch version and settings. Training is timed through lib.train's own lo
 model's own sampler. `all --out DIR` writes DIR/<device>.json after every row, so a cut-off run keeps what it
 measured; `--tiny` rehearses everything on tiny presets (a CPU minute); `--budget_s` skips rows once spent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,13 +19,17 @@ from pathlib import Path
 
 import torch
 
-from ..runs import describe_device, pick_device
+from ..common.devices import describe_device, pick_device
 from .flops import ISSUE_PEAK_H100_CLASS, count_flops, peak_bf16
 from .suites import REFERENCE, SUITES, Case
 from .timing import mode_config, time_sampling, time_training
 
 __all__ = ["count_flops", "main", "peak_bf16", "SUITES"]
-FAMILIES = ("ncsn", "nvae", "vae")  # the order of `all`: the slowest compiles first, while the budget is fresh
+FAMILIES = (
+    "ncsn",
+    "nvae",
+    "vae",
+)  # the order of `all`: the slowest compiles first, while the budget is fresh
 
 
 def measure_flops(case: Case, device: torch.device) -> dict:
@@ -34,8 +39,11 @@ def measure_flops(case: Case, device: torch.device) -> dict:
     train = count_flops(lambda: model.loss(x2, 0)[0].backward()) / 2 / 1e9
     with torch.no_grad():
         evaluation = count_flops(lambda: case.evaluate(model.eval(), x2)) / 2 / 1e9
-    return {"parameters": sum(p.numel() for p in model.parameters()), "gflop_per_image_train_step": train,
-            "gflop_per_evaluation": evaluation}
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "gflop_per_image_train_step": train,
+        "gflop_per_evaluation": evaluation,
+    }
 
 
 def measure(case: Case, mode: str, flops: dict, args, device: torch.device, peak: float | None) -> dict:
@@ -46,8 +54,19 @@ def measure(case: Case, mode: str, flops: dict, args, device: torch.device, peak
         cfg = mode_config(case.train_cfg, mode, case.batch, compile=not args.no_compile)
         row.update(batch=case.batch, **time_training(model, cfg, device, args.warmup, args.steps))
         row["train_tflop_per_s"] = flops["gflop_per_image_train_step"] * row["train_img_per_s"] / 1e3
-        row["settings"] = {k: getattr(cfg, k) for k in ("amp", "compile", "compile_mode", "channels_last",
-                                                        "fused_optimizer", "cudnn_benchmark", "tf32", "optimizer")}
+        row["settings"] = {
+            k: getattr(cfg, k)
+            for k in (
+                "amp",
+                "compile",
+                "compile_mode",
+                "channels_last",
+                "fused_optimizer",
+                "cudnn_benchmark",
+                "tf32",
+                "optimizer",
+            )
+        }
     model = model.to(device)
     row.update(time_sampling(case.draw(model, mode, device), device, args.sample_repeats))
     row["sample_tflop_per_s"] = flops["gflop_per_evaluation"] * row["sample_evaluations_per_s"] / 1e3
@@ -68,25 +87,42 @@ def header(args, device: torch.device) -> dict:
     peak = peak_bf16(name)
     if "H100" in name or "H200" in name:
         peak["issue_peak_bf16_tflops"] = ISSUE_PEAK_H100_CLASS
-    return {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda, **peak,
-            "settings": {k: v for k, v in vars(args).items() if k not in ("family", "out")},
-            "modes": {"plain": "fp32, eager, no channels-last, for-loop/foreach optimizer, no TF32/cuDNN autotune",
-                      "fast": "bf16 autocast, torch.compile of the nets (and of the Langevin step), channels-last, "
-                              "fused Adam/AdamW (Adamax: foreach), cuDNN autotune, TF32"},
-            "reference": REFERENCE, "results": []}
+    return {
+        "device": name,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        **peak,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("family", "out")},
+        "modes": {
+            "plain": "fp32, eager, no channels-last, for-loop/foreach optimizer, no TF32/cuDNN autotune",
+            "fast": "bf16 autocast, torch.compile of the nets (and of the Langevin step), channels-last, "
+            "fused Adam/AdamW (Adamax: foreach), cuDNN autotune, TF32",
+        },
+        "reference": REFERENCE,
+        "results": [],
+    }
 
 
 def run(args) -> dict:
     device = pick_device(args.device)
     report = header(args, device)
-    out = Path(args.out) / f"{device_slug(report['device'])}{'-tiny' if args.tiny else ''}.json" if args.out else None
+    out = (
+        Path(args.out) / f"{device_slug(report['device'])}{'-tiny' if args.tiny else ''}.json"
+        if args.out
+        else None
+    )
     start = time.monotonic()
     for family in FAMILIES if args.family == "all" else (args.family,):
         for case in SUITES[family](args):
             flops = measure_flops(case, device)
             for mode in args.modes:
                 if args.budget_s and time.monotonic() - start > args.budget_s:
-                    row = {"net": case.net, "mode": mode, **flops, "skipped": f"budget of {args.budget_s}s spent"}
+                    row = {
+                        "net": case.net,
+                        "mode": mode,
+                        **flops,
+                        "skipped": f"budget of {args.budget_s}s spent",
+                    }
                 else:
                     row = measure(case, mode, flops, args, device, report["peak_bf16_tflops"])
                 report["results"].append({"family": family, **row})
@@ -109,18 +145,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=0, help="training batch (0: each preset's own)")
     p.add_argument("--sample_batch", type=int, default=256, help="images per sampling call")
     p.add_argument("--steps", type=int, default=15, help="timed training steps (after warm-up)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed training steps first (compilation happens here)")
-    p.add_argument("--sample_repeats", type=int, default=2, help="timed sampling calls (after one untimed call)")
+    p.add_argument(
+        "--warmup", type=int, default=3, help="untimed training steps first (compilation happens here)"
+    )
+    p.add_argument(
+        "--sample_repeats", type=int, default=2, help="timed sampling calls (after one untimed call)"
+    )
     p.add_argument("--eval_k", type=int, default=5000, help="k of the IWAE evaluation bound")
     p.add_argument("--eval_batch", type=int, default=4, help="images per IWAE evaluation call")
     p.add_argument("--nf", type=int, default=0, help="override the base width (0: the preset's)")
-    p.add_argument("--no_compile", action="store_true", help="fast mode without torch.compile (CPU rehearsal)")
-    p.add_argument("--budget_s", type=float, default=0.0, help="skip the remaining rows after this many seconds")
+    p.add_argument(
+        "--no_compile", action="store_true", help="fast mode without torch.compile (CPU rehearsal)"
+    )
+    p.add_argument(
+        "--budget_s", type=float, default=0.0, help="skip the remaining rows after this many seconds"
+    )
     args = p.parse_args(argv)
     args.modes = args.modes.split(",")
     args.nets = args.nets.split(",") if args.nets else None
     if args.tiny:
-        args.batch, args.sample_batch, args.eval_k = args.batch or 8, min(args.sample_batch, 8), min(args.eval_k, 50)
+        args.batch, args.sample_batch, args.eval_k = (
+            args.batch or 8,
+            min(args.sample_batch, 8),
+            min(args.eval_k, 50),
+        )
     return args
 
 

@@ -1,4 +1,5 @@
 """`python -m lib.bench ...`: see lib.bench."""
+
 from . import main
 
 main()

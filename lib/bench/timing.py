@@ -1,6 +1,7 @@
-"""Timing the real code: the training loop's own step (lib.train's `_Loop.train_step`: forward, backward, guarded
+"""Timing the real code: the training loop's own step (lib.train.loop's `_Loop.train_step`: forward, backward, guarded
 update, EMA, counters, log sums) and each family's own sampler, in a "plain" (fp32, eager) or "fast" (bf16 autocast,
 torch.compile, channels-last, fused optimizer, cuDNN autotuning, TF32) mode."""
+
 from __future__ import annotations
 
 import tempfile
@@ -10,13 +11,20 @@ from dataclasses import replace
 
 import torch
 
-from ..speed import FUSED
-from ..train import TrainConfig, _autocast, _Loop
+from ..train.config import TrainConfig
+from ..train.loop import _autocast, _Loop
+from ..train.speed import FUSED
 from .flops import peak_memory_mb, reset_peak, sync
 
-PLAIN = dict(amp="off", compile=False, channels_last="off", fused_optimizer="off", cudnn_benchmark="off", tf32="off")
-FAST = dict(amp="bf16", compile=True, channels_last="on", fused_optimizer="on", cudnn_benchmark="auto", tf32="auto")
-QUIET = dict(log_every=10**9, ckpt_every=10**9, n_samples=0, max_bad_steps=10**9)  # no records, files or stops
+PLAIN = dict(
+    amp="off", compile=False, channels_last="off", fused_optimizer="off", cudnn_benchmark="off", tf32="off"
+)
+FAST = dict(
+    amp="bf16", compile=True, channels_last="on", fused_optimizer="on", cudnn_benchmark="auto", tf32="auto"
+)
+QUIET = dict(
+    log_every=10**9, ckpt_every=10**9, n_samples=0, max_bad_steps=10**9
+)  # no records, files or stops
 
 
 def mode_config(cfg: TrainConfig, mode: str, batch: int, compile: bool = True) -> TrainConfig:
@@ -45,15 +53,20 @@ def time_training(model, cfg: TrainConfig, device: torch.device, warmup: int, st
             loop.train_step()
         sync(device)
         seconds = time.perf_counter() - start
-        return {"train_img_per_s": cfg.batch_size * steps / seconds, "train_seconds": seconds,
-                "graphs_compiled_while_timed": _compiled_graphs() - graphs,  # > 0: raise --warmup
-                "peak_memory_train_mb": peak_memory_mb(device), **syncs,
-                "skipped_updates": loop.counts.read()["n_skipped"]}
+        return {
+            "train_img_per_s": cfg.batch_size * steps / seconds,
+            "train_seconds": seconds,
+            "graphs_compiled_while_timed": _compiled_graphs() - graphs,  # > 0: raise --warmup
+            "peak_memory_train_mb": peak_memory_mb(device),
+            **syncs,
+            "skipped_updates": loop.counts.read()["n_skipped"],
+        }
 
 
 def _compiled_graphs() -> int:
     """Graphs torch.compile has produced in this process so far."""
     from torch._dynamo.utils import counters
+
     return int(counters["stats"]["unique_graphs"])
 
 
@@ -86,8 +99,11 @@ def time_sampling(draw, device: torch.device, repeats: int) -> dict:
         evaluations += draw()
     sync(device)
     seconds = time.perf_counter() - start
-    return {"sample_evaluations_per_s": evaluations / seconds, "sample_seconds": seconds,
-            "peak_memory_sample_mb": peak_memory_mb(device)}
+    return {
+        "sample_evaluations_per_s": evaluations / seconds,
+        "sample_seconds": seconds,
+        "peak_memory_sample_mb": peak_memory_mb(device),
+    }
 
 
 def ncsn_draw(model, n: int, mode: str, compile: bool = True):
@@ -98,19 +114,24 @@ def ncsn_draw(model, n: int, mode: str, compile: bool = True):
     def draw() -> int:
         model.eval().sample(n, n_steps_each=1, **options)
         return n * evaluations
+
     return draw
 
 
 def prior_draw(model, n: int, mode: str, device: torch.device):
     """model.sample(n) (one decoder / top-down pass per image) under the mode's autocast."""
+
     def draw() -> int:
         with _autocast(device, "bf16" if mode == "fast" else "off"):
             model.eval().sample(n)
         return n
+
     return draw
 
 
-def iwae_eval_draw(model, x: torch.Tensor, mode: str, device: torch.device, k: int = 5000, k_chunk: int = 500):
+def iwae_eval_draw(
+    model, x: torch.Tensor, mode: str, device: torch.device, k: int = 5000, k_chunk: int = 500
+):
     """The k-sample bound of lib.metrics (the evaluation's own code) on x: counts images, not evaluations."""
     from ..metrics import importance_log_likelihood
 
@@ -118,4 +139,5 @@ def iwae_eval_draw(model, x: torch.Tensor, mode: str, device: torch.device, k: i
         with _autocast(device, "bf16" if mode == "fast" else "off"):
             importance_log_likelihood(model.eval(), x, k=k, k_chunk=k_chunk)
         return len(x)
+
     return draw

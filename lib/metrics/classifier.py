@@ -4,8 +4,9 @@ This is the only place in the workbook where labels are used for learning; no ge
 The classifier (`lib.nets.classifier.ResNetC10`) is trained on the training split with labels, evaluated on
 the test split, and stored as `classifier.pt` (a plain state_dict) beside `classifier.json` (config, test
 accuracy, data description, weights hash) under `outputs/classifier/` (`outputs/smoke/classifier/` in smoke
-mode). It needs its own loop (labels, cross-entropy, accuracy), kept small per DESIGN.md.
+mode). It needs its own loop (labels, cross-entropy, accuracy), kept small and apart from the shared one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,24 +21,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import runs
+from ..common import devices, files, paths
+from ..common.progress import Progress
 from ..data import load_cifar10, to_float
 from ..nets.classifier import ResNetC10
-from ..progress import Progress
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    width: int = 32             # channels of the first stage; features have 4 * width dims
-    n_blocks: int = 2           # residual blocks per stage
-    epochs: int = 30            # passes over the training images
-    batch_size: int = 256       # images per step
-    lr: float = 0.1             # peak SGD learning rate (one-cycle cosine schedule)
-    momentum: float = 0.9       # SGD momentum
+    width: int = 32  # channels of the first stage; features have 4 * width dims
+    n_blocks: int = 2  # residual blocks per stage
+    epochs: int = 30  # passes over the training images
+    batch_size: int = 256  # images per step
+    lr: float = 0.1  # peak SGD learning rate (one-cycle cosine schedule)
+    momentum: float = 0.9  # SGD momentum
     weight_decay: float = 5e-4  # L2 penalty
     n_train: int | None = None  # train on the first n_train training images; None: all
-    n_test: int | None = None   # evaluate on the first n_test test images; None: all
-    seed: int = 0               # seeds init, shuffles and augmentation
+    n_test: int | None = None  # evaluate on the first n_test test images; None: all
+    seed: int = 0  # seeds init, shuffles and augmentation
 
     def __post_init__(self):
         for name in ("width", "n_blocks", "epochs", "batch_size"):
@@ -48,18 +49,21 @@ class ClassifierConfig:
 
 
 CLASSIFIER_FULL = ClassifierConfig()
-CLASSIFIER_TINY = ClassifierConfig(width=8, n_blocks=1, epochs=3, batch_size=64, lr=0.05, n_train=8000, n_test=2000)
+CLASSIFIER_TINY = ClassifierConfig(
+    width=8, n_blocks=1, epochs=3, batch_size=64, lr=0.05, n_train=8000, n_test=2000
+)
 
 
 @dataclass
 class TrainedClassifier:
     """A classifier with what `fd_c10` must report beside every distance."""
+
     net: ResNetC10
     config: dict
-    test_accuracy: float    # fraction of test images classified correctly
-    weights_sha256: str     # hash of the stored state_dict bytes: keys the reference-statistics cache
-    data: str               # the data copy it was trained on (CIFAR10.describe())
-    lossy: bool             # trained on a lossy (JPEG) copy
+    test_accuracy: float  # fraction of test images classified correctly
+    weights_sha256: str  # hash of the stored state_dict bytes: keys the reference-statistics cache
+    data: str  # the data copy it was trained on (CIFAR10.describe())
+    lossy: bool  # trained on a lossy (JPEG) copy
 
     @torch.no_grad()
     def features(self, x, batch_size: int = 500, device=None) -> np.ndarray:
@@ -69,15 +73,15 @@ class TrainedClassifier:
         out = []
         with Progress(len(x), "classifier features", "img", final_line=len(x) >= 10_000) as bar:
             for start in range(0, len(x), batch_size):
-                out.append(self.net.features(to_float(x[start:start + batch_size], device)).double().cpu())
+                out.append(self.net.features(to_float(x[start : start + batch_size], device)).double().cpu())
                 bar.update(len(out[-1]))
         return torch.cat(out).numpy() if out else np.zeros((0, self.net.n_features))
 
 
 def classifier_dir(smoke: bool | None = None) -> Path:
     """`outputs/classifier/`, or `outputs/smoke/classifier/` in smoke mode."""
-    smoke = runs.is_smoke() if smoke is None else smoke
-    return runs.outputs_dir() / ("smoke/classifier" if smoke else "classifier")
+    smoke = paths.is_smoke() if smoke is None else smoke
+    return paths.output_dir("classifier", smoke)
 
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -86,7 +90,7 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     x = torch.where(flip.view(-1, 1, 1, 1).to(x.device), x.flip(3), x)
     dx, dy = (int(v) for v in torch.randint(-4, 5, (2,), generator=generator))  # one shift per batch: cheap
     padded = F.pad(x, (4, 4, 4, 4), mode="reflect")
-    return padded[:, :, 4 + dy:36 + dy, 4 + dx:36 + dx]
+    return padded[:, :, 4 + dy : 36 + dy, 4 + dx : 36 + dx]
 
 
 def classifier_step(net, optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -105,30 +109,33 @@ def accuracy(net, x, y, batch_size: int = 500, device="cpu") -> float:
     net.eval()
     correct = 0
     for start in range(0, len(x), batch_size):
-        xb = to_float(x[start:start + batch_size], device)
-        correct += (net(xb).argmax(1).cpu() == torch.as_tensor(y[start:start + batch_size])).sum().item()
+        xb = to_float(x[start : start + batch_size], device)
+        correct += (net(xb).argmax(1).cpu() == torch.as_tensor(y[start : start + batch_size])).sum().item()
     return correct / max(len(x), 1)
 
 
 def train_classifier(cifar, cfg: ClassifierConfig = CLASSIFIER_FULL, device=None, log=print) -> tuple:
     """Train ResNetC10 on the train split with labels; returns (net, test accuracy, history of epoch losses)."""
-    device = runs.pick_device(device)
+    device = devices.pick_device(device)
     torch.manual_seed(cfg.seed)
     x, y = cifar.split("train", limit=cfg.n_train)
     x_test, y_test = cifar.split("test", limit=cfg.n_test)
     net = ResNetC10(cfg.width, cfg.n_blocks).to(device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                nesterov=True)
+    optimizer = torch.optim.SGD(
+        net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
+    )
     steps_per_epoch = max(len(x) // cfg.batch_size, 1)
     total = cfg.epochs * steps_per_epoch
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.lr, total_steps=total, pct_start=0.15
+    )
     x_dev, y_dev = torch.as_tensor(x).to(device), torch.as_tensor(y).to(device)  # kept on the device once
     generator, history = torch.Generator().manual_seed(cfg.seed), []
     for epoch in range(cfg.epochs):
         order = torch.randperm(len(x), generator=generator).to(device)
         losses = []
         for k in range(steps_per_epoch):
-            index = order[k * cfg.batch_size:(k + 1) * cfg.batch_size]
+            index = order[k * cfg.batch_size : (k + 1) * cfg.batch_size]
             xb = augment(to_float(x_dev[index]), generator)
             losses.append(classifier_step(net, optimizer, xb, y_dev[index]))
             schedule.step()
@@ -138,43 +145,67 @@ def train_classifier(cifar, cfg: ClassifierConfig = CLASSIFIER_FULL, device=None
     return net, accuracy(net, x_test, y_test, device=device), history
 
 
-def save_classifier(net, cfg: ClassifierConfig, test_accuracy: float, cifar, extra: dict | None = None,
-                    smoke: bool | None = None) -> Path:
+def save_classifier(
+    net,
+    cfg: ClassifierConfig,
+    test_accuracy: float,
+    cifar,
+    extra: dict | None = None,
+    smoke: bool | None = None,
+) -> Path:
     """Write classifier.pt (state_dict) and classifier.json; returns the folder."""
     folder = classifier_dir(smoke)
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buffer)
-    runs.atomic_write_bytes(folder / "classifier.pt", buffer.getvalue())
-    record = dict(config=asdict(cfg), test_accuracy=test_accuracy, data=cifar.describe(), lossy=cifar.lossy,
-                  n_features=net.n_features, weights_sha256=hashlib.sha256(buffer.getvalue()).hexdigest(),
-                  n_params=sum(p.numel() for p in net.parameters()), **(extra or {}))
-    runs.atomic_write_json(folder / "classifier.json", record)
+    files.atomic_write_bytes(folder / "classifier.pt", buffer.getvalue())
+    record = dict(
+        config=asdict(cfg),
+        test_accuracy=test_accuracy,
+        data=cifar.describe(),
+        lossy=cifar.lossy,
+        n_features=net.n_features,
+        weights_sha256=hashlib.sha256(buffer.getvalue()).hexdigest(),
+        n_params=sum(p.numel() for p in net.parameters()),
+        **(extra or {}),
+    )
+    files.atomic_write_json(folder / "classifier.json", record)
     return folder
 
 
-def load_classifier(smoke: bool | None = None, folder: str | Path | None = None, device="cpu") -> TrainedClassifier:
+def load_classifier(
+    smoke: bool | None = None, folder: str | Path | None = None, device="cpu"
+) -> TrainedClassifier:
     """The stored classifier; a missing one is a FileNotFoundError saying how to train it."""
     folder = Path(folder) if folder else classifier_dir(smoke)
     weights, meta = folder / "classifier.pt", folder / "classifier.json"
     if not weights.is_file() or not meta.is_file():
-        raise FileNotFoundError(f"no fd_c10 classifier in {folder}: train it with `python -m lib.metrics "
-                                f"train-classifier` (add --smoke for the tiny CPU one) or `lib.metrics."
-                                f"ensure_classifier()`")
+        raise FileNotFoundError(
+            f"no fd_c10 classifier in {folder}: train it with `python -m lib.metrics "
+            f"train-classifier` (add --smoke for the tiny CPU one) or `lib.metrics."
+            f"ensure_classifier()`"
+        )
     record = json.loads(meta.read_text())
     raw = weights.read_bytes()
     cfg = record["config"]
     net = ResNetC10(cfg["width"], cfg["n_blocks"])
     net.load_state_dict(torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True))
-    return TrainedClassifier(net.to(device).eval(), cfg, float(record["test_accuracy"]),
-                             hashlib.sha256(raw).hexdigest(), record["data"], bool(record["lossy"]))
+    return TrainedClassifier(
+        net.to(device).eval(),
+        cfg,
+        float(record["test_accuracy"]),
+        hashlib.sha256(raw).hexdigest(),
+        record["data"],
+        bool(record["lossy"]),
+    )
 
 
-def ensure_classifier(cifar=None, cfg: ClassifierConfig | None = None, smoke: bool | None = None, device=None,
-                      log=print) -> TrainedClassifier:
+def ensure_classifier(
+    cifar=None, cfg: ClassifierConfig | None = None, smoke: bool | None = None, device=None, log=print
+) -> TrainedClassifier:
     """The stored classifier, training and storing it first when there is none (tiny config in smoke mode)."""
-    smoke = runs.is_smoke() if smoke is None else smoke
+    smoke = paths.is_smoke() if smoke is None else smoke
     try:
-        return load_classifier(smoke, device=runs.pick_device(device))
+        return load_classifier(smoke, device=devices.pick_device(device))
     except FileNotFoundError:
         pass
     cifar = cifar or load_cifar10()
@@ -182,10 +213,21 @@ def ensure_classifier(cifar=None, cfg: ClassifierConfig | None = None, smoke: bo
     start = time.monotonic()
     net, acc, history = train_classifier(cifar, cfg, device=device, log=log)
     wall = time.monotonic() - start
-    save_classifier(net, cfg, acc, cifar, smoke=smoke, extra=dict(
-        wall_seconds=round(wall, 1), device=runs.describe_device(runs.pick_device(device)),
-        final_train_loss=history[-1] if history else math.nan))
+    save_classifier(
+        net,
+        cfg,
+        acc,
+        cifar,
+        smoke=smoke,
+        extra=dict(
+            wall_seconds=round(wall, 1),
+            device=devices.describe_device(devices.pick_device(device)),
+            final_train_loss=history[-1] if history else math.nan,
+        ),
+    )
     if log:
-        log(f"classifier: test accuracy {acc:.1%} after {cfg.epochs} epochs ({wall:.0f} s); "
-            f"stored in {classifier_dir(smoke)}")
-    return load_classifier(smoke, device=runs.pick_device(device))
+        log(
+            f"classifier: test accuracy {acc:.1%} after {cfg.epochs} epochs ({wall:.0f} s); "
+            f"stored in {classifier_dir(smoke)}"
+        )
+    return load_classifier(smoke, device=devices.pick_device(device))

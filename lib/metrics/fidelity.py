@@ -1,5 +1,5 @@
 """Sample-quality distances (public names in `lib.metrics`): Fréchet distance, `fd_c10`, precision and recall,
-and FID / IS / KID through torch-fidelity.
+the distances FID and KID share.
 
 Fréchet distance between Gaussians N(mu1, S1) and N(mu2, S2) (Heusel et al. 2017, eq. 6; Dowson & Landau 1982):
     FD = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^{1/2}),
@@ -13,33 +13,28 @@ the data copy. On the offline JPEG (quality 75) copy, fd_c10 compares only withi
 Precision and recall follow Kynkäänniemi et al. 2019 (k-NN manifolds, k = 3): a sample is "covered" by a set
 when it lies within the distance from some member of the set to that member's k-th nearest neighbour.
 
-FID, IS and KID need torch-fidelity (`pip install -e .[metrics]`) and its Inception-v3 weights file, which
-cannot be downloaded offline: point `$WORKBOOK_INCEPTION_WEIGHTS` at a local copy of
-`weights-inception-2015-12-05-6726825d.pth` (torch-fidelity's URL_INCEPTION_V3). Without it a clear
-InceptionWeightsError is raised; no other network is ever used under the name FID.
+FID and KID on the TF FID Inception network are lib.metrics.inception's; no other network is ever used under
+the name FID.
 """
+
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from .. import runs
+from ..common import devices, files, paths
 from ..data import load_cifar10, to_uint8
 from .classifier import TrainedClassifier, ensure_classifier
 
-INCEPTION_ENV = "WORKBOOK_INCEPTION_WEIGHTS"
-INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
-INCEPTION_SHAPES = {"Conv2d_1a_3x3.conv.weight": (32, 3, 3, 3), "fc.weight": (1008, 2048), "fc.bias": (1008,)}
 PR_K = 3  # k of the k-NN radii (Kynkäänniemi et al. 2019 use k = 3)
 
 
 # ---------------------------------------------------------------- Fréchet distance
+
 
 def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
     """Symmetric square root of a symmetric PSD matrix (negative eigenvalues from round-off clipped to 0)."""
@@ -54,7 +49,7 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (mu1.size, mu1.size):
         raise ValueError(f"shapes do not match: mu {mu1.shape} {mu2.shape}, sigma {s1.shape} {s2.shape}")
     root1 = _sqrtm_psd(s1)
-    middle = root1 @ s2 @ root1                                  # similar to S1 S2, symmetric PSD
+    middle = root1 @ s2 @ root1  # similar to S1 S2, symmetric PSD
     tr_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
 
@@ -69,12 +64,13 @@ def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- precision and recall
 
+
 @torch.no_grad()
 def _knn_radii(f: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
     """Distance from each row of f (N, F) to its k-th nearest other row."""
     radii = []
     for start in range(0, len(f), chunk):
-        d = torch.cdist(f[start:start + chunk], f)                   # (chunk, N); self at distance 0
+        d = torch.cdist(f[start : start + chunk], f)  # (chunk, N); self at distance 0
         radii.append(d.topk(k + 1, dim=1, largest=False).values[:, -1])
     return torch.cat(radii)
 
@@ -84,13 +80,14 @@ def _covered(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, 
     """Fraction of queries inside at least one ball (centre_i, radius_i)."""
     inside = []
     for start in range(0, len(queries), chunk):
-        d = torch.cdist(queries[start:start + chunk], centres)      # (chunk, M)
+        d = torch.cdist(queries[start : start + chunk], centres)  # (chunk, M)
         inside.append((d <= radii[None, :]).any(dim=1))
     return torch.cat(inside).float().mean()
 
 
-def precision_recall(real_features, fake_features, k: int = PR_K, chunk: int = 1024,
-                     device=None) -> tuple[float, float]:
+def precision_recall(
+    real_features, fake_features, k: int = PR_K, chunk: int = 1024, device=None
+) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019, eqs. 1-2) of fake vs real features (N, F)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -100,147 +97,91 @@ def precision_recall(real_features, fake_features, k: int = PR_K, chunk: int = 1
     if min(len(real), len(fake)) <= k:
         raise ValueError(f"need more than k={k} real and fake samples, got {len(real)} and {len(fake)}")
     precision = _covered(fake, real, _knn_radii(real, k, chunk), chunk)  # fakes on the real manifold
-    recall = _covered(real, fake, _knn_radii(fake, k, chunk), chunk)     # reals on the fake manifold
+    recall = _covered(real, fake, _knn_radii(fake, k, chunk), chunk)  # reals on the fake manifold
     return precision.item(), recall.item()
 
 
 # ---------------------------------------------------------------- fd_c10
 
+
 @dataclass(frozen=True)
 class FDResult:
     """One fd_c10 measurement with what must be reported beside it."""
-    fd: float                    # Fréchet distance in the classifier's feature space
-    n_samples: int               # images measured
-    n_reference: int             # reference images behind the statistics
-    reference: str               # what the reference set is
-    classifier_accuracy: float   # test accuracy of the feature classifier
-    data: str                    # the data copy (CIFAR10.describe())
-    lossy: bool                  # JPEG copy: comparable only within this workbook
+
+    fd: float  # Fréchet distance in the classifier's feature space
+    n_samples: int  # images measured
+    n_reference: int  # reference images behind the statistics
+    reference: str  # what the reference set is
+    classifier_accuracy: float  # test accuracy of the feature classifier
+    data: str  # the data copy (CIFAR10.describe())
+    lossy: bool  # JPEG copy: comparable only within this workbook
     precision: float | None = None
     recall: float | None = None
 
     def __str__(self) -> str:
         pr = "" if self.precision is None else f", precision {self.precision:.3f}, recall {self.recall:.3f}"
-        note = "JPEG q75 copy: comparable only within this workbook" if self.lossy else "original CIFAR-10 pixels"
-        return (f"fd_c10 = {self.fd:.3f} ({self.n_samples:,} samples vs {self.reference}, {self.n_reference:,} "
-                f"images{pr}; classifier test accuracy {self.classifier_accuracy:.1%}; {note})")
+        note = (
+            "JPEG q75 copy: comparable only within this workbook"
+            if self.lossy
+            else "original CIFAR-10 pixels"
+        )
+        return (
+            f"fd_c10 = {self.fd:.3f} ({self.n_samples:,} samples vs {self.reference}, {self.n_reference:,} "
+            f"images{pr}; classifier test accuracy {self.classifier_accuracy:.1%}; {note})"
+        )
 
 
-def reference_features(classifier: TrainedClassifier, images: np.ndarray, smoke: bool | None = None,
-                       device=None) -> np.ndarray:
-    """Features of reference images, cached under outputs/(smoke/)runs/fd_c10_reference/, keyed by the
+def fd_c10_reference_features(
+    classifier: TrainedClassifier, images: np.ndarray, smoke: bool | None = None, device=None
+) -> np.ndarray:
+    """Features of reference images, cached under outputs/(smoke/)cache/fd_c10/, keyed by the
     images' bytes and the classifier weights (so each data copy and each classifier gets its own entry)."""
-    smoke = runs.is_smoke() if smoke is None else smoke
+    smoke = paths.is_smoke() if smoke is None else smoke
     key = hashlib.sha256(images.tobytes()).hexdigest()[:16] + "-" + classifier.weights_sha256[:16]
-    path = runs.outputs_dir() / ("smoke/runs" if smoke else "runs") / "fd_c10_reference" / f"{key}.npz"
+    path = paths.output_dir("cache", smoke) / "fd_c10" / f"{key}.npz"
     if path.is_file():
         with np.load(path) as f:
             return f["features"].astype(np.float64)
     features = classifier.features(images, device=device)
     buffer = io.BytesIO()
     np.savez(buffer, features=features.astype(np.float32), data=np.str_(classifier.data))
-    runs.atomic_write_bytes(path, buffer.getvalue())
+    files.atomic_write_bytes(path, buffer.getvalue())
     return features
 
 
-def fd_c10(images, reference="train", classifier: TrainedClassifier | None = None, cifar=None,
-           n_reference: int | None = None, with_pr: bool = True, n_pr: int = 10_000, device=None,
-           smoke: bool | None = None) -> FDResult:
+def fd_c10(
+    images,
+    reference="train",
+    classifier: TrainedClassifier | None = None,
+    cifar=None,
+    n_reference: int | None = None,
+    with_pr: bool = True,
+    n_pr: int = 10_000,
+    device=None,
+    smoke: bool | None = None,
+) -> FDResult:
     """fd_c10 of images (N, 3, 32, 32; uint8 or [0, 1]) against a split name ("train", "test", ...) or images.
 
     Precision/recall use equal-size sets: the first min(N, n_reference, n_pr) of each. `smoke` (None:
     $WORKBOOK_SMOKE) picks the smoke classifier and keeps the reference-feature cache under outputs/smoke/.
     """
-    smoke = runs.is_smoke() if smoke is None else smoke
+    smoke = paths.is_smoke() if smoke is None else smoke
     cifar = cifar if cifar is not None or not isinstance(reference, str) else load_cifar10()
     classifier = classifier or ensure_classifier(cifar, smoke=smoke, device=device)
     if isinstance(reference, str):
         ref_images, what = cifar.split(reference, limit=n_reference)[0], f"the {reference} split"
     else:
         ref_images, what = to_uint8(reference)[:n_reference], "the given reference images"
-    ref = reference_features(classifier, np.ascontiguousarray(ref_images), smoke=smoke, device=device)
+    ref = fd_c10_reference_features(classifier, np.ascontiguousarray(ref_images), smoke=smoke, device=device)
     fake = classifier.features(to_uint8(images), device=device)
     fd = frechet_distance(*feature_stats(fake), *feature_stats(ref))
     precision = recall = None
     if with_pr:
         n = min(len(fake), len(ref), n_pr)
-        precision, recall = precision_recall(ref[:n], fake[:n], device=runs.pick_device(device))
+        precision, recall = precision_recall(ref[:n], fake[:n], device=devices.pick_device(device))
     data = cifar.describe() if cifar is not None else classifier.data
     lossy = cifar.lossy if cifar is not None else classifier.lossy
     return FDResult(fd, len(fake), len(ref), what, classifier.test_accuracy, data, lossy, precision, recall)
 
 
 # ---------------------------------------------------------------- FID / IS / KID via torch-fidelity
-
-class InceptionWeightsError(RuntimeError):
-    """The Inception-v3 weights for FID/IS/KID are missing or not the expected file."""
-
-
-def inception_weights_path(path: str | os.PathLike | None = None) -> Path:
-    """`path`, else `$WORKBOOK_INCEPTION_WEIGHTS`, checked to exist and to hold torch-fidelity's Inception-v3."""
-    chosen = path or os.environ.get(INCEPTION_ENV)
-    if not chosen:
-        raise InceptionWeightsError(
-            f"FID/IS/KID need torch-fidelity's Inception-v3 weights ({INCEPTION_FILE}), which cannot be "
-            f"downloaded on an offline machine. On a machine with internet, download the file at "
-            f"torch_fidelity.feature_extractor_inceptionv3.URL_INCEPTION_V3, copy it here and set "
-            f"{INCEPTION_ENV}=/path/to/{INCEPTION_FILE}. fd_c10 (lib.metrics.fd_c10) needs no download.")
-    chosen = Path(chosen).expanduser()
-    if not chosen.is_file():
-        raise InceptionWeightsError(f"{INCEPTION_ENV} points at {chosen}, which is not a file: set it to the "
-                                    f"path of {INCEPTION_FILE}.")
-    return check_inception_weights(chosen)
-
-
-def check_inception_weights(path: Path) -> Path:
-    """Raise InceptionWeightsError unless `path` is a state_dict with Inception-v3's tensor shapes."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise InceptionWeightsError(f"{path} is not a readable PyTorch weights file ({err!r}); expected "
-                                    f"{INCEPTION_FILE}.") from err
-    if not isinstance(state, dict):
-        raise InceptionWeightsError(f"{path} holds a {type(state).__name__}, not a state_dict; expected {INCEPTION_FILE}.")
-    for name, shape in INCEPTION_SHAPES.items():
-        got = tuple(state[name].shape) if isinstance(state.get(name), torch.Tensor) else None
-        if got != shape:
-            raise InceptionWeightsError(f"{path} is not torch-fidelity's Inception-v3 ({INCEPTION_FILE}): tensor "
-                                        f"{name!r} has shape {got}, expected {shape}.")
-    return path
-
-
-class _Images(torch.utils.data.Dataset):
-    """uint8 images (N, 3, H, W) as the dataset torch-fidelity reads (uint8 tensors (3, H, W))."""
-
-    def __init__(self, images: np.ndarray):
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.from_numpy(self.images[i])
-
-
-def inception_metrics(images, reference, weights: str | os.PathLike | None = None, fid: bool = True,
-                      isc: bool = True, kid: bool = True, device=None, smoke: bool | None = None) -> dict:
-    """FID, IS and KID (torch-fidelity) of images vs reference images, both (N, 3, 32, 32) uint8 or [0, 1].
-
-    Papers use 50k samples against the 50k training images; FID is biased upwards at fewer samples, so report
-    the sample count beside it. `smoke` (None: $WORKBOOK_SMOKE) keeps the statistics cache under outputs/smoke/.
-    """
-    path = inception_weights_path(weights)
-    try:
-        import torch_fidelity
-    except ImportError as err:
-        raise ImportError("FID/IS/KID need torch-fidelity: `pip install -e .[metrics]` (or "
-                          "`pip install torch-fidelity`).") from err
-    fake, real = to_uint8(images), to_uint8(reference)
-    key = hashlib.sha256(real.tobytes()).hexdigest()[:16]
-    smoke = runs.is_smoke() if smoke is None else smoke
-    cache_root = runs.outputs_dir() / ("smoke/runs" if smoke else "runs") / "fidelity_cache"
-    return torch_fidelity.calculate_metrics(
-        input1=_Images(fake), input2=_Images(real), fid=fid, isc=isc, kid=kid, verbose=False,
-        cuda=runs.pick_device(device).type == "cuda", feature_extractor_weights_path=str(path),
-        kid_subset_size=min(1000, len(fake), len(real)), cache=True, cache_root=str(cache_root),
-        input2_cache_name=f"c10-{key}")

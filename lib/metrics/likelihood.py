@@ -7,15 +7,16 @@ model was in. A VAE here offers posterior(x) -> q with .mu, log_weights(x, k, q=
 reconstruct(x); a hierarchical VAE offers elbo_terms(x) -> (log p(x|z) (B,), per-group KL (B, G)) and
 log_weights(x, k) -> log_w (k, B).
 """
+
 from __future__ import annotations
 
 import contextlib
 
 import torch
 
+from ..common.progress import Progress
 from ..data import to_float
 from ..losses import bits_per_dim, iwae_bound
-from ..progress import Progress
 from ..models.vae import beta_vae_terms
 
 
@@ -33,7 +34,7 @@ def _eval_mode(model):
 def _batches(x, batch_size: int, device):
     """Float [0, 1] batches (b, 3, 32, 32) on `device` of images x (uint8 or float in [0, 1])."""
     for start in range(0, len(x), batch_size):
-        yield to_float(x[start:start + batch_size], device)
+        yield to_float(x[start : start + batch_size], device)
 
 
 @torch.no_grad()
@@ -48,7 +49,9 @@ def importance_log_likelihood(model, x: torch.Tensor, k: int = 5000, k_chunk: in
 
 
 @torch.no_grad()
-def evaluate_likelihood(model, x, k: int = 5000, batch_size: int = 8, k_chunk: int = 500, device=None) -> dict:
+def evaluate_likelihood(
+    model, x, k: int = 5000, batch_size: int = 8, k_chunk: int = 500, device=None
+) -> dict:
     """Mean log p(x) estimate L_k and the ELBO (beta = 1) over images x (uint8 or [0, 1]), in nats and bits/dim."""
     device = device or torch.device("cpu")
     log_px, elbo = [], []
@@ -58,8 +61,14 @@ def evaluate_likelihood(model, x, k: int = 5000, batch_size: int = 8, k_chunk: i
             elbo.append(model.log_weights(xb, min(k, 100))[0].mean(0).cpu())  # ELBO averaged over up to 100 z
             bar.update(len(xb))
     log_px, elbo = torch.cat(log_px).mean().item(), torch.cat(elbo).mean().item()
-    return {"k": k, "n_images": len(x), "log_px_nats": log_px, "bpd": bits_per_dim(-log_px),
-            "elbo_nats": elbo, "bpd_elbo": bits_per_dim(-elbo)}
+    return {
+        "k": k,
+        "n_images": len(x),
+        "log_px_nats": log_px,
+        "bpd": bits_per_dim(-log_px),
+        "elbo_nats": elbo,
+        "bpd_elbo": bits_per_dim(-elbo),
+    }
 
 
 @torch.no_grad()
@@ -101,11 +110,20 @@ def hierarchical_bounds(model, x, k: int = 100, k_chunk: int = 25, batch_size: i
             log_px, kl_b = model.elbo_terms(xb)
             elbo.append((log_px - kl_b.sum(1)).cpu())
             kl.append(kl_b.cpu())
-            log_w = torch.cat([model.log_weights(xb, min(k_chunk, k - done)) for done in range(0, k, k_chunk)])
+            log_w = torch.cat(
+                [model.log_weights(xb, min(k_chunk, k - done)) for done in range(0, k, k_chunk)]
+            )
             bound.append(iwae_bound(log_w).cpu())  # (k, B) -> (B,)
     elbo, bound = torch.cat(elbo).mean().item(), torch.cat(bound).mean().item()
-    return {"k": k, "n_images": len(x), "elbo_nats": elbo, "bpd_elbo": bits_per_dim(-elbo),
-            "iw_nats": bound, "bpd_iw": bits_per_dim(-bound), "kl_per_group_nats": torch.cat(kl).mean(0).tolist()}
+    return {
+        "k": k,
+        "n_images": len(x),
+        "elbo_nats": elbo,
+        "bpd_elbo": bits_per_dim(-elbo),
+        "iw_nats": bound,
+        "bpd_iw": bits_per_dim(-bound),
+        "kl_per_group_nats": torch.cat(kl).mean(0).tolist(),
+    }
 
 
 @torch.no_grad()
@@ -119,11 +137,22 @@ def elbo_terms(model, x, batch_size: int = 256, device=None, model_cfg=None, ste
         log_px_z.append(model.log_px_z(xb, q.rsample()).cpu())
         kl.append(q.kl_standard_normal().cpu())
     terms = beta_vae_terms(model_cfg, torch.cat(log_px_z), torch.cat(kl), step)  # what BetaVAE.loss computes
-    return {name: value.mean().item() for name, value in terms.items()}  # |KL - C| is averaged per image, as trained
+    return {
+        name: value.mean().item() for name, value in terms.items()
+    }  # |KL - C| is averaged per image, as trained
 
 
-def evaluate_vae(model, x_test, k: int, n_likelihood: int, device, ll_batch: int = 8, k_chunk: int = 500,
-                 model_cfg=None, step: int = 0) -> dict:
+def evaluate_vae(
+    model,
+    x_test,
+    k: int,
+    n_likelihood: int,
+    device,
+    ll_batch: int = 8,
+    k_chunk: int = 500,
+    model_cfg=None,
+    step: int = 0,
+) -> dict:
     """Everything the notebooks tabulate for one model (EMA weights, eval mode) on test images x_test (uint8).
 
     The L_k estimate uses the first n_likelihood images (it costs k decoder passes per image); the other
@@ -132,11 +161,20 @@ def evaluate_vae(model, x_test, k: int, n_likelihood: int, device, ll_batch: int
     """
     model = model.eval()
     terms = elbo_terms(model, x_test, device=device, model_cfg=model_cfg, step=step)
-    ll = evaluate_likelihood(model, x_test[:n_likelihood], k=k, batch_size=ll_batch, k_chunk=k_chunk,
-                                     device=device)
+    ll = evaluate_likelihood(
+        model, x_test[:n_likelihood], k=k, batch_size=ll_batch, k_chunk=k_chunk, device=device
+    )
     mu = posterior_means(model, x_test, device=device)
     active = active_units(mu)
-    return {**terms, "bpd_elbo": bits_per_dim(-terms["elbo"]), "log_px_k": ll["log_px_nats"],
-            "bpd_k": ll["bpd"], "k_eval": k, "n_likelihood": ll["n_images"], "n_active": int(active.sum()),
-            "latent_dim": len(active), "mse": reconstruction_error(model, x_test, device=device),
-            "unit_variance": mu.var(0).tolist()}
+    return {
+        **terms,
+        "bpd_elbo": bits_per_dim(-terms["elbo"]),
+        "log_px_k": ll["log_px_nats"],
+        "bpd_k": ll["bpd"],
+        "k_eval": k,
+        "n_likelihood": ll["n_images"],
+        "n_active": int(active.sum()),
+        "latent_dim": len(active),
+        "mse": reconstruction_error(model, x_test, device=device),
+        "unit_variance": mu.var(0).tolist(),
+    }

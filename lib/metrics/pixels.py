@@ -1,6 +1,7 @@
 """Pixel-space statistics of images: nearest neighbours (memorisation checks) and high-frequency energy
 (sharpness). Images are uint8 (read as k / 255) or float in [0, 1]; distances are on the [0, 1] scale.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,10 +20,12 @@ def nearest_neighbours(queries, reference, k: int = 1, chunk: int = 4096, device
     best_d = torch.full((len(q), k), float("inf"), device=device)
     best_i = torch.zeros((len(q), k), dtype=torch.long, device=device)
     for start in range(0, len(reference), chunk):
-        r = to_float(reference[start:start + chunk], device).flatten(1)
-        d = torch.cdist(q, r)                                               # (Q, chunk)
+        r = to_float(reference[start : start + chunk], device).flatten(1)
+        d = torch.cdist(q, r)  # (Q, chunk)
         d_all = torch.cat([best_d, d], dim=1)
-        i_all = torch.cat([best_i, torch.arange(start, start + len(r), device=device).expand(len(q), -1)], dim=1)
+        i_all = torch.cat(
+            [best_i, torch.arange(start, start + len(r), device=device).expand(len(q), -1)], dim=1
+        )
         best_d, pick = d_all.topk(k, dim=1, largest=False)
         best_i = i_all.gather(1, pick)
     return best_d.cpu(), best_i.cpu()

@@ -8,6 +8,7 @@ weight lambda; `t` the sampling temperature (the prior's standard deviations are
 samples; `log_w` (k, B) = log p(x | z) + sum_l [log p(z_l | z_<l) - log q(z_l | x, z_<l)].
 The network may run under bf16 autocast; the likelihood and KL terms are computed in fp32.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,45 +18,65 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from ..config_checks import check_field_types
+from ..common.checks import check_field_types
 from ..data import N_DIMS
 from ..dists import discretized_gaussian_log_prob, discretized_mean, dmol_log_prob, dmol_mean, dmol_sample
-from ..losses import bits_per_dim, bn_scale_penalty, kl_balance, kl_coeff_at, power_iteration, spectral_coeff_at
+from ..losses import (
+    bits_per_dim,
+    bn_scale_penalty,
+    kl_balance,
+    kl_coeff_at,
+    power_iteration,
+    spectral_coeff_at,
+)
 from ..nets.nvae import NVAENet
-from ..train import TrainConfig
+from ..train.config import TrainConfig
 
 LIKELIHOODS = ("dmol", "gaussian")
 
 
 @dataclass(frozen=True)
 class NVAEConfig:
-    channels: int = 64              # C, channels at the 16x16 latent scale (doubled at each coarser scale)
-    n_scales: int = 2               # latent scales: 16x16, 8x8, ...
-    groups_per_scale: int = 3       # latent groups z_l per scale
-    latent_channels: int = 20       # channels of each z_l
-    enc_cells: int = 2              # encoder cells per group
-    dec_cells: int = 2              # decoder cells between consecutive groups
-    n_pre: int = 2                  # preprocessing encoder cells at 32x32 (the last one halves to 16x16)
-    n_post: int = 2                 # postprocessing decoder cells back at 32x32 (the first one doubles)
-    expand: int = 6                 # E, the decoder cell's 1x1 expansion ratio
-    res_scale: float = 0.1          # scale of every residual branch (stability)
-    likelihood: str = "dmol"        # p(x | z): dmol (mixture of logistics) | gaussian (fixed-sigma, i.e. MSE)
-    n_mix: int = 10                 # M, DMOL mixture components
-    coupling: bool = True           # PixelCNN++'s linear dependence of green/blue on red/green
-    gaussian_sigma: float = 0.1     # sigma of the gaussian likelihood, [0, 1] units (discretized over 8-bit bins)
-    kl_warmup_steps: int = 10_000   # KL warm-up length in steps (0 = none)
-    kl_warmup_start: int = 0        # step at which the warm-up window opens (a continued stage gets a fresh one)
-    kl_min_coeff: float = 1e-4      # floor of the KL coefficient during warm-up
-    kl_balance: bool = True         # NVAE's KL balancing while the coefficient is below 1
-    spectral_coeff: float = 1e-2    # lambda, weight of the spectral and BN-scale regularisers after warm-up
+    channels: int = 64  # C, channels at the 16x16 latent scale (doubled at each coarser scale)
+    n_scales: int = 2  # latent scales: 16x16, 8x8, ...
+    groups_per_scale: int = 3  # latent groups z_l per scale
+    latent_channels: int = 20  # channels of each z_l
+    enc_cells: int = 2  # encoder cells per group
+    dec_cells: int = 2  # decoder cells between consecutive groups
+    n_pre: int = 2  # preprocessing encoder cells at 32x32 (the last one halves to 16x16)
+    n_post: int = 2  # postprocessing decoder cells back at 32x32 (the first one doubles)
+    expand: int = 6  # E, the decoder cell's 1x1 expansion ratio
+    res_scale: float = 0.1  # scale of every residual branch (stability)
+    likelihood: str = "dmol"  # p(x | z): dmol (mixture of logistics) | gaussian (fixed-sigma, i.e. MSE)
+    n_mix: int = 10  # M, DMOL mixture components
+    coupling: bool = True  # PixelCNN++'s linear dependence of green/blue on red/green
+    gaussian_sigma: float = (
+        0.1  # sigma of the gaussian likelihood, [0, 1] units (discretized over 8-bit bins)
+    )
+    kl_warmup_steps: int = 10_000  # KL warm-up length in steps (0 = none)
+    kl_warmup_start: int = 0  # step at which the warm-up window opens (a continued stage gets a fresh one)
+    kl_min_coeff: float = 1e-4  # floor of the KL coefficient during warm-up
+    kl_balance: bool = True  # NVAE's KL balancing while the coefficient is below 1
+    spectral_coeff: float = 1e-2  # lambda, weight of the spectral and BN-scale regularisers after warm-up
     spectral_coeff_init: float = 10.0  # lambda at the start of warm-up (log-linear to spectral_coeff)
-    n_power_iter: int = 1           # power-iteration steps per training step (10 on the first)
-    temperature: float = 1.0        # t used by sample() when none is given
+    n_power_iter: int = 1  # power-iteration steps per training step (10 on the first)
+    temperature: float = 1.0  # t used by sample() when none is given
 
     def __post_init__(self):
         check_field_types(self)  # ints, floats (finite), bools and strings of the annotated type
-        for name in ("channels", "n_scales", "groups_per_scale", "latent_channels", "enc_cells", "dec_cells",
-                     "n_pre", "n_post", "expand", "n_mix", "n_power_iter"):
+        for name in (
+            "channels",
+            "n_scales",
+            "groups_per_scale",
+            "latent_channels",
+            "enc_cells",
+            "dec_cells",
+            "n_pre",
+            "n_post",
+            "expand",
+            "n_mix",
+            "n_power_iter",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"NVAEConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.n_scales > 4:
@@ -66,7 +87,9 @@ class NVAEConfig:
             if getattr(self, name) <= 0:
                 raise ValueError(f"NVAEConfig.{name} must be > 0, got {getattr(self, name)}")
         if self.kl_warmup_steps < 0 or self.kl_warmup_start < 0 or not 0 < self.kl_min_coeff <= 1:
-            raise ValueError("NVAEConfig: kl_warmup_steps and kl_warmup_start must be >= 0, kl_min_coeff in (0, 1]")
+            raise ValueError(
+                "NVAEConfig: kl_warmup_steps and kl_warmup_start must be >= 0, kl_min_coeff in (0, 1]"
+            )
 
 
 class NVAE(nn.Module):
@@ -76,8 +99,19 @@ class NVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         out_channels = 10 * cfg.n_mix if cfg.likelihood == "dmol" else 3
-        self.net = NVAENet(cfg.channels, cfg.n_scales, cfg.groups_per_scale, cfg.latent_channels, cfg.enc_cells,
-                           cfg.dec_cells, cfg.n_pre, cfg.n_post, cfg.expand, cfg.res_scale, out_channels)
+        self.net = NVAENet(
+            cfg.channels,
+            cfg.n_scales,
+            cfg.groups_per_scale,
+            cfg.latent_channels,
+            cfg.enc_cells,
+            cfg.dec_cells,
+            cfg.n_pre,
+            cfg.n_post,
+            cfg.expand,
+            cfg.res_scale,
+            out_channels,
+        )
         self._init_output()
         self.register_buffer("alpha", _group_alpha(cfg.n_scales, cfg.groups_per_scale))
         self._spectral = _shape_groups(self.net)  # [(param names, (out, in))], fixed by the architecture
@@ -86,7 +120,9 @@ class NVAE(nn.Module):
         for k, (names, (n_out, _)) in enumerate(self._spectral):
             self.register_buffer(f"sn_u{k}", nn.functional.normalize(torch.randn(len(names), n_out), dim=1))
         self.register_buffer("sn_ready", torch.tensor(False))  # u vectors converged (checkpointed for resume)
-        self._sn_warm = False  # Python copy of sn_ready once it is True: no host-device sync per step after that
+        self._sn_warm = (
+            False  # Python copy of sn_ready once it is True: no host-device sync per step after that
+        )
         self._bn_scales = [m.weight for m in self.net.modules() if isinstance(m, nn.BatchNorm2d)]
 
     def _init_output(self) -> None:
@@ -97,8 +133,8 @@ class NVAE(nn.Module):
         with torch.no_grad():
             m = self.cfg.n_mix
             if self.cfg.likelihood == "dmol":
-                conv.bias[m:4 * m] = 0.5                # locations at mid-grey
-                conv.bias[4 * m:7 * m] = math.log(0.2)  # logistic scale 0.2 in [0, 1] units
+                conv.bias[m : 4 * m] = 0.5  # locations at mid-grey
+                conv.bias[4 * m : 7 * m] = math.log(0.2)  # logistic scale 0.2 in [0, 1] units
             else:
                 conv.bias.fill_(0.5)
 
@@ -141,11 +177,19 @@ class NVAE(nn.Module):
             kl_term, _ = kl_balance(kl, self.alpha, coeff, c.kl_balance)
             lam = spectral_coeff_at(coeff, c.spectral_coeff, c.spectral_coeff_init)
             spectral, bn = self.spectral_sum(), bn_scale_penalty(self._bn_scales).float()
-            loss = ((kl_term - log_px).mean() + lam * (spectral + bn)) / N_DIMS  # nats/dim keeps lr scale-free
+            loss = (
+                (kl_term - log_px).mean() + lam * (spectral + bn)
+            ) / N_DIMS  # nats/dim keeps lr scale-free
         elbo = (log_px - kl.sum(1)).detach().mean()
-        stats = {"elbo": elbo, "bpd_elbo": bits_per_dim(-elbo), "reconstruction": -log_px.detach().mean(),
-                 "kl": kl.detach().sum(1).mean(), "kl_coeff": torch.tensor(coeff), "spectral": spectral.detach(),
-                 "bn_scale": bn.detach()}
+        stats = {
+            "elbo": elbo,
+            "bpd_elbo": bits_per_dim(-elbo),
+            "reconstruction": -log_px.detach().mean(),
+            "kl": kl.detach().sum(1).mean(),
+            "kl_coeff": torch.tensor(coeff),
+            "spectral": spectral.detach(),
+            "bn_scale": bn.detach(),
+        }
         stats.update({f"kl_group{i}": v for i, v in enumerate(kl.detach().mean(0))})
         return loss, stats
 
@@ -159,8 +203,10 @@ class NVAE(nn.Module):
         """log_w (k, B) with the encoder run once and the top-down pass on k copies of the batch."""
         feats = [f.repeat(k, 1, 1, 1) for f in self.net.encode(x)]
         out, groups = self.net.top_down(feats)
-        log_ratio = sum((p.float().log_prob(z.float()) - q.float().log_prob(z.float())).sum((1, 2, 3))
-                        for q, p, z in groups)
+        log_ratio = sum(
+            (p.float().log_prob(z.float()) - q.float().log_prob(z.float())).sum((1, 2, 3))
+            for q, p, z in groups
+        )
         return (self.log_px_z(x.repeat(k, 1, 1, 1), out) + log_ratio).view(k, x.shape[0])
 
     def decode(self, out: torch.Tensor, mode: str = "sample") -> torch.Tensor:
@@ -202,8 +248,8 @@ def reestimate_bn(model: NVAE, t: float = 1.0, n_batches: int = 20, batch_size: 
 
 def _group_alpha(n_scales: int, groups_per_scale: int) -> torch.Tensor:
     """KL-balancing sizes, top-down: a group's latent positions over the groups at its scale, min-normalised."""
-    sides = [16 // 2 ** s for s in reversed(range(n_scales)) for _ in range(groups_per_scale)]
-    alpha = torch.tensor([side ** 2 / groups_per_scale for side in sides], dtype=torch.float32)
+    sides = [16 // 2**s for s in reversed(range(n_scales)) for _ in range(groups_per_scale)]
+    alpha = torch.tensor([side**2 / groups_per_scale for side in sides], dtype=torch.float32)
     return alpha / alpha.min()
 
 
@@ -218,35 +264,94 @@ def _shape_groups(net: nn.Module) -> list[tuple[list[str], tuple[int, int]]]:
 
 
 @torch.no_grad()
-def temperature_rows(model: NVAE, temperatures, n: int, reestimate: bool, n_batches: int = 20,
-                     batch_size: int = 500, seed: int = 0) -> torch.Tensor:
+def temperature_rows(
+    model: NVAE,
+    temperatures,
+    n: int,
+    reestimate: bool,
+    n_batches: int = 20,
+    batch_size: int = 500,
+    seed: int = 0,
+) -> torch.Tensor:
     """n samples per temperature, row-major (len(temperatures) * n, 3, 32, 32); with `reestimate`, a copy of the
     model has its decoder BatchNorm statistics re-estimated at each temperature first (NVAE Sec. 5)."""
     rows = []
     for t in temperatures:
-        sampler = reestimate_bn(copy.deepcopy(model), t, n_batches, batch_size) if reestimate else model.eval()
+        sampler = (
+            reestimate_bn(copy.deepcopy(model), t, n_batches, batch_size) if reestimate else model.eval()
+        )
         torch.manual_seed(seed)  # the same prior noise at every temperature and in both settings
         rows.append(sampler.sample(n, t=t).cpu())
     return torch.cat(rows)
 
 
-NVAE_REFERENCE = NVAEConfig()  # the reference project's small configuration: 2 scales, 64 channels, 3 groups/scale
+NVAE_REFERENCE = (
+    NVAEConfig()
+)  # the reference project's small configuration: 2 scales, 64 channels, 3 groups/scale
 # sized like the official code's small configuration (2 scales, 64 channels, 3 groups per scale, 16.7M parameters,
 # 12.6 GFLOP/image/step): our cells are smaller, so 8 encoder and decoder cells per group give 16.6M and 11.7 GFLOP
 NVAE_OFFICIAL_SMALL = replace(NVAE_REFERENCE, enc_cells=8, dec_cells=8)
-NVAE_TINY = NVAEConfig(channels=16, n_scales=2, groups_per_scale=2, latent_channels=4, enc_cells=1, dec_cells=1,
-                       n_pre=1, n_post=1, expand=2, n_mix=3, kl_warmup_steps=20)
+NVAE_TINY = NVAEConfig(
+    channels=16,
+    n_scales=2,
+    groups_per_scale=2,
+    latent_channels=4,
+    enc_cells=1,
+    dec_cells=1,
+    n_pre=1,
+    n_post=1,
+    expand=2,
+    n_mix=3,
+    kl_warmup_steps=20,
+)
 # Adamax, lr 1e-2 with warm-up then cosine to 1e-4, as the official code; its L2 weight decay of 3e-4 acts on a
 # nats-per-image loss, ours is per dimension, hence 3e-4 / 3072. 140k steps of 64 = 200 epochs of the 45k split.
 PRESETS = {  # name -> (model config, TrainConfig)
-    "reference": (replace(NVAE_REFERENCE, kl_warmup_steps=42_000),
-                  TrainConfig(steps=140_000, batch_size=64, lr=1e-2, optimizer="adamax", weight_decay=1e-7,
-                              warmup_steps=3_500, schedule="cosine", min_lr_ratio=0.01, ema_decay=0.9999,
-                              n_samples=64, ckpt_every=2_000)),
-    "official_small": (replace(NVAE_OFFICIAL_SMALL, kl_warmup_steps=42_000),
-                       TrainConfig(steps=140_000, batch_size=64, lr=1e-2, optimizer="adamax", weight_decay=1e-7,
-                                   warmup_steps=3_500, schedule="cosine", min_lr_ratio=0.01, ema_decay=0.9999,
-                                   n_samples=64, ckpt_every=2_000)),
-    "tiny": (NVAE_TINY, TrainConfig(steps=30, batch_size=16, lr=5e-3, optimizer="adamax", warmup_steps=5,
-                                    schedule="cosine", min_lr_ratio=0.01, log_every=5, ckpt_every=10, n_samples=16)),
+    "reference": (
+        replace(NVAE_REFERENCE, kl_warmup_steps=42_000),
+        TrainConfig(
+            steps=140_000,
+            batch_size=64,
+            lr=1e-2,
+            optimizer="adamax",
+            weight_decay=1e-7,
+            warmup_steps=3_500,
+            schedule="cosine",
+            min_lr_ratio=0.01,
+            ema_decay=0.9999,
+            n_samples=64,
+            ckpt_every=2_000,
+        ),
+    ),
+    "official_small": (
+        replace(NVAE_OFFICIAL_SMALL, kl_warmup_steps=42_000),
+        TrainConfig(
+            steps=140_000,
+            batch_size=64,
+            lr=1e-2,
+            optimizer="adamax",
+            weight_decay=1e-7,
+            warmup_steps=3_500,
+            schedule="cosine",
+            min_lr_ratio=0.01,
+            ema_decay=0.9999,
+            n_samples=64,
+            ckpt_every=2_000,
+        ),
+    ),
+    "tiny": (
+        NVAE_TINY,
+        TrainConfig(
+            steps=30,
+            batch_size=16,
+            lr=5e-3,
+            optimizer="adamax",
+            warmup_steps=5,
+            schedule="cosine",
+            min_lr_ratio=0.01,
+            log_every=5,
+            ckpt_every=10,
+            n_samples=16,
+        ),
+    ),
 }

@@ -2,6 +2,7 @@
 p(x) = prod_d Cat(x_d; softmax(logits_d)). It ignores all dependence between pixels, so its bits/dim is the
 floor any real model must beat; its maximum-likelihood fit is the per-position histogram of the data.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config_checks import check_field_types
+from ..common.checks import check_field_types
 from ..data import N_DIMS, N_LEVELS
 from ..losses import bits_per_dim
-from ..train import TrainConfig
+from ..train.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ class IndependentPixels(nn.Module):
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x) in nats per image; x: (B, 3, 32, 32) in [0, 1] -> (B,)."""
         levels = (x.reshape(x.shape[0], N_DIMS) * (N_LEVELS - 1)).round().long()  # (B, D)
-        log_p = F.log_softmax(self.logits.float(), dim=-1)                          # (D, 256)
-        return log_p[torch.arange(N_DIMS, device=x.device), levels].sum(dim=1)       # (B, D) -> (B,)
+        log_p = F.log_softmax(self.logits.float(), dim=-1)  # (D, 256)
+        return log_p[torch.arange(N_DIMS, device=x.device), levels].sum(dim=1)  # (B, D) -> (B,)
 
     def loss(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
         nll = -self.log_prob(x)
@@ -53,6 +54,8 @@ class IndependentPixels(nn.Module):
 
 PRESETS = {  # name -> (model config, TrainConfig)
     "default": (IndependentPixelsConfig(), TrainConfig(steps=2000, batch_size=256, lr=1e-2, ema_decay=0.99)),
-    "tiny": (IndependentPixelsConfig(), TrainConfig(steps=20, batch_size=16, lr=1e-2, log_every=5, ckpt_every=10,
-                                                    n_samples=16)),
+    "tiny": (
+        IndependentPixelsConfig(),
+        TrainConfig(steps=20, batch_size=16, lr=1e-2, log_every=5, ckpt_every=10, n_samples=16),
+    ),
 }

@@ -5,6 +5,7 @@ Symbols: `z` latent (..., L) with prior p(z) = N(0, I); `q` the encoder's Diagon
 each subpixel a location in (0, 1) and a learned per-channel scale under a discretized likelihood (lib.dists);
 `k` samples per image; `log_w` = log p(x|z) + log p(z) - log q(z|x), (k, B). Numbers in nats per image.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,12 +13,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config_checks import check_field_types
+from ..common.checks import check_field_types
 from ..data import N_DIMS
 from ..dists import DISCRETE_LIKELIHOODS, DiagonalGaussian, standard_normal_log_prob
 from ..losses import beta_elbo, bits_per_dim, capacity_at, capacity_elbo, dreg_loss, iwae_bound, iwae_loss
 from ..nets.vae import ConvDecoder, ConvEncoder
-from ..train import TrainConfig
+from ..train.config import TrainConfig
 
 
 def _check_vae_config(cfg) -> None:
@@ -28,18 +29,25 @@ def _check_vae_config(cfg) -> None:
     if not cfg.widths or min(cfg.widths) < 1 or len(cfg.widths) > 5:
         raise ValueError(f"{name}.widths must be 1 to 5 positive channel counts, got {cfg.widths}")
     if cfg.likelihood not in DISCRETE_LIKELIHOODS:
-        raise ValueError(f"{name}.likelihood must be one of {list(DISCRETE_LIKELIHOODS)}, got {cfg.likelihood!r}")
+        raise ValueError(
+            f"{name}.likelihood must be one of {list(DISCRETE_LIKELIHOODS)}, got {cfg.likelihood!r}"
+        )
 
 
 @dataclass(frozen=True)
 class BetaVAEConfig:
-    latent_dim: int = 128                          # L, size of z
-    widths: tuple[int, ...] = (64, 128, 256, 512)  # encoder channels per stride-2 stage (decoder mirrors them)
-    likelihood: str = "logistic"                   # discretized p(x|z): logistic | gaussian (lib.dists)
-    beta: float = 1.0                              # beta, the KL weight (Higgins et al. 2017); 1 = the ELBO
-    capacity_max: float = 0.0                      # C_max in nats (Burgess et al. 2018); 0 = plain beta-ELBO
-    capacity_steps: int = 100_000                  # steps over which C rises linearly from 0 to C_max
-    gamma: float = 1000.0                          # gamma, weight of |KL - C| in the capacity objective
+    latent_dim: int = 128  # L, size of z
+    widths: tuple[int, ...] = (
+        64,
+        128,
+        256,
+        512,
+    )  # encoder channels per stride-2 stage (decoder mirrors them)
+    likelihood: str = "logistic"  # discretized p(x|z): logistic | gaussian (lib.dists)
+    beta: float = 1.0  # beta, the KL weight (Higgins et al. 2017); 1 = the ELBO
+    capacity_max: float = 0.0  # C_max in nats (Burgess et al. 2018); 0 = plain beta-ELBO
+    capacity_steps: int = 100_000  # steps over which C rises linearly from 0 to C_max
+    gamma: float = 1000.0  # gamma, weight of |KL - C| in the capacity objective
 
     def __post_init__(self):
         check_field_types(self)  # ints, floats (finite), bools and strings of the annotated type
@@ -53,12 +61,17 @@ class BetaVAEConfig:
 
 @dataclass(frozen=True)
 class IWAEConfig:
-    latent_dim: int = 128                          # L, size of z
-    widths: tuple[int, ...] = (64, 128, 256, 512)  # encoder channels per stride-2 stage (decoder mirrors them)
-    likelihood: str = "logistic"                   # discretized p(x|z): logistic | gaussian (lib.dists)
-    k: int = 5                                     # k, importance samples per image in the training bound
-    objective: str = "iwae"                        # iwae: L_k (Burda eq. 8) | vae: the mean of k ELBO samples
-    dreg: bool = False                             # encoder gradient by DReG (Tucker et al. 2019); iwae only
+    latent_dim: int = 128  # L, size of z
+    widths: tuple[int, ...] = (
+        64,
+        128,
+        256,
+        512,
+    )  # encoder channels per stride-2 stage (decoder mirrors them)
+    likelihood: str = "logistic"  # discretized p(x|z): logistic | gaussian (lib.dists)
+    k: int = 5  # k, importance samples per image in the training bound
+    objective: str = "iwae"  # iwae: L_k (Burda eq. 8) | vae: the mean of k ELBO samples
+    dreg: bool = False  # encoder gradient by DReG (Tucker et al. 2019); iwae only
 
     def __post_init__(self):
         check_field_types(self)  # ints, floats (finite), bools and strings of the annotated type
@@ -143,7 +156,8 @@ def check_beta_sweep(betas, capacity_max: float) -> None:
             f"BETAS={list(betas)} with CAPACITY_MAX={capacity_max:g}: under the capacity objective (Burgess et al. "
             "2018) BetaVAE trains on E_q log p(x|z) - gamma |KL - C| and ignores beta, so these runs would be the same "
             "model labelled with different betas. Sweep one beta with capacity (e.g. BETAS=[1.0]), or set "
-            "CAPACITY_MAX = 0 to sweep beta on the beta-ELBO.")
+            "CAPACITY_MAX = 0 to sweep beta on the beta-ELBO."
+        )
 
 
 class BetaVAE(VAE):
@@ -182,10 +196,16 @@ class IWAE(VAE):
 VAE_TINY = dict(latent_dim=8, widths=(8, 16, 32, 64))
 TINY_TRAIN = TrainConfig(steps=20, batch_size=16, lr=1e-3, log_every=5, ckpt_every=10, n_samples=16)
 BETA_VAE_PRESETS = {  # name -> (model config, TrainConfig)
-    "default": (BetaVAEConfig(), TrainConfig(steps=50_000, batch_size=128, lr=1e-4, n_samples=64, ckpt_every=2000)),
+    "default": (
+        BetaVAEConfig(),
+        TrainConfig(steps=50_000, batch_size=128, lr=1e-4, n_samples=64, ckpt_every=2000),
+    ),
     "tiny": (BetaVAEConfig(**VAE_TINY), TINY_TRAIN),
 }
 IWAE_PRESETS = {
-    "default": (IWAEConfig(), TrainConfig(steps=50_000, batch_size=64, lr=1e-4, n_samples=64, ckpt_every=2000)),
+    "default": (
+        IWAEConfig(),
+        TrainConfig(steps=50_000, batch_size=64, lr=1e-4, n_samples=64, ckpt_every=2000),
+    ),
     "tiny": (IWAEConfig(**VAE_TINY), TINY_TRAIN),
 }

@@ -1,1 +1,1 @@
-"""Networks only (nn.Modules with explicit arguments, no losses, no configs): see DESIGN.md."""
+"""Networks only (nn.Modules with explicit arguments, no losses, no configs)."""

@@ -5,6 +5,7 @@ Three stages of `n_blocks` residual blocks (He et al. 2016, "Identity Mappings i
 (4w dims: 128 for the default w = 32), a linear layer the 10 class logits. Input: x in [0, 1], (B, 3, 32, 32);
 the net standardises it with CIFAR-10's channel statistics itself.
 """
+
 from __future__ import annotations
 
 import torch
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)  # channel means of the original training split (x in [0, 1])
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)   # channel standard deviations
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)  # channel standard deviations
 
 
 class PreActBlock(nn.Module):
@@ -22,7 +23,9 @@ class PreActBlock(nn.Module):
         super().__init__()
         self.bn1, self.conv1 = nn.BatchNorm2d(c_in), nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn2, self.conv2 = nn.BatchNorm2d(c_out), nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.shortcut = None if stride == 1 and c_in == c_out else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+        self.shortcut = (
+            None if stride == 1 and c_in == c_out else nn.Conv2d(c_in, c_out, 1, stride, bias=False)
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         a = F.relu(self.bn1(h))

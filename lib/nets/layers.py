@@ -3,6 +3,7 @@
 Symbols: `sigma` a noise level (B,), `level` its index in the descending ladder `sigmas` (B,) long,
 `emb` a per-sample conditioning vector (B, E).
 """
+
 from __future__ import annotations
 
 import math
@@ -60,7 +61,7 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)  # 3 x (B, HW, C)
-        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]     # (B, HW, C)
+        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]  # (B, HW, C)
         return (x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))) / math.sqrt(2.0)
 
 
@@ -73,12 +74,12 @@ class CondInstanceNorm2dPlus(nn.Module):
         self.channels = channels
         self.norm = nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
         self.embed = nn.Embedding(n_classes, 3 * channels)
-        nn.init.normal_(self.embed.weight[:, :2 * channels], 1.0, 0.02)  # gamma, alpha start near 1
-        nn.init.zeros_(self.embed.weight[:, 2 * channels:])               # beta starts at 0
+        nn.init.normal_(self.embed.weight[:, : 2 * channels], 1.0, 0.02)  # gamma, alpha start near 1
+        nn.init.zeros_(self.embed.weight[:, 2 * channels :])  # beta starts at 0
 
     def forward(self, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        means = x.mean(dim=(2, 3))                                        # (B, C)
+        means = x.mean(dim=(2, 3))  # (B, C)
         means = (means - means.mean(-1, keepdim=True)) / (means.var(-1, keepdim=True) + 1e-5).sqrt()
-        gamma, alpha, beta = self.embed(level).chunk(3, dim=-1)           # 3 x (B, C)
+        gamma, alpha, beta = self.embed(level).chunk(3, dim=-1)  # 3 x (B, C)
         h = self.norm(x) + (means * alpha)[:, :, None, None]
         return gamma[:, :, None, None] * h + beta[:, :, None, None]

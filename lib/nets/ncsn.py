@@ -9,6 +9,7 @@ Inputs are centred images (the model maps x in [0, 1] to 2x - 1 at the point of 
 noise level `sigma` (B,) float; `RefineNet` reads its index `level` (B,) long; `conditioning` says which.
 Neither divides by sigma: the model applies NCSNv2's technique 3 (output / sigma) when configured.
 """
+
 from __future__ import annotations
 
 import torch
@@ -20,15 +21,28 @@ from .layers import AttnBlock, CondInstanceNorm2dPlus, GaussianFourierProjection
 
 class ScoreUNet(nn.Module):
     """U-Net score model: (x (B, 3, H, W), sigma (B,)) -> score (B, 3, H, W)."""
+
     conditioning = "sigma"
 
-    def __init__(self, nf: int = 128, ch_mult: tuple[int, ...] = (1, 2, 2, 2), n_res_blocks: int = 2,
-                 attn_resolutions: tuple[int, ...] = (16,), dropout: float = 0.1, resolution: int = 32,
-                 in_ch: int = 3, fourier_scale: float = 16.0):
+    def __init__(
+        self,
+        nf: int = 128,
+        ch_mult: tuple[int, ...] = (1, 2, 2, 2),
+        n_res_blocks: int = 2,
+        attn_resolutions: tuple[int, ...] = (16,),
+        dropout: float = 0.1,
+        resolution: int = 32,
+        in_ch: int = 3,
+        fourier_scale: float = 16.0,
+    ):
         super().__init__()
         emb_dim = 4 * nf
-        self.embed = nn.Sequential(GaussianFourierProjection(nf // 2, fourier_scale), nn.Linear(2 * (nf // 2), emb_dim),
-                                   nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.embed = nn.Sequential(
+            GaussianFourierProjection(nf // 2, fourier_scale),
+            nn.Linear(2 * (nf // 2), emb_dim),
+            nn.SiLU(),
+            nn.Linear(emb_dim, emb_dim),
+        )
         self.conv_in = nn.Conv2d(in_ch, nf, 3, padding=1)
         self.down, skips, ch, res = nn.ModuleList(), [nf], nf, resolution
         for i, mult in enumerate(ch_mult):
@@ -40,8 +54,9 @@ class ScoreUNet(nn.Module):
                 self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))  # halve the resolution
                 skips.append(ch)
                 res //= 2
-        self.mid = nn.ModuleList([ResBlock(ch, ch, emb_dim, dropout), AttnBlock(ch),
-                                  ResBlock(ch, ch, emb_dim, dropout)])
+        self.mid = nn.ModuleList(
+            [ResBlock(ch, ch, emb_dim, dropout), AttnBlock(ch), ResBlock(ch, ch, emb_dim, dropout)]
+        )
         self.up = nn.ModuleList()
         for i, mult in reversed(list(enumerate(ch_mult))):
             for _ in range(n_res_blocks + 1):  # one more block per level: it takes the downsampler's skip
@@ -49,21 +64,26 @@ class ScoreUNet(nn.Module):
                 self.up.append(self._level_block(ch + skips.pop(), nf * mult, emb_dim, dropout, attn))
                 ch = nf * mult
             if i > 0:
-                self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"),
-                                             nn.Conv2d(ch, ch, 3, padding=1)))
+                self.up.append(
+                    nn.Sequential(
+                        nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)
+                    )
+                )
                 res *= 2
         self.norm_out, self.conv_out = group_norm(ch), nn.Conv2d(ch, in_ch, 3, padding=1)
 
     @staticmethod
     def _level_block(in_ch, out_ch, emb_dim, dropout, attn):
-        return nn.ModuleList([ResBlock(in_ch, out_ch, emb_dim, dropout)] + ([AttnBlock(out_ch)] if attn else []))
+        return nn.ModuleList(
+            [ResBlock(in_ch, out_ch, emb_dim, dropout)] + ([AttnBlock(out_ch)] if attn else [])
+        )
 
     @staticmethod
     def _run_block(block, h, emb):
         if isinstance(block, nn.ModuleList):  # ResBlock (+ attention)
             h = block[0](h, emb)
             return block[1](h) if len(block) > 1 else h
-        return block(h)                       # down- or upsampler
+        return block(h)  # down- or upsampler
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         emb = self.embed(sigma.log())  # the noise level enters as log sigma: the ladder is geometric
@@ -128,7 +148,8 @@ class CondRCU(nn.Module):
 
     def forward(self, x, level):
         for i, (norm, conv) in enumerate(zip(self.norms, self.convs)):
-            residual = x if i % self.n_stages == 0 else residual
+            if i % self.n_stages == 0:
+                residual = x  # the block's input, added back after its last stage
             x = conv(F.elu(norm(x, level)))
             x = x + residual if i % self.n_stages == self.n_stages - 1 else x
         return x
@@ -167,30 +188,48 @@ class CondRefineBlock(nn.Module):
         if self.single:
             h = hs[0]
         else:  # multi-resolution fusion
-            h = sum(F.interpolate(conv(norm(x, level)), size=size, mode="bilinear", align_corners=True)
-                    for norm, conv, x in zip(self.msf_norms, self.msf_convs, hs))
+            h = sum(
+                F.interpolate(conv(norm(x, level)), size=size, mode="bilinear", align_corners=True)
+                for norm, conv, x in zip(self.msf_norms, self.msf_convs, hs)
+            )
         return self.out(self.crp(h, level), level)
 
 
 class RefineNet(nn.Module):
     """NCSN's CondRefineNetDilated: (x (B, 3, H, W), level (B,) long) -> score (B, 3, H, W); ~30M params at nf=128."""
+
     conditioning = "level"
 
     def __init__(self, nf: int = 128, n_classes: int = 10, in_ch: int = 3):
         super().__init__()
         self.begin = nn.Conv2d(in_ch, nf, 3, padding=1)
         c2 = 2 * nf
-        self.res = nn.ModuleList([
-            nn.ModuleList([CondResBlock(nf, nf, n_classes), CondResBlock(nf, nf, n_classes)]),
-            nn.ModuleList([CondResBlock(nf, c2, n_classes, down=True), CondResBlock(c2, c2, n_classes)]),
-            nn.ModuleList([CondResBlock(c2, c2, n_classes, down=True, dilation=2),
-                           CondResBlock(c2, c2, n_classes, dilation=2)]),
-            nn.ModuleList([CondResBlock(c2, c2, n_classes, down=True, dilation=4),
-                           CondResBlock(c2, c2, n_classes, dilation=4)]),
-        ])
-        self.refine = nn.ModuleList([CondRefineBlock([c2], c2, n_classes), CondRefineBlock([c2, c2], c2, n_classes),
-                                     CondRefineBlock([c2, c2], nf, n_classes),
-                                     CondRefineBlock([nf, nf], nf, n_classes, end=True)])
+        self.res = nn.ModuleList(
+            [
+                nn.ModuleList([CondResBlock(nf, nf, n_classes), CondResBlock(nf, nf, n_classes)]),
+                nn.ModuleList([CondResBlock(nf, c2, n_classes, down=True), CondResBlock(c2, c2, n_classes)]),
+                nn.ModuleList(
+                    [
+                        CondResBlock(c2, c2, n_classes, down=True, dilation=2),
+                        CondResBlock(c2, c2, n_classes, dilation=2),
+                    ]
+                ),
+                nn.ModuleList(
+                    [
+                        CondResBlock(c2, c2, n_classes, down=True, dilation=4),
+                        CondResBlock(c2, c2, n_classes, dilation=4),
+                    ]
+                ),
+            ]
+        )
+        self.refine = nn.ModuleList(
+            [
+                CondRefineBlock([c2], c2, n_classes),
+                CondRefineBlock([c2, c2], c2, n_classes),
+                CondRefineBlock([c2, c2], nf, n_classes),
+                CondRefineBlock([nf, nf], nf, n_classes, end=True),
+            ]
+        )
         self.norm_out = CondInstanceNorm2dPlus(nf, n_classes)
         self.end = nn.Conv2d(nf, in_ch, 3, padding=1)
 

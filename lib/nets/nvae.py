@@ -6,6 +6,7 @@ p(z_l | z_<l) and `q` the posterior q(z_l | x, z_<l), both elementwise `Normal`s
 the encoder's features, one per group, bottom-up (finest first). Latent scales run from 16x16 (after the
 stride-2 preprocessing) down by halves; channels double at each halving, as in the official code.
 """
+
 from __future__ import annotations
 
 import torch
@@ -22,31 +23,57 @@ def _clamped(mu: torch.Tensor, log_sigma: torch.Tensor) -> Normal:
 class NVAENet(nn.Module):
     """x (B, 3, 32, 32) in [0, 1] -> (decoder output (B, out_channels, 32, 32), per-group (q, p, z))."""
 
-    def __init__(self, channels: int = 64, n_scales: int = 2, groups_per_scale: int = 3, latent_channels: int = 20,
-                 enc_cells: int = 2, dec_cells: int = 2, n_pre: int = 2, n_post: int = 2, expand: int = 6,
-                 res_scale: float = 0.1, out_channels: int = 100):
+    def __init__(
+        self,
+        channels: int = 64,
+        n_scales: int = 2,
+        groups_per_scale: int = 3,
+        latent_channels: int = 20,
+        enc_cells: int = 2,
+        dec_cells: int = 2,
+        n_pre: int = 2,
+        n_post: int = 2,
+        expand: int = 6,
+        res_scale: float = 0.1,
+        out_channels: int = 100,
+    ):
         super().__init__()
-        self.n_scales, self.groups_per_scale, self.latent_channels = n_scales, groups_per_scale, latent_channels
-        self.widths = [channels * 2 ** s for s in range(n_scales)]  # per latent scale, finest (16x16) first
+        self.n_scales, self.groups_per_scale, self.latent_channels = (
+            n_scales,
+            groups_per_scale,
+            latent_channels,
+        )
+        self.widths = [channels * 2**s for s in range(n_scales)]  # per latent scale, finest (16x16) first
         n_groups = n_scales * groups_per_scale
         enc = lambda c, n: nn.Sequential(*[EncoderCell(c, c, res_scale=res_scale) for _ in range(n)])
         dec = lambda c, n: nn.Sequential(*[DecoderCell(c, c, expand, res_scale=res_scale) for _ in range(n)])
         self.stem = nn.Conv2d(3, channels, 3, padding=1)
         self.pre = nn.Sequential(enc(channels, n_pre - 1), EncoderCell(channels, channels, True, res_scale))
         self.enc_towers = nn.ModuleList(enc(self.widths[s], enc_cells) for s in self._bottom_up_scales())
-        self.enc_down = nn.ModuleList(EncoderCell(self.widths[s], self.widths[s + 1], True, res_scale)
-                                      for s in range(n_scales - 1))
+        self.enc_down = nn.ModuleList(
+            EncoderCell(self.widths[s], self.widths[s + 1], True, res_scale) for s in range(n_scales - 1)
+        )
         top, side = self.widths[-1], 16 // 2 ** (n_scales - 1)
         self.h0 = nn.Parameter(torch.randn(1, top, side, side) * 0.1)  # the decoder's learned input
         scales = self._top_down_scales()
         self.dec_towers = nn.ModuleList(dec(self.widths[s], dec_cells) for s in scales[:-1])
-        self.dec_up = nn.ModuleList(DecoderCell(self.widths[s + 1], self.widths[s], expand, True, res_scale)
-                                    for s in reversed(range(n_scales - 1)))
+        self.dec_up = nn.ModuleList(
+            DecoderCell(self.widths[s + 1], self.widths[s], expand, True, res_scale)
+            for s in reversed(range(n_scales - 1))
+        )
         self.enc_combine = nn.ModuleList(nn.Conv2d(self.widths[s], self.widths[s], 1) for s in scales)
-        self.post_heads = nn.ModuleList(Head(self.widths[s], 2 * latent_channels, zero_init=True) for s in scales)
-        self.prior_heads = nn.ModuleList(Head(self.widths[s], 2 * latent_channels, zero_init=True) for s in scales[1:])
-        self.dec_combine = nn.ModuleList(nn.Conv2d(self.widths[s] + latent_channels, self.widths[s], 1) for s in scales)
-        self.post = nn.Sequential(DecoderCell(channels, channels, expand, True, res_scale), dec(channels, n_post - 1))
+        self.post_heads = nn.ModuleList(
+            Head(self.widths[s], 2 * latent_channels, zero_init=True) for s in scales
+        )
+        self.prior_heads = nn.ModuleList(
+            Head(self.widths[s], 2 * latent_channels, zero_init=True) for s in scales[1:]
+        )
+        self.dec_combine = nn.ModuleList(
+            nn.Conv2d(self.widths[s] + latent_channels, self.widths[s], 1) for s in scales
+        )
+        self.post = nn.Sequential(
+            DecoderCell(channels, channels, expand, True, res_scale), dec(channels, n_post - 1)
+        )
         self.out = Head(channels, out_channels)
         assert len(self.enc_towers) == n_groups
 
@@ -77,7 +104,9 @@ class NVAENet(nn.Module):
     def _prior(self, h: torch.Tensor, i: int) -> Normal:
         """p(z_i | z_<i): the standard normal for the top group, else from the decoder state."""
         if i == 0:
-            zeros = torch.zeros(h.shape[0], self.latent_channels, *h.shape[2:], device=h.device, dtype=h.dtype)
+            zeros = torch.zeros(
+                h.shape[0], self.latent_channels, *h.shape[2:], device=h.device, dtype=h.dtype
+            )
             return Normal(zeros, zeros)
         return _clamped(*self.prior_heads[i - 1](h).chunk(2, dim=1))
 

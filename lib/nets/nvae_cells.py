@@ -4,6 +4,7 @@ Encoder cell: BN-Swish-conv3x3 twice, then squeeze-and-excitation. Decoder cell:
 BN-Swish, depthwise 5x5, BN-Swish, 1x1 back, BN, SE. Both are residual with the branch scaled by `res_scale`
 (0.1 in the official code) so a deep stack starts near the identity (VDVAE/NVAE stability).
 """
+
 from __future__ import annotations
 
 import torch
@@ -52,8 +53,14 @@ class EncoderCell(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, down: bool = False, res_scale: float = 0.1):
         super().__init__()
         self.branch = nn.Sequential(
-            batch_norm(in_ch), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, stride=2 if down else 1, padding=1),
-            batch_norm(out_ch), nn.SiLU(), nn.Conv2d(out_ch, out_ch, 3, padding=1), SqueezeExcite(out_ch))
+            batch_norm(in_ch),
+            nn.SiLU(),
+            nn.Conv2d(in_ch, out_ch, 3, stride=2 if down else 1, padding=1),
+            batch_norm(out_ch),
+            nn.SiLU(),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1),
+            SqueezeExcite(out_ch),
+        )
         self.skip, self.res_scale = Skip(in_ch, out_ch, "down" if down else "none"), res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,9 +75,17 @@ class DecoderCell(nn.Module):
         wide = in_ch * expand
         self.up = up
         self.branch = nn.Sequential(
-            batch_norm(in_ch), nn.Conv2d(in_ch, wide, 1), batch_norm(wide), nn.SiLU(),
-            nn.Conv2d(wide, wide, 5, padding=2, groups=wide), batch_norm(wide), nn.SiLU(),
-            nn.Conv2d(wide, out_ch, 1), batch_norm(out_ch), SqueezeExcite(out_ch))
+            batch_norm(in_ch),
+            nn.Conv2d(in_ch, wide, 1),
+            batch_norm(wide),
+            nn.SiLU(),
+            nn.Conv2d(wide, wide, 5, padding=2, groups=wide),
+            batch_norm(wide),
+            nn.SiLU(),
+            nn.Conv2d(wide, out_ch, 1),
+            batch_norm(out_ch),
+            SqueezeExcite(out_ch),
+        )
         self.skip, self.res_scale = Skip(in_ch, out_ch, "up" if up else "none"), res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ Encoder: four stride-2 4x4 convolutions with BatchNorm (widths 64-128-256-512 by
 pixels), flattened to a linear layer giving the posterior's `mu` and `logvar` (each latent_dim). Decoder: the
 mirror, a linear layer to 512 x 2 x 2 and transposed convolutions back to 3 x 32 x 32 per-subpixel locations.
 """
+
 from __future__ import annotations
 
 import torch
@@ -29,7 +30,11 @@ class ConvEncoder(nn.Module):
         size = _check(latent_dim, widths)
         layers, c_in = [], 3
         for c_out in widths:
-            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+            layers += [
+                nn.Conv2d(c_in, c_out, 4, stride=2, padding=1),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(0.2),
+            ]
             c_in = c_out
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.head = nn.Linear(widths[-1] * size * size, 2 * latent_dim)
@@ -49,8 +54,16 @@ class ConvDecoder(nn.Module):
         self.head = nn.Linear(latent_dim, self.top * self.size * self.size)
         layers, rev = [], list(reversed(widths))
         for c_in, c_out in zip(rev, rev[1:]):
-            layers += [nn.BatchNorm2d(c_in), nn.LeakyReLU(0.2), nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)]
-        layers += [nn.BatchNorm2d(rev[-1]), nn.LeakyReLU(0.2), nn.ConvTranspose2d(rev[-1], 3, 4, stride=2, padding=1)]
+            layers += [
+                nn.BatchNorm2d(c_in),
+                nn.LeakyReLU(0.2),
+                nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1),
+            ]
+        layers += [
+            nn.BatchNorm2d(rev[-1]),
+            nn.LeakyReLU(0.2),
+            nn.ConvTranspose2d(rev[-1], 3, 4, stride=2, padding=1),
+        ]
         self.body = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ tensor `finite` that stays on the device:
 - `SkipCounts` keeps the number of skips, the streak of skips in a row and the step at which a streak first reached
   max_bad_steps on the device; the loop reads them only when it writes a record or a checkpoint.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -33,8 +34,10 @@ class Snapshot:
             sizes = [t.numel() for t in live]
             saved, scratch = (torch.zeros(sum(sizes), dtype=dtype, device=device) for _ in range(2))
             starts = [0, *itertools.accumulate(sizes)][:-1]
-            views = [[flat.narrow(0, s, t.numel()).view(t.shape) for s, t in zip(starts, live)]
-                     for flat in (saved, scratch)]
+            views = [
+                [flat.narrow(0, s, t.numel()).view(t.shape) for s, t in zip(starts, live)]
+                for flat in (saved, scratch)
+            ]
             self.groups.append((live, views[0], views[1], saved, scratch))
 
     @torch.no_grad()
@@ -78,7 +81,9 @@ class GuardedStep:
         if self._state is not None:
             self._state.save()
         self.optimizer.step()
-        if self._state is None:  # the first step created the state; its snapshot holds the zeros it started from
+        if (
+            self._state is None
+        ):  # the first step created the state; its snapshot holds the zeros it started from
             self._state = Snapshot(state_tensors(self.optimizer))
         self._params.keep_if(finite)
         self._state.keep_if(finite)

@@ -7,6 +7,7 @@ never overwrite a real result) and beside it `<experiment>.samples.npz`, its sam
 recomputed and grids drawn later without the checkpoint, which stays out of git. The record names the run folder
 of its checkpoint (`run`), the model family (`model`), its size (`n_params`), the data copy and the compute.
 """
+
 from __future__ import annotations
 
 import io
@@ -14,19 +15,21 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from . import runs
-from .checkpoints import list_checkpoints
-from .data import to_uint8
+from ..common import devices, files, paths
+from ..common.progress import Progress
+from ..data import to_uint8
+from ..models import MODELS
+from ..train.checkpoints import list_checkpoints
 from .findings import smoke_line
-from .models import MODELS, load_run_model
-from .progress import Progress
+from .training import load_run_model
 
 N_BANK = 2000  # images per bank
 FAMILIES = {"ncsn": "NCSN", "beta_vae": "β-VAE", "iwae": "IWAE", "nvae": "NVAE"}  # model name -> display name
@@ -34,24 +37,50 @@ FAMILIES = {"ncsn": "NCSN", "beta_vae": "β-VAE", "iwae": "IWAE", "nvae": "NVAE"
 
 # --- records --------------------------------------------------------------------------------------------------
 
+
 def results_path(experiment: str, smoke: bool | None = None) -> Path:
     """`outputs/results/<experiment>.json`, or under `outputs/smoke/results/` in smoke mode."""
     if not experiment or os.sep in experiment or "/" in experiment or experiment.startswith("."):
-        raise ValueError(f"experiment name {experiment!r} must be a plain file name (no '/', not starting with '.')")
-    smoke = runs.is_smoke() if smoke is None else smoke
-    return runs.outputs_dir() / ("smoke/results" if smoke else "results") / f"{experiment}.json"
+        raise ValueError(
+            f"experiment name {experiment!r} must be a plain file name (no '/', not starting with '.')"
+        )
+    smoke = paths.is_smoke() if smoke is None else smoke
+    return paths.output_dir("results", smoke) / f"{experiment}.json"
 
 
-def write_results(experiment: str, *, model: str, config: dict, data: dict, device: str, wall_minutes: float,
-                  steps: int, img_per_s: float, metrics: dict, smoke: bool | None = None, **extra: Any) -> Path:
+def write_results(
+    experiment: str,
+    *,
+    model: str,
+    config: dict,
+    data: dict,
+    device: str,
+    wall_minutes: float,
+    steps: int,
+    img_per_s: float,
+    metrics: dict,
+    smoke: bool | None = None,
+    **extra: Any,
+) -> Path:
     """Write the results record of one run atomically and return its path.
     `data` says which copy was used, e.g. {"source": "folder", "format": "jpeg", "lossy": True}."""
     path = results_path(experiment, smoke)
-    record = dict(experiment=experiment, model=model, config=config, data=data, device=device,
-                  wall_minutes=round(wall_minutes, 3), steps=steps, img_per_s=round(img_per_s, 1),
-                  metrics=metrics, smoke=runs.is_smoke() if smoke is None else smoke,
-                  torch=torch.__version__, written=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra)
-    runs.atomic_write_json(path, record)
+    record = dict(
+        experiment=experiment,
+        model=model,
+        config=config,
+        data=data,
+        device=device,
+        wall_minutes=round(wall_minutes, 3),
+        steps=steps,
+        img_per_s=round(img_per_s, 1),
+        metrics=metrics,
+        smoke=paths.is_smoke() if smoke is None else smoke,
+        torch=torch.__version__,
+        written=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    )
+    files.atomic_write_json(path, record)
     return path
 
 
@@ -60,10 +89,25 @@ def data_record(cifar) -> dict:
     return {"source": cifar.source, "format": cifar.image_format, "lossy": cifar.lossy}
 
 
-def record_experiment(experiment: str, *, model_name: str, result, cifar, device, metrics: dict,
-                      model_cfg=None, train_cfg=None, preset: str | None = None, config: dict | None = None,
-                      n_bank: int = N_BANK, seed: int = 1, smoke: bool | None = None, sampler=None,
-                      bank: tuple[np.ndarray, float] | None = None, **extra: Any) -> Path:
+def record_experiment(
+    experiment: str,
+    *,
+    model_name: str,
+    result,
+    cifar,
+    device,
+    metrics: dict,
+    model_cfg=None,
+    train_cfg=None,
+    preset: str | None = None,
+    config: dict | None = None,
+    n_bank: int = N_BANK,
+    seed: int = 1,
+    smoke: bool | None = None,
+    sampler=None,
+    bank: tuple[np.ndarray, float] | None = None,
+    **extra: Any,
+) -> Path:
     """What every model notebook does last: draw the sample bank from the EMA weights of `result` (a
     lib.train.TrainResult; or from `sampler`, e.g. an NVAE with re-estimated BatchNorm; or take the `bank`
     (images, seconds per 1k) the notebook drew already), store it, and write the results record with the run's
@@ -73,14 +117,28 @@ def record_experiment(experiment: str, *, model_name: str, result, cifar, device
     images, seconds_per_1k = bank if bank is not None else draw_samples(sampler or model, n=n_bank, seed=seed)
     bank_file = save_sample_bank(experiment, images, seed=seed, seconds_per_1k=seconds_per_1k, smoke=smoke)
     if config is None:  # without train_cfg: the TrainConfig the run folder's config.json says it trained with
-        trained = asdict(train_cfg) if train_cfg is not None else \
-            json.loads((Path(result.folder) / "config.json").read_text())["train"]
+        trained = (
+            asdict(train_cfg)
+            if train_cfg is not None
+            else json.loads((Path(result.folder) / "config.json").read_text())["train"]
+        )
         config = {"model": asdict(model_cfg), "train": trained, "preset": preset}
     return write_results(
-        experiment, model=model_name, config=config, data=data_record(cifar), device=runs.describe_device(device),
-        wall_minutes=result.wall_seconds / 60, steps=result.step, img_per_s=result.img_per_s,
-        metrics={**metrics, "sample_seconds_per_1k": seconds_per_1k}, smoke=smoke, sample_bank=str(bank_file),
-        run=Path(result.folder).name, n_params=sum(p.numel() for p in model.parameters()), **extra)
+        experiment,
+        model=model_name,
+        config=config,
+        data=data_record(cifar),
+        device=devices.describe_device(device),
+        wall_minutes=result.wall_seconds / 60,
+        steps=result.step,
+        img_per_s=result.img_per_s,
+        metrics={**metrics, "sample_seconds_per_1k": seconds_per_1k},
+        smoke=smoke,
+        sample_bank=str(bank_file),
+        run=Path(result.folder).name,
+        n_params=sum(p.numel() for p in model.parameters()),
+        **extra,
+    )
 
 
 def load_records(folder: str | Path | None = None, smoke: bool | None = None) -> tuple[list[dict], list[str]]:
@@ -112,10 +170,11 @@ def report_key_figure(name: str, value: float, unit: str = "") -> None:
     print(f"key figure: {name} = {value:.6g} {unit}".rstrip())
     target = os.environ.get("WORKBOOK_KEY_FIGURE_FILE")
     if target:
-        runs.atomic_write_json(target, {"name": name, "value": float(value), "unit": unit})
+        files.atomic_write_json(target, {"name": name, "value": float(value), "unit": unit})
 
 
 # --- sample banks ---------------------------------------------------------------------------------------------
+
 
 def bank_path(experiment: str, smoke: bool | None = None) -> Path:
     """`<results folder>/<experiment>.samples.npz`, beside `<experiment>.json`."""
@@ -138,14 +197,19 @@ def draw_samples(model, n: int = N_BANK, batch_size: int = 250, seed: int = 0) -
     return (np.concatenate(chunks) if chunks else empty), 1000 * seconds / max(n, 1)
 
 
-def save_sample_bank(experiment: str, images, seed: int = 0, seconds_per_1k: float | None = None,
-                     smoke: bool | None = None) -> Path:
+def save_sample_bank(
+    experiment: str, images, seed: int = 0, seconds_per_1k: float | None = None, smoke: bool | None = None
+) -> Path:
     """Write the bank of `experiment` (images uint8 or in [0, 1]) atomically; returns its path."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, images=to_uint8(images), seed=np.int64(seed),
-                        seconds_per_1k=np.float64(np.nan if seconds_per_1k is None else seconds_per_1k))
+    np.savez_compressed(
+        buffer,
+        images=to_uint8(images),
+        seed=np.int64(seed),
+        seconds_per_1k=np.float64(np.nan if seconds_per_1k is None else seconds_per_1k),
+    )
     path = bank_path(experiment, smoke)
-    runs.atomic_write_bytes(path, buffer.getvalue())
+    files.atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -160,10 +224,11 @@ def load_sample_bank(experiment: str, smoke: bool | None = None) -> dict | None:
 
 # --- reading a record back: its model, its bound, its samples -------------------------------------------------
 
+
 def model_from_run(record: dict, smoke: bool | None = None, device="cpu"):
     """(model with its EMA weights, n_params) from the newest checkpoint of the run a results record names, or
     None when that folder has no checkpoint (checkpoints stay out of git) or the family is unknown."""
-    folder = runs.run_dir(record["run"], smoke)
+    folder = paths.run_dir(record["run"], smoke)
     if record.get("model") not in MODELS or not (folder.is_dir() and list_checkpoints(folder)):
         return None
     model, _ = load_run_model(folder, record["model"], device)
@@ -191,8 +256,15 @@ def tightest_test_bound(metrics: dict) -> tuple[float | None, str | None]:
     return value, label
 
 
-def gather(records: list[dict], smoke: bool | None = None, device="cpu", n_from_checkpoint: int = N_BANK,
-           seed: int = 1, prepare: Callable | None = None, log=print) -> list[dict]:
+def gather(
+    records: list[dict],
+    smoke: bool | None = None,
+    device="cpu",
+    n_from_checkpoint: int = N_BANK,
+    seed: int = 1,
+    prepare: Callable | None = None,
+    log=print,
+) -> list[dict]:
     """One entry per record for the comparison: its bank (or, without one, n_from_checkpoint samples drawn from
     the checkpoint with the banks' seed), the loaded model when there is a checkpoint, its tightest test bound and
     its compute. `prepare(model, name)` readies a model for sampling (NVAE: BatchNorm re-estimation)."""
@@ -201,28 +273,53 @@ def gather(records: list[dict], smoke: bool | None = None, device="cpu", n_from_
         exp, name = record["experiment"], record.get("model", "?")
         try:
             loaded = model_from_run(record, smoke, device)
-        except (ValueError, RuntimeError, KeyError) as err:  # a checkpoint this code cannot rebuild: the bank alone
+        except (
+            ValueError,
+            RuntimeError,
+            KeyError,
+        ) as err:  # a checkpoint this code cannot rebuild: the bank alone
             loaded = None
             log(f"note: {exp}: the checkpoint in run folder {record.get('run')} could not be loaded ({err})")
         net = loaded[0] if loaded else None
         bank, source = load_sample_bank(exp, smoke), "bank"
         if bank is None and net is not None:
-            images, seconds = draw_samples(prepare(net, name) if prepare else net, n_from_checkpoint, seed=seed)
+            images, seconds = draw_samples(
+                prepare(net, name) if prepare else net, n_from_checkpoint, seed=seed
+            )
             bank, source = {"images": images, "seed": seed, "seconds_per_1k": seconds}, "checkpoint"
         bpd, bound = tightest_test_bound(record.get("metrics", {}))
-        entries.append(dict(
-            experiment=exp, model=name, run=record.get("run"), net=net, record=record, bank=bank,
-            source=source if bank else "none", n_samples=len(bank["images"]) if bank else 0, bpd=bpd, bound=bound,
-            seconds_per_1k=bank["seconds_per_1k"] if bank else record["metrics"].get("sample_seconds_per_1k"),
-            n_params=record.get("n_params") or (loaded[1] if loaded else None),
-            wall_minutes=record.get("wall_minutes"), img_per_s=record.get("img_per_s"), steps=record.get("steps"),
-            data=record.get("data", {}), device=record.get("device", "?")))
-        log(f"{exp}: run folder {record.get('run')} ({'checkpoint loaded' if loaded else 'no checkpoint'}); "
-            f"{entries[-1]['n_samples']:,} samples from {entries[-1]['source']}; test bound {bound or 'none'}")
+        entries.append(
+            dict(
+                experiment=exp,
+                model=name,
+                run=record.get("run"),
+                net=net,
+                record=record,
+                bank=bank,
+                source=source if bank else "none",
+                n_samples=len(bank["images"]) if bank else 0,
+                bpd=bpd,
+                bound=bound,
+                seconds_per_1k=bank["seconds_per_1k"]
+                if bank
+                else record["metrics"].get("sample_seconds_per_1k"),
+                n_params=record.get("n_params") or (loaded[1] if loaded else None),
+                wall_minutes=record.get("wall_minutes"),
+                img_per_s=record.get("img_per_s"),
+                steps=record.get("steps"),
+                data=record.get("data", {}),
+                device=record.get("device", "?"),
+            )
+        )
+        log(
+            f"{exp}: run folder {record.get('run')} ({'checkpoint loaded' if loaded else 'no checkpoint'}); "
+            f"{entries[-1]['n_samples']:,} samples from {entries[-1]['source']}; test bound {bound or 'none'}"
+        )
     return entries
 
 
 # --- the family table -----------------------------------------------------------------------------------------
+
 
 def fmt(value, spec: str = "{:.3f}") -> str:
     """A table cell: '–' for a missing or NaN value."""
@@ -231,9 +328,27 @@ def fmt(value, spec: str = "{:.3f}") -> str:
     return spec.format(value)
 
 
-COLUMNS = ["model", "experiment", "samples (n)", "test bits/dim", "bound", "fd_c10", "× floor (same n)",
-           "precision", "recall", "FID (n)", "FID real floor (same n)", "KID (n)", "s / 1k samples", "params", "steps", "train minutes",
-           "img/s", "data copy", "device"]
+COLUMNS = [
+    "model",
+    "experiment",
+    "samples (n)",
+    "test bits/dim",
+    "bound",
+    "fd_c10",
+    "× floor (same n)",
+    "precision",
+    "recall",
+    "FID (n)",
+    "FID real floor (same n)",
+    "KID (n)",
+    "s / 1k samples",
+    "params",
+    "steps",
+    "train minutes",
+    "img/s",
+    "data copy",
+    "device",
+]
 
 
 def comparison_table(entries: list[dict], missing: list[str], smoke: bool | None = None) -> str:
@@ -246,13 +361,33 @@ def comparison_table(entries: list[dict], missing: list[str], smoke: bool | None
         fd, fl, fid = m.get("fd"), m.get("floor"), m.get("fid") or {}
         copy = f"{m['data'].get('format', '?')}{' (lossy)' if m['data'].get('lossy') else ''}"
         n_fid = f" (n = {fid['n']:,})" if fid.get("n") else ""
-        cells = [m["model"], m["experiment"], f"{m['source']} ({m['n_samples']:,})", fmt(m["bpd"]),
-                 m["bound"] or "–", fmt(fd and fd.fd), fmt(fd.fd / fl.fd if fd and fl else None, "{:.1f}"),
-                 fmt(fd and fd.precision), fmt(fd and fd.recall), fmt(fid.get("fid"), "{:.2f}") + n_fid, fmt(fid.get("floor"), "{:.2f}"),
-                 (fmt(fid.get("kid"), "{:.4f}") + (f" ± {fid['kid_std']:.4f}" if fid.get("kid_std") else "") + n_fid
-                  if fid.get("kid") is not None else "–"),
-                 fmt(m["seconds_per_1k"], "{:.1f}"), fmt(m["n_params"], "{:,}"), fmt(m["steps"], "{:,}"),
-                 fmt(m["wall_minutes"], "{:.1f}"), fmt(m["img_per_s"], "{:,.0f}"), copy, m["device"]]
+        cells = [
+            m["model"],
+            m["experiment"],
+            f"{m['source']} ({m['n_samples']:,})",
+            fmt(m["bpd"]),
+            m["bound"] or "–",
+            fmt(fd and fd.fd),
+            fmt(fd.fd / fl.fd if fd and fl else None, "{:.1f}"),
+            fmt(fd and fd.precision),
+            fmt(fd and fd.recall),
+            fmt(fid.get("fid"), "{:.2f}") + n_fid,
+            fmt(fid.get("floor"), "{:.2f}"),
+            (
+                fmt(fid.get("kid"), "{:.4f}")
+                + (f" ± {fid['kid_std']:.4f}" if fid.get("kid_std") else "")
+                + n_fid
+                if fid.get("kid") is not None
+                else "–"
+            ),
+            fmt(m["seconds_per_1k"], "{:.1f}"),
+            fmt(m["n_params"], "{:,}"),
+            fmt(m["steps"], "{:,}"),
+            fmt(m["wall_minutes"], "{:.1f}"),
+            fmt(m["img_per_s"], "{:,.0f}"),
+            copy,
+            m["device"],
+        ]
         rows.append("| " + " | ".join(str(c) for c in cells) + " |")
     rows += [f"| {name} | missing: no results file yet |" + " |" * (len(COLUMNS) - 2) for name in missing]
     banner = smoke_line(smoke)

@@ -9,6 +9,7 @@ says at the end where its time went.
 - `estimate_seconds` times a few calls of a costly function and extrapolates; `Stopwatch` collects the time of
   each part of a notebook, beside its estimate.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,33 +17,42 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from . import runs
-from .checkpoints import list_checkpoints
-from .train import TrainConfig, train
+from ..common import files, paths
+from ..train.checkpoints import list_checkpoints
+from ..train.config import TrainConfig
+from ..train.loop import train
 
 TRAIN_SCHEDULE_FIELDS = ("warmup_steps",)  # TrainConfig fields counted in steps
-MODEL_SCHEDULE_FIELDS = ("kl_warmup_steps", "kl_warmup_start", "capacity_steps")  # model-config fields in steps
+MODEL_SCHEDULE_FIELDS = (
+    "kl_warmup_steps",
+    "kl_warmup_start",
+    "capacity_steps",
+)  # model-config fields in steps
 PLAN_FILE = "budget.json"
 
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    minutes: float          # the training budget
-    probe_img_per_s: float  # throughput of the real loop measured by the probe (images per second, all processes)
-    steps: int              # steps that fit the budget; every schedule is laid over them
-    epochs: float           # passes over the training images those steps make
-    probe_seconds: float    # wall time the probe itself took
+    minutes: float  # the training budget
+    probe_img_per_s: (
+        float  # throughput of the real loop measured by the probe (images per second, all processes)
+    )
+    steps: int  # steps that fit the budget; every schedule is laid over them
+    epochs: float  # passes over the training images those steps make
+    probe_seconds: float  # wall time the probe itself took
 
     def describe(self) -> str:
-        return (f"{self.minutes:g} min at {self.probe_img_per_s:,.0f} img/s (probe) -> {self.steps:,} steps "
-                f"= {self.epochs:.2f} epochs")
+        return (
+            f"{self.minutes:g} min at {self.probe_img_per_s:,.0f} img/s (probe) -> {self.steps:,} steps "
+            f"= {self.epochs:.2f} epochs"
+        )
 
 
 def _sync(device) -> None:
@@ -50,15 +60,24 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def probe_img_per_s(model: torch.nn.Module, x, train_cfg: TrainConfig, device, n_steps: int = 6,
-                    warmup: int = 2) -> float:
+def probe_img_per_s(
+    model: torch.nn.Module, x, train_cfg: TrainConfig, device, n_steps: int = 6, warmup: int = 2
+) -> float:
     """Images per second of the real training loop on a copy of `model`: `warmup` untimed steps (compilation,
     autotuning), then `n_steps` timed ones, in a temporary run folder that is deleted afterwards."""
-    cfg = replace(train_cfg, steps=warmup + n_steps, log_every=warmup, ckpt_every=10**9, n_samples=0,
-                  sample_every=0, max_minutes=0.0, warmup_steps=0)
+    cfg = replace(
+        train_cfg,
+        steps=warmup + n_steps,
+        log_every=warmup,
+        ckpt_every=10**9,
+        n_samples=0,
+        sample_every=0,
+        max_minutes=0.0,
+        warmup_steps=0,
+    )
     with tempfile.TemporaryDirectory(prefix="probe-") as folder:
         train(copy.deepcopy(model), x, cfg, Path(folder), device=device, use_wandb=False)
-        records = runs.read_jsonl(Path(folder) / "metrics.jsonl")
+        records = files.read_jsonl(Path(folder) / "metrics.jsonl")
     timed = [r for r in records if r["step"] > warmup]  # the windows after the warm-up steps
     return sum(r["img_per_s"] for r in timed) / len(timed)
 
@@ -73,21 +92,36 @@ def fit_schedules(model_cfg, train_cfg: TrainConfig, steps: int):
 
     def scaled(cfg, names):
         present = {f.name for f in fields(cfg)}
-        return replace(cfg, **{n: (max(1, round(getattr(cfg, n) * scale)) if getattr(cfg, n) else 0)
-                               for n in names if n in present})
+        return replace(
+            cfg,
+            **{
+                n: (max(1, round(getattr(cfg, n) * scale)) if getattr(cfg, n) else 0)
+                for n in names
+                if n in present
+            },
+        )
 
-    return scaled(model_cfg, MODEL_SCHEDULE_FIELDS), replace(scaled(train_cfg, TRAIN_SCHEDULE_FIELDS), steps=steps,
-                                                             max_minutes=0.0)
+    return scaled(model_cfg, MODEL_SCHEDULE_FIELDS), replace(
+        scaled(train_cfg, TRAIN_SCHEDULE_FIELDS), steps=steps, max_minutes=0.0
+    )
 
 
-def plan_training(model: torch.nn.Module, model_cfg, train_cfg: TrainConfig, x, run: str | Path, device,
-                  minutes: float, log: Callable = print) -> tuple[object, TrainConfig, TrainingPlan]:
+def plan_training(
+    model: torch.nn.Module,
+    model_cfg,
+    train_cfg: TrainConfig,
+    x,
+    run: str | Path,
+    device,
+    minutes: float,
+    log: Callable = print,
+) -> tuple[object, TrainConfig, TrainingPlan]:
     """(model_cfg, train_cfg, plan) for training `model` on images x within `minutes`: probe the loop, turn the
     minutes left after the probe into steps, fit the schedules to them. A run folder that already holds
     checkpoints reuses its stored plan (no probe), so resuming or loading keeps the schedule it was trained on."""
     if not minutes > 0:
         raise ValueError(f"minutes must be > 0, got {minutes}")
-    folder = Path(run) if isinstance(run, Path) else runs.run_dir(str(run))
+    folder = Path(run) if isinstance(run, Path) else paths.run_dir(str(run))
     stored = folder / PLAN_FILE
     if stored.is_file() and list_checkpoints(folder):
         plan = TrainingPlan(**json.loads(stored.read_text()))
@@ -98,9 +132,14 @@ def plan_training(model: torch.nn.Module, model_cfg, train_cfg: TrainConfig, x, 
         probe_seconds = time.monotonic() - start
         left = max(60 * minutes - probe_seconds, 0.0)
         steps = max(1, int(left * img_per_s / train_cfg.batch_size))
-        plan = TrainingPlan(minutes, round(img_per_s, 1), steps, steps * train_cfg.batch_size / len(x),
-                            round(probe_seconds, 1))
-        runs.atomic_write_json(stored, plan.__dict__)
+        plan = TrainingPlan(
+            minutes,
+            round(img_per_s, 1),
+            steps,
+            steps * train_cfg.batch_size / len(x),
+            round(probe_seconds, 1),
+        )
+        files.atomic_write_json(stored, plan.__dict__)
         log(f"training plan: {plan.describe()}; the probe took {probe_seconds:.0f} s")
     return (*fit_schedules(model_cfg, train_cfg, plan.steps), plan)
 
@@ -146,8 +185,13 @@ class Stopwatch:
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else \
-        f"{seconds / 3600:.1f} h"
+    return (
+        f"{seconds:.1f} s"
+        if seconds < 90
+        else f"{seconds / 60:.1f} min"
+        if seconds < 5400
+        else f"{seconds / 3600:.1f} h"
+    )
 
 
 def per_call(total: int, batch: int) -> int:

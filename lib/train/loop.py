@@ -1,4 +1,4 @@
-"""The one training loop shared by every model family (DESIGN: "The model interface and the one loop").
+"""The one training loop shared by every model family (the model interface: `loss` and `sample`).
 
 A model offers `loss(x, step) -> (loss, stats)` and `sample(n) -> (n, 3, 32, 32) in [0, 1]`. `train()` adds
 what every family needs, identically, so comparisons are fair: bf16 autocast on CUDA, an EMA of the weights
@@ -7,11 +7,12 @@ updates) with a clear error after `max_bad_steps` in a row, warm-up and cosine l
 grids, a tqdm bar, JSON-lines metrics (mirrored to wandb), atomic checkpoints with exact resume, and
 DistributedDataParallel under torchrun (per-rank data shards, skips agreed by all ranks, rank-0 logging and
 checkpoints). A normal step never waits for the host: the skip decision, its counters and the log sums stay on the
-device (lib.skipping, lib.log_window) and are read when a record or checkpoint is written; the speed options
-(compile, channels-last, fused optimizer, cuDNN autotuning, TF32) live in TrainConfig and lib.speed.
+device (skipping, log_window) and are read when a record or checkpoint is written; the speed options
+(compile, channels-last, fused optimizer, cuDNN autotuning, TF32) live in TrainConfig (config) and speed.
 
-Run it from notebooks, or from the shell with `python -m lib.train <model> --key value ...` (see lib.cli).
+Run it from notebooks, or from the shell with `python -m lib.train <model> --key value ...` (see cli).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,79 +29,19 @@ from torch import nn
 from torchvision.utils import save_image
 from tqdm.std import tqdm  # text, not a notebook widget: a saved notebook shows the bar's last state
 
+from ..common.devices import pick_device, seed_everything
+from ..common.paths import run_dir
+from ..data import InfiniteBatches
 from . import checkpoints as ckpt
 from . import run_folder, speed
-from .config_checks import check_field_types
-from .data import InfiniteBatches
+from .config import TrainConfig, lr_at
 from .ema import EMA
 from .interrupts import Interrupted, StopRequest, interrupted_now, stop_if_asked
 from .log_window import Window
-from .runs import RunLogger, pick_device, run_dir, seed_everything
+from .logger import RunLogger
 from .skipping import GuardedStep, SkipCounts, Snapshot
-from .speed import COMPILE_MODES, FUSED, OPTIMIZERS
 
-__all__ = ["EMA", "NonFiniteError", "OPTIMIZERS", "TrainConfig", "TrainResult", "lr_at", "train"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int = 10_000            # total optimizer steps; the LR schedule spans them
-    max_minutes: float = 0.0       # stop early (with a checkpoint) after this much wall time; 0 = no limit
-    batch_size: int = 128          # images per step and process (DDP: the global batch is world_size times it)
-    lr: float = 2e-4               # peak learning rate
-    optimizer: str = "adam"        # adam | adamw | adamax
-    adam_beta1: float = 0.9        # Adam's beta_1
-    adam_beta2: float = 0.999      # Adam's beta_2
-    weight_decay: float = 0.0      # decoupled for adamw, L2 otherwise
-    warmup_steps: int = 0          # linear LR warm-up from 0
-    schedule: str = "constant"     # after warm-up: constant | cosine
-    min_lr_ratio: float = 0.0      # cosine floor as a fraction of lr
-    grad_clip: float = 1.0         # max global gradient norm; 0 = no clipping
-    ema_decay: float = 0.999       # EMA of weights; ramps as min(decay, (1+t)/(10+t)) when ema_warmup
-    ema_warmup: bool = True        # ramp the EMA decay so short runs are not stuck near the initial weights
-    amp: str = "auto"              # auto (bf16 on CUDA, off elsewhere) | bf16 | fp16 | off
-    max_bad_steps: int = 20        # non-finite updates in a row before the run stops with an error
-    flip: bool = True              # random horizontal flips of training images
-    seed: int = 0                  # seeds the data order, flips and the loop's RNG
-    log_every: int = 50            # steps between metrics records (and bar updates)
-    sample_every: int = 0          # steps between sample grids; 0 = only at the end
-    n_samples: int = 64            # images per sample grid; 0 = no grids
-    ckpt_every: int = 1000         # steps between checkpoints (one is always written at the end)
-    keep_ckpts: int = 2            # checkpoints kept; older ones are deleted after a new one is written
-    # speed (each "auto" is on for CUDA and off elsewhere, so CPU runs behave as before these options existed)
-    compile: bool = False          # torch.compile the model's networks (its child modules with parameters)
-    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs; CUDA only) | max-autotune[-no-cudagraphs]
-    channels_last: str = "auto"    # auto | on | off: NHWC weights and batches (faster convolutions on tensor cores)
-    fused_optimizer: str = "auto"  # auto | on | off: fused Adam/AdamW kernel (adamax has none: "foreach" instead)
-    cudnn_benchmark: str = "auto"  # auto | on | off: let cuDNN pick the fastest convolution algorithms (CUDA only)
-    tf32: str = "auto"             # auto | on | off: TF32 tensor cores for the fp32 matmuls/convolutions (CUDA only)
-
-    def __post_init__(self):
-        check_field_types(self)
-        positive = ("steps", "batch_size", "log_every", "ckpt_every", "keep_ckpts", "max_bad_steps")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "max_minutes", "weight_decay", "warmup_steps", "grad_clip", "min_lr_ratio",
-                     "sample_every", "n_samples", "seed"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-        switch = ("auto", "on", "off")
-        choices = {"optimizer": OPTIMIZERS, "schedule": ("constant", "cosine"),
-                   "amp": ("auto", "bf16", "fp16", "off"), "compile_mode": COMPILE_MODES,
-                   "channels_last": switch, "fused_optimizer": switch, "cudnn_benchmark": switch, "tf32": switch}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"TrainConfig.{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-        for name in ("ema_decay", "adam_beta1", "adam_beta2"):
-            if not (0.0 <= getattr(self, name) < 1.0):
-                raise ValueError(f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.min_lr_ratio > 1.0:
-            raise ValueError(f"TrainConfig.min_lr_ratio must be in [0, 1] (the cosine floor as a fraction of lr), "
-                             f"got {self.min_lr_ratio}")
-        if self.fused_optimizer == "on" and self.optimizer not in FUSED:
-            raise ValueError(f"TrainConfig.fused_optimizer='on' needs optimizer in {list(FUSED)} (torch has no fused "
-                             f"{self.optimizer}); use 'auto', which runs it as a multi-tensor 'foreach' step")
+__all__ = ["NonFiniteError", "TrainResult", "train"]
 
 
 class NonFiniteError(RuntimeError):
@@ -109,24 +50,13 @@ class NonFiniteError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    model: nn.Module           # the trained weights
-    ema: nn.Module             # their EMA (use this for sampling and evaluation)
-    step: int                  # steps done, counting earlier sessions of a resumed run
-    wall_seconds: float        # training wall time over all sessions
-    img_per_s: float           # training throughput over the whole run: images / wall_seconds (all processes)
-    n_skipped: int             # non-finite updates skipped over the whole run
-    folder: Path               # the run folder
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Learning rate at `step`: linear warm-up to cfg.lr, then constant or cosine down to lr * min_lr_ratio."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.schedule == "constant":
-        return cfg.lr
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
-    floor = cfg.lr * cfg.min_lr_ratio
-    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    model: nn.Module  # the trained weights
+    ema: nn.Module  # their EMA (use this for sampling and evaluation)
+    step: int  # steps done, counting earlier sessions of a resumed run
+    wall_seconds: float  # training wall time over all sessions
+    img_per_s: float  # training throughput over the whole run: images / wall_seconds (all processes)
+    n_skipped: int  # non-finite updates skipped over the whole run
+    folder: Path  # the run folder
 
 
 class _Objective(nn.Module):
@@ -157,9 +87,19 @@ def _autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
-def train(model: nn.Module, x, cfg: TrainConfig, run: str | Path, *, resume: bool = True,
-          model_config: dict | None = None, device: str | torch.device | None = None,
-          stop_at: int | None = None, init_from: str | Path | None = None, use_wandb: bool = True) -> TrainResult:
+def train(
+    model: nn.Module,
+    x,
+    cfg: TrainConfig,
+    run: str | Path,
+    *,
+    resume: bool = True,
+    model_config: dict | None = None,
+    device: str | torch.device | None = None,
+    stop_at: int | None = None,
+    init_from: str | Path | None = None,
+    use_wandb: bool = True,
+) -> TrainResult:
     """Train `model` on uint8 images `x` (N, 3, 32, 32) for cfg.steps; returns the model and its EMA.
 
     run: a run name (a str: a plain folder name under outputs/runs, or outputs/smoke/runs in smoke mode) or a
@@ -198,7 +138,9 @@ def _run_folder(run: str | Path) -> Path:
         return Path(run)
     if isinstance(run, str):
         return run_dir(run)
-    raise TypeError(f"run must be a run name (str) or a folder (pathlib.Path), got {type(run).__name__} {run!r}")
+    raise TypeError(
+        f"run must be a run name (str) or a folder (pathlib.Path), got {type(run).__name__} {run!r}"
+    )
 
 
 class _Loop:
@@ -209,26 +151,31 @@ class _Loop:
         model = speed.to_memory_format(model, cfg, device)
         self.model, self.cfg, self.folder, self.device = model, cfg, Path(folder), device
         self.rank, self.world, self.is_main = rank, world, rank == 0
-        self.batches = InfiniteBatches(x, cfg.batch_size, device=device, seed=cfg.seed, flip=cfg.flip,
-                                       rank=rank, world_size=world)
+        self.batches = InfiniteBatches(
+            x, cfg.batch_size, device=device, seed=cfg.seed, flip=cfg.flip, rank=rank, world_size=world
+        )
         self.objective = _Objective(model)
         if world > 1:
             ids = [device.index] if device.type == "cuda" else None
             self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
         self.optimizer, fused = speed.make_optimizer(cfg, model.parameters(), device)
-        self.guard = GuardedStep(self.optimizer, fused)          # applies an update only where it is finite
+        self.guard = GuardedStep(self.optimizer, fused)  # applies an update only where it is finite
         fp16 = cfg.amp == "fp16" and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
         self.compiled = speed.compile_networks(model, cfg, device)  # after the EMA's copy: it samples eagerly
-        self.bn_state = Snapshot(model.buffers())                # BN statistics: restored after a skipped step
-        self.counts = SkipCounts(cfg.max_bad_steps, device)      # skips and streaks, on the device
-        self.window = Window()                                   # the log window's sums, on the device
-        self.config = {"train": asdict(cfg), "model": model_config, "world_size": world,
-                       "n_params": sum(p.numel() for p in model.parameters())}
+        self.bn_state = Snapshot(model.buffers())  # BN statistics: restored after a skipped step
+        self.counts = SkipCounts(cfg.max_bad_steps, device)  # skips and streaks, on the device
+        self.window = Window()  # the log window's sums, on the device
+        self.config = {
+            "train": asdict(cfg),
+            "model": model_config,
+            "world_size": world,
+            "n_params": sum(p.numel() for p in model.parameters()),
+        }
         self.step, self.wall_before, self.logger, self.bar = 0, 0.0, None, None
-        self.lock, self.stop_request, self._saved_step = None, None, None   # set by start(), train(), _save()
-        self.session_start, self.session_step0 = time.monotonic(), None      # set by start()
+        self.lock, self.stop_request, self.saved_step = None, None, None  # set by start(), train(), _save()
+        self.session_start, self.session_step0 = time.monotonic(), None  # set by start()
 
     # --- start and finish -------------------------------------------------------------------------
     def start(self, resume: bool, init_from, use_wandb: bool) -> None:
@@ -246,8 +193,9 @@ class _Loop:
                 ckpt.load_weights(self.model, state["model"], source)
                 ckpt.load_weights(self.ema.model, state["ema"], source)
         if self.is_main:
-            self.logger = RunLogger(self.folder, self.config, use_wandb=use_wandb,
-                                    resume_at=self.step if existing else None)
+            self.logger = RunLogger(
+                self.folder, self.config, use_wandb=use_wandb, resume_at=self.step if existing else None
+            )
         self.session_start, self.session_step0 = time.monotonic(), self.step
 
     def _resume_from(self, path: Path) -> None:
@@ -258,7 +206,7 @@ class _Loop:
         saved_world = int(state.get("world_size", len(state["rng"])))
         run_folder.warn_if_world_changed(saved_world, self.world, self.cfg.batch_size, path)
         self._load(state, path)
-        self._saved_step = self.step
+        self.saved_step = self.step
 
     def close(self) -> None:
         if self.bar is not None:
@@ -278,9 +226,18 @@ class _Loop:
 
     def result(self) -> TrainResult:
         seconds = self.wall_before + time.monotonic() - self.session_start
-        images = self.step * self.cfg.batch_size * self.world  # every session's, so a loaded run reports it too
-        return TrainResult(self.model, self.ema.model, self.step, seconds, images / max(seconds, 1e-9),
-                           self.n_skipped, self.folder)
+        images = (
+            self.step * self.cfg.batch_size * self.world
+        )  # every session's, so a loaded run reports it too
+        return TrainResult(
+            self.model,
+            self.ema.model,
+            self.step,
+            seconds,
+            images / max(seconds, 1e-9),
+            self.n_skipped,
+            self.folder,
+        )
 
     @property
     def n_updates(self) -> int:
@@ -297,35 +254,41 @@ class _Loop:
         """Steps until `end`. Records and the streak check fall on fixed steps (multiples of log_every, the last
         step, multiples of ckpt_every), never on a session's end, so an interruption changes neither."""
         self.model.train()
-        self.bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not self.is_main, desc=self.folder.name,
-                        unit="step", dynamic_ncols=True)
+        self.bar = tqdm(
+            total=self.cfg.steps,
+            initial=self.step,
+            disable=not self.is_main,
+            desc=self.folder.name,
+            unit="step",
+            dynamic_ncols=True,
+        )
         while self.step < end:
-            lr = self.train_step()                              # one update, no host-device sync
+            lr = self.train_step()  # one update, no host-device sync
             if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
-                self._log(lr)                                   # a record; raises after too many bad steps
+                self._log(lr)  # a record; raises after too many bad steps
                 if self._out_of_time():
                     end = self.step
             if self.cfg.sample_every and self.step % self.cfg.sample_every == 0 and self.step < end:
-                self._save_samples()                            # the end's grid is drawn once, after the loop
+                self._save_samples()  # the end's grid is drawn once, after the loop
             if self.step % self.cfg.ckpt_every == 0:
                 self._check_streak()
             if self.step % self.cfg.ckpt_every == 0 or self.step == end:
-                self._save()
-            stop_if_asked(self)                                 # SIGINT/SIGTERM: checkpoint this step, stop
+                self.checkpoint()
+            stop_if_asked(self)  # SIGINT/SIGTERM: checkpoint this step, stop
         self.bar.update(self.step - self.bar.n)
         if self.step > self.session_step0:
-            self._save_samples()                                # the grid of this session's final weights
+            self._save_samples()  # the grid of this session's final weights
 
     def train_step(self) -> float:
         """One step: batch, schedule, forward, backward, guarded update, counters; returns the learning rate.
         The step count moves last, so an interruption inside the step leaves counters that disagree with it
-        only once the update is applied (lib.interrupts checks n_updates + n_skipped == step)."""
-        x = self.batches.batch(self.step)                       # this rank's shard of the global batch
-        lr = self._set_lr()                                     # warm-up / cosine schedule
+        only once the update is applied (interrupts checks n_updates + n_skipped == step)."""
+        x = self.batches.batch(self.step)  # this rank's shard of the global batch
+        lr = self._set_lr()  # warm-up / cosine schedule
         loss, stats = self._forward(speed.batch_format(x, self.cfg, self.device))  # model.loss under autocast
-        grad_norm, finite = self._backward(loss)                # gradients, clipping, finiteness (on the device)
-        self._update(finite)                                    # optimizer + EMA where finite, else a counted skip
-        self.counts.add(finite, self.step + 1)                  # steps are numbered like checkpoints (1-based)
+        grad_norm, finite = self._backward(loss)  # gradients, clipping, finiteness (on the device)
+        self._update(finite)  # optimizer + EMA where finite, else a counted skip
+        self.counts.add(finite, self.step + 1)  # steps are numbered like checkpoints (1-based)
         self.window.add(loss, stats, grad_norm, finite)
         self.step += 1
         return lr
@@ -360,8 +323,8 @@ class _Loop:
 
     def _update(self, finite: torch.Tensor) -> None:
         """Apply the update where finite; else weights, optimizer state, BN statistics and EMA stay as they were."""
-        self.guard.step(finite)                                 # the scaler's own skip is covered by `finite`
-        self.bn_state.keep_if(finite)                           # undo a bad forward pass's BN updates
+        self.guard.step(finite)  # the scaler's own skip is covered by `finite`
+        self.bn_state.keep_if(finite)  # undo a bad forward pass's BN updates
         self.ema.update(self.model, self.counts.n_updates, applied=finite)
         self.scaler.update()
 
@@ -372,13 +335,15 @@ class _Loop:
             raise NonFiniteError(self._non_finite_message(counts))
 
     def _non_finite_message(self, counts: dict) -> str:
-        kept = ckpt.list_checkpoints(self.folder)               # only checkpoints with finite weights are written
+        kept = ckpt.list_checkpoints(self.folder)  # only checkpoints with finite weights are written
         where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written yet"
         last, n_bad = counts["bad_streak_end"], self.cfg.max_bad_steps
-        return (f"{n_bad} non-finite updates in a row (steps {last - n_bad + 1} to {last}, numbered like checkpoints:"
-                f" checkpoint_N holds the state after step N; checked at step {self.step}; {counts['n_skipped']}"
-                f" skipped in all); none was applied and {where}. "
-                f"Lower lr (now {self.cfg.lr}), set grad_clip, or check the model and data for NaN/inf.")
+        return (
+            f"{n_bad} non-finite updates in a row (steps {last - n_bad + 1} to {last}, numbered like checkpoints:"
+            f" checkpoint_N holds the state after step N; checked at step {self.step}; {counts['n_skipped']}"
+            f" skipped in all); none was applied and {where}. "
+            f"Lower lr (now {self.cfg.lr}), set grad_clip, or check the model and data for NaN/inf."
+        )
 
     def _out_of_time(self) -> bool:
         """True when cfg.max_minutes has passed (agreed across ranks, so all stop at the same step)."""
@@ -394,7 +359,9 @@ class _Loop:
     def _log(self, lr: float) -> None:
         """Write the window's record, start a new window, then check the streak of non-finite updates."""
         record = self.window.summary(self.cfg.batch_size * self.world)
-        record.update(step=self.step, lr=lr, skipped=self.n_skipped, epoch=self.step / self.batches.steps_per_epoch)
+        record.update(
+            step=self.step, lr=lr, skipped=self.n_skipped, epoch=self.step / self.batches.steps_per_epoch
+        )
         self.window = Window()
         if self.is_main:
             self.logger.log(record)
@@ -414,7 +381,7 @@ class _Loop:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(images.cpu(), path, nrow=int(math.ceil(math.sqrt(self.cfg.n_samples))))
 
-    def _save(self) -> bool:
+    def checkpoint(self) -> bool:
         """Every rank contributes its RNG state; rank 0 writes the checkpoint atomically, unless the weights are
         non-finite (an exploding update): then none is written, so the newest checkpoint stays a good one. Returns
         whether this step's checkpoint exists now (every rank checks its own weights, which DDP keeps equal)."""
@@ -428,17 +395,29 @@ class _Loop:
         model, ema = self.model.state_dict(), self.ema.model.state_dict()
         if not _all_finite([*model.values(), *ema.values()]):
             if self.is_main:
-                warnings.warn(f"step {self.step}: the weights are not finite (an exploding update?); no checkpoint "
-                              f"written, the newest one in {self.folder} is kept", stacklevel=2)
+                warnings.warn(
+                    f"step {self.step}: the weights are not finite (an exploding update?); no checkpoint "
+                    f"written, the newest one in {self.folder} is kept",
+                    stacklevel=2,
+                )
             return False
         if self.is_main:
-            state = {"step": self.step, "model": model, "ema": ema,
-                     "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
-                     "train_config": asdict(self.cfg), "model_config": self.config["model"],
-                     **self.counts.read(), "window": self.window.state(), "world_size": self.world,
-                     "wall_seconds": self.wall_before + time.monotonic() - self.session_start}
+            state = {
+                "step": self.step,
+                "model": model,
+                "ema": ema,
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng,
+                "train_config": asdict(self.cfg),
+                "model_config": self.config["model"],
+                **self.counts.read(),
+                "window": self.window.state(),
+                "world_size": self.world,
+                "wall_seconds": self.wall_before + time.monotonic() - self.session_start,
+            }
             ckpt.save_checkpoint(self.folder, state, keep=self.cfg.keep_ckpts)
-        self._saved_step = self.step
+        self.saved_step = self.step
         return True
 
     def _load(self, state: dict, path: Path) -> None:
@@ -464,8 +443,9 @@ def _all_finite(tensors) -> bool:
 def _warn_if_changed(saved: dict, now: dict, path: Path) -> None:
     """Resuming under another TrainConfig is allowed (e.g. more steps), but never silently."""
     defaults = asdict(TrainConfig())  # a field newer than the checkpoint, left at its default, is no change
-    changed = {k: (saved.get(k), v) for k, v in now.items()
-               if saved.get(k) != v and (k in saved or v != defaults[k])}
+    changed = {
+        k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and (k in saved or v != defaults[k])
+    }
     if changed:
         listed = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
         warnings.warn(f"resuming {path} with a changed TrainConfig ({listed})", stacklevel=5)
@@ -480,9 +460,3 @@ def _newest(source: str | Path) -> Path:
             raise ckpt.CheckpointError(f"no checkpoint_*.pt in {source} to initialise from")
         return found[-1]
     return source
-
-
-if __name__ == "__main__":  # `python -m lib.train ...`: the command line lives in lib.cli, which imports this module
-    from lib.cli import main
-
-    raise SystemExit(main())

@@ -1,16 +1,17 @@
 """The training loop's speed options, in one place so every family and the benchmark get them the same way:
 the optimizer's implementation (fused / foreach), channels-last memory format, cuDNN autotuning, TF32, and
-torch.compile of the networks (optionally with CUDA graphs). `TrainConfig` (lib.train) holds the switches; each
+torch.compile of the networks (optionally with CUDA graphs). `TrainConfig` (lib.train.config) holds the switches; each
 "auto" means on for CUDA and off elsewhere.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from .config import FUSED
+
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax}
-FUSED = ("adam", "adamw")  # optimizers with a fused kernel that accepts found_inf (the on-device skip)
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def is_on(switch: str, device: torch.device) -> bool:
@@ -44,8 +45,10 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
     capturable flags would otherwise win (torch restores them), e.g. a fused run resumed from a non-fused one would
     hand found_inf to a kernel that rejects it, and step counts would land on the wrong device."""
     flags = ("fused", "foreach", "capturable")
-    groups = [{**saved_group, **{k: group[k] for k in flags if k in group}}
-              for saved_group, group in zip(saved["param_groups"], optimizer.param_groups)]
+    groups = [
+        {**saved_group, **{k: group[k] for k in flags if k in group}}
+        for saved_group, group in zip(saved["param_groups"], optimizer.param_groups)
+    ]
     optimizer.load_state_dict({**saved, "param_groups": groups})
 
 
@@ -68,8 +71,10 @@ def compile_networks(model: nn.Module, cfg, device: torch.device) -> list[str]:
     if not cfg.compile:
         return []
     if cfg.compile_mode == "reduce-overhead" and device.type != "cuda":
-        raise ValueError(f"TrainConfig.compile_mode='reduce-overhead' captures CUDA graphs and needs a CUDA device, "
-                         f"not {device.type}; use compile_mode='default' here")
+        raise ValueError(
+            f"TrainConfig.compile_mode='reduce-overhead' captures CUDA graphs and needs a CUDA device, "
+            f"not {device.type}; use compile_mode='default' here"
+        )
     mode = None if cfg.compile_mode == "default" else cfg.compile_mode
     names = [name for name, child in model.named_children() if any(True for _ in child.parameters())]
     for name in names:

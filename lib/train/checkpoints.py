@@ -6,6 +6,7 @@ file and a rename; the newest `keep` are kept, so a file damaged after writing s
 `isolated_rng` runs side work (sample grids) on its own seeded stream and puts every global RNG back, so that
 work never shifts the training draws a checkpoint records.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .runs import atomic_write_bytes
+from ..common.files import atomic_write_bytes
 
 PATTERN = re.compile(r"^checkpoint_(\d+)\.pt$")
 REQUIRED_KEYS = ("step", "model", "ema", "optimizer", "train_config")
@@ -46,7 +47,7 @@ def save_checkpoint(folder: str | Path, state: dict, keep: int = 2) -> Path:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-    for old in list_checkpoints(folder)[:-max(keep, 1)]:
+    for old in list_checkpoints(folder)[: -max(keep, 1)]:
         old.unlink(missing_ok=True)
     return path
 
@@ -76,23 +77,34 @@ def load_weights(module: torch.nn.Module, weights: dict, path: str | Path) -> No
         raise CheckpointError(
             f"the weights in {path} do not fit this model (another architecture or width?): {why}. "
             "Pass the model's config as model_config so a difference is named, train under another run name, or "
-            "start afresh with resume=False (it moves the old run aside).") from None
+            "start afresh with resume=False (it moves the old run aside)."
+        ) from None
 
 
 def _damaged_message(path: Path, why: str) -> str:
     """Name the damaged file and the intact one to fall back to, if there is one."""
     older = [p for p in list_checkpoints(path.parent) if p.name < path.name]
-    advice = (f"The previous checkpoint {older[-1]} is still there: delete or move {path.name} to resume from it."
-              if older else "No earlier checkpoint exists in that folder: delete it to start the run afresh.")
+    advice = (
+        f"The previous checkpoint {older[-1]} is still there: delete or move {path.name} to resume from it."
+        if older
+        else "No earlier checkpoint exists in that folder: delete it to start the run afresh."
+    )
     return f"checkpoint {path} is unreadable (truncated or corrupt?): {why}. {advice}"
 
 
 def capture_rng() -> dict:
     """The RNG states of Python, NumPy and torch (CPU and every CUDA device) as tensors and numbers."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"python": _python_state_to_tensor(random.getstate()), "torch": torch.get_rng_state(),
-             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    state = {
+        "python": _python_state_to_tensor(random.getstate()),
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -103,8 +115,15 @@ def restore_rng(state: dict) -> None:
     random.setstate(_python_state_from_tensor(state["python"]))
     torch.set_rng_state(state["torch"].cpu())
     np_state = state["numpy"]
-    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["gauss"]))
+    np.random.set_state(
+        (
+            "MT19937",
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["gauss"],
+        )
+    )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 

@@ -10,12 +10,13 @@ $WORKBOOK_PROFILE, $WORKBOOK_SMOKE and the SMOKE parameter to match. Executed no
 (short, full) or outputs/smoke/notebooks/ (smoke). A failing notebook does not stop the others; notebooks whose
 metadata says they read the others' results (01, 06) run last, and one whose metadata says it shows figures fails
 if its execution shows none; the summary table lists each one's status, minutes, figures and key figure (what it
-passed to `lib.results.report_key_figure`), and the exit status is 1 if any failed. -p and -y read values as
+passed to `lib.workbook.results.report_key_figure`), and the exit status is 1 if any failed. -p and -y read values as
 papermill's own
 options do (-y for lists: `-y "BETAS: [4.0]"`); a name that no selected notebook assigns in its cell tagged
 `parameters` is refused before anything runs, and so is a value whose type does not fit that cell's default (an
 int is fine for a float, a None default takes anything); a name only some declare goes to those only.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,13 +24,13 @@ import ast
 import json
 import logging
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .runs import PROFILES, outputs_dir, repo_root
+from ..common import paths
+from ..common.paths import PROFILES, repo_root
 
 PATTERN = "[0-9][0-9]_*.ipynb"
 
@@ -37,11 +38,11 @@ PATTERN = "[0-9][0-9]_*.ipynb"
 @dataclass
 class Outcome:
     name: str
-    status: str           # ok | FAILED
+    status: str  # ok | FAILED
     minutes: float
-    key_figure: str       # "name = value unit", or "" when the notebook reported none
-    detail: str = ""      # for a failure: the exception and where the partial notebook is
-    figures: int = 0      # images (image/png outputs) the executed notebook shows
+    key_figure: str  # "name = value unit", or "" when the notebook reported none
+    detail: str = ""  # for a failure: the exception and where the partial notebook is
+    figures: int = 0  # images (image/png outputs) the executed notebook shows
 
 
 def workbook_metadata(notebook: Path) -> dict:
@@ -70,9 +71,11 @@ def smoke_notice(overrides: dict) -> str:
     may replace sizes and budgets with its smoke sizes (and prints the configuration it uses)."""
     if not overrides:
         return ""
-    return (f"note: smoke profile: {', '.join(sorted(overrides))} passed on, but a notebook's smoke sizes may replace "
-            "budgets and sizes (e.g. MAX_MINUTES, STEPS, LR, LATENT_DIM): check the configuration each notebook "
-            "prints, or run with --profile full (or WORKBOOK_SMOKE=0)")
+    return (
+        f"note: smoke profile: {', '.join(sorted(overrides))} passed on, but a notebook's smoke sizes may replace "
+        "budgets and sizes (e.g. MAX_MINUTES, STEPS, LR, LATENT_DIM): check the configuration each notebook "
+        "prints, or run with --profile full (or WORKBOOK_SMOKE=0)"
+    )
 
 
 def parse_value(text: str):
@@ -108,23 +111,12 @@ def collect_overrides(pairs: list[tuple[str, str]], yaml_texts: list[str]) -> di
 
 
 def choose_profile(requested: str) -> str:
-    """'smoke', 'short' or 'full'; 'auto' reads $WORKBOOK_PROFILE, then whether CUDA is available (full on a GPU)."""
-    if requested == "auto":
-        requested = os.environ.get("WORKBOOK_PROFILE", "auto").lower() or "auto"
-    if requested == "auto":
-        requested = profile_from_smoke_env()
-    if requested == "auto":
-        import torch
-        requested = "full" if torch.cuda.is_available() else "smoke"
-    if requested not in PROFILES:
-        raise SystemExit(f"error: profile must be auto, {', '.join(PROFILES)}, got {requested!r}")
-    return requested
-
-
-def profile_from_smoke_env() -> str:
-    """'smoke' or 'full' when $WORKBOOK_SMOKE is set (1/true/yes/on or 0/false/no/off), else 'auto'."""
-    value = os.environ.get("WORKBOOK_SMOKE", "").strip().lower()
-    return "smoke" if value in ("1", "true", "yes", "on") else "full" if value in ("0", "false", "no", "off") else "auto"
+    """The profile to run (lib.common.paths.profile: auto reads $WORKBOOK_PROFILE, then $WORKBOOK_SMOKE, then
+    picks full with CUDA and smoke without); an unknown one ends the command with the choices."""
+    try:
+        return paths.profile(requested)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def find_notebooks(folder: Path, only: list[str] | None) -> list[Path]:
@@ -137,7 +129,7 @@ def find_notebooks(folder: Path, only: list[str] | None) -> list[Path]:
     return found
 
 
-UNKNOWN = object()  # a default that is not a literal (e.g. SMOKE = runs.is_smoke()): its type is not checked
+UNKNOWN = object()  # a default that is not a literal (e.g. SMOKE = paths.is_smoke()): its type is not checked
 
 
 def declared_parameters(notebook: Path) -> set[str]:
@@ -152,11 +144,15 @@ def parameter_defaults(notebook: Path) -> dict:
 
     for cell in nbformat.read(notebook, as_version=4).cells:
         if "parameters" in cell.metadata.get("tags", []):
-            code = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+            code = "\n".join(
+                line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))
+            )
             try:
                 body = ast.parse(code).body
             except SyntaxError as err:
-                raise SystemExit(f"error: the parameters cell of {notebook} is not valid Python: {err}") from None
+                raise SystemExit(
+                    f"error: the parameters cell of {notebook} is not valid Python: {err}"
+                ) from None
             pairs = [(t, node.value) for node in body if isinstance(node, ast.Assign) for t in node.targets]
             pairs += [(node.target, node.value) for node in body if isinstance(node, ast.AnnAssign)]
             return {t.id: _literal(value) for t, value in pairs if isinstance(t, ast.Name)}
@@ -180,11 +176,15 @@ def type_mismatch(default, value) -> str | None:
         if not isinstance(value, (list, tuple)):
             return f"expects a list like {list(default)}, got {type(value).__name__} {value!r}"
         wrong = [type_mismatch(default[0], item) for item in value] if default else []
-        return next((f"expects a list of {type(default[0]).__name__}: item {why}" for why in wrong if why), None)
+        return next(
+            (f"expects a list of {type(default[0]).__name__}: item {why}" for why in wrong if why), None
+        )
     kinds = (int, float) if type(default) is float else (type(default),)
     if isinstance(value, kinds) and (isinstance(default, bool) or not isinstance(value, bool)):
         return None
-    return f"expects {type(default).__name__} (its default is {default!r}), got {type(value).__name__} {value!r}"
+    return (
+        f"expects {type(default).__name__} (its default is {default!r}), got {type(value).__name__} {value!r}"
+    )
 
 
 def check_types(notebook: Path, defaults: dict, given: dict) -> None:
@@ -192,9 +192,11 @@ def check_types(notebook: Path, defaults: dict, given: dict) -> None:
     for name, value in given.items():
         why = type_mismatch(defaults.get(name, UNKNOWN), value)
         if why:
-            raise SystemExit(f"error: notebook parameter {name} of {notebook.stem} {why}. -p reads 4 as int, 4.0 as "
-                             "float, True/False/None as such and anything else as a string; give lists with -y, "
-                             "e.g. -y 'BETAS: [4.0]'")
+            raise SystemExit(
+                f"error: notebook parameter {name} of {notebook.stem} {why}. -p reads 4 as int, 4.0 as "
+                "float, True/False/None as such and anything else as a string; give lists with -y, "
+                "e.g. -y 'BETAS: [4.0]'"
+            )
 
 
 def parameters_for(notebooks: list[Path], overrides: dict) -> dict[Path, dict]:
@@ -204,8 +206,10 @@ def parameters_for(notebooks: list[Path], overrides: dict) -> dict[Path, dict]:
     known = set().union(*defaults.values())
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise SystemExit(f"error: unknown notebook parameter(s) {unknown}; the selected notebooks declare "
-                         f"{sorted(known)} (see each notebook's cell tagged 'parameters')")
+        raise SystemExit(
+            f"error: unknown notebook parameter(s) {unknown}; the selected notebooks declare "
+            f"{sorted(known)} (see each notebook's cell tagged 'parameters')"
+        )
     shares = {nb: {k: v for k, v in overrides.items() if k in names} for nb, names in defaults.items()}
     for nb, share in shares.items():
         check_types(nb, defaults[nb], share)
@@ -240,14 +244,22 @@ def run_one(notebook: Path, output: Path, parameters: dict, profile: str, timeou
     os.close(fd)  # stays empty unless the notebook calls report_key_figure
     key_file = Path(key_name)
     saved = {k: os.environ.get(k) for k in ("WORKBOOK_SMOKE", "WORKBOOK_PROFILE", "WORKBOOK_KEY_FIGURE_FILE")}
-    os.environ.update(WORKBOOK_SMOKE="1" if smoke else "0", WORKBOOK_PROFILE=profile,
-                      WORKBOOK_KEY_FIGURE_FILE=str(key_file))
+    os.environ.update(
+        WORKBOOK_SMOKE="1" if smoke else "0", WORKBOOK_PROFILE=profile, WORKBOOK_KEY_FIGURE_FILE=str(key_file)
+    )
     start, status, detail = time.monotonic(), "ok", ""
     try:
-        papermill.execute_notebook(str(notebook), str(output), parameters={"SMOKE": smoke, **parameters},
-                                   kernel_name="python3", cwd=str(notebook.parent), progress_bar=False,
-                                   log_output=False, execution_timeout=int(timeout_min * 60) or None,
-                                   extra_arguments=KERNEL_ARGUMENTS)
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters={"SMOKE": smoke, **parameters},
+            kernel_name="python3",
+            cwd=str(notebook.parent),
+            progress_bar=False,
+            log_output=False,
+            execution_timeout=int(timeout_min * 60) or None,
+            extra_arguments=KERNEL_ARGUMENTS,
+        )
     except Exception as err:  # papermill's execution error, a dead kernel, a timeout: report, go on
         status, detail = "FAILED", f"{failure_line(err)} (partial notebook: {output})"
     finally:
@@ -258,10 +270,16 @@ def run_one(notebook: Path, output: Path, parameters: dict, profile: str, timeou
                 os.environ[k] = v
     figures = count_figures(output)
     if status == "ok" and figures == 0 and workbook_metadata(notebook).get("shows_figures"):
-        status, detail = "FAILED", (f"showed no figure although it should (MPLBACKEND={os.environ.get('MPLBACKEND')!r}; "
-                                    f"executed notebook: {output})")
-    return Outcome(notebook.stem, status, (time.monotonic() - start) / 60, _read_key_figure(key_file), detail,
-                   figures)
+        status, detail = (
+            "FAILED",
+            (
+                f"showed no figure although it should (MPLBACKEND={os.environ.get('MPLBACKEND')!r}; "
+                f"executed notebook: {output})"
+            ),
+        )
+    return Outcome(
+        notebook.stem, status, (time.monotonic() - start) / 60, _read_key_figure(key_file), detail, figures
+    )
 
 
 def failure_line(err: Exception) -> str:
@@ -290,22 +308,53 @@ def summary_table(outcomes: list[Outcome], profile: str, readers: list[str] = ()
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     failed = sum(o.status != "ok" for o in outcomes)
-    notes = [f"{', '.join(readers)} read the results files the other notebooks write ({profile} profile), so they "
-             "ran after them"] if readers else []
-    return "\n".join([f"workbook summary ({profile} profile)", *lines,
-                      f"{len(outcomes) - failed} ok, {failed} failed", *notes])
+    notes = (
+        [
+            f"{', '.join(readers)} read the results files the other notebooks write ({profile} profile), so they "
+            "ran after them"
+        ]
+        if readers
+        else []
+    )
+    return "\n".join(
+        [
+            f"workbook summary ({profile} profile)",
+            *lines,
+            f"{len(outcomes) - failed} ok, {failed} failed",
+            *notes,
+        ]
+    )
 
 
-def main(argv: list[str] | None = None, notebooks_dir: Path | None = None, outputs: Path | None = None) -> int:
+def main(
+    argv: list[str] | None = None, notebooks_dir: Path | None = None, outputs: Path | None = None
+) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.workbook", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="auto", choices=("auto", *PROFILES),
-                        help="smoke: small and fast (CPU, CI); short: one H100-class GPU, about 8 minutes a "
-                             "notebook; full: real budgets (hours); auto: full with CUDA, else smoke")
+    parser.add_argument(
+        "--profile",
+        default="auto",
+        choices=("auto", *PROFILES),
+        help="smoke: small and fast (CPU, CI); short: one H100-class GPU, about 8 minutes a "
+        "notebook; full: real budgets (hours); auto: full with CUDA, else smoke",
+    )
     parser.add_argument("--only", nargs="+", help="notebook name prefixes to run, e.g. 00 03")
-    parser.add_argument("-p", "--parameters", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="override a notebook parameter (repeatable), as with papermill -p")
-    parser.add_argument("-y", "--parameters_yaml", action="append", default=[], metavar="YAML",
-                        help="parameters as a YAML mapping (repeatable), as with papermill -y: 'BETAS: [4.0]'")
+    parser.add_argument(
+        "-p",
+        "--parameters",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="override a notebook parameter (repeatable), as with papermill -p",
+    )
+    parser.add_argument(
+        "-y",
+        "--parameters_yaml",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="parameters as a YAML mapping (repeatable), as with papermill -y: 'BETAS: [4.0]'",
+    )
     parser.add_argument("--timeout", type=float, default=0, help="per-cell time limit in minutes (0: none)")
     args = parser.parse_args(argv)
     profile = choose_profile(args.profile)
@@ -314,18 +363,22 @@ def main(argv: list[str] | None = None, notebooks_dir: Path | None = None, outpu
     shares = parameters_for(notebooks, overrides)
     if profile == "smoke" and smoke_notice(overrides):
         print(smoke_notice(overrides), flush=True)
-    target = (outputs or outputs_dir()) / ("smoke/notebooks" if profile == "smoke" else "notebooks")
+    smoke = profile == "smoke"
+    target = (
+        paths.output_dir("notebooks", smoke)
+        if outputs is None
+        else outputs / ("smoke/notebooks" if smoke else "notebooks")
+    )
     outcomes = []
     for i, notebook in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {notebook.stem} ...", flush=True)
         outcome = run_one(notebook, target / notebook.name, shares[notebook], profile, args.timeout)
-        print(f"[{i}/{len(notebooks)}] {notebook.stem} {outcome.status} {outcome.minutes:.1f} min"
-              f"{'  ' + outcome.detail if outcome.detail else ''}", flush=True)
+        print(
+            f"[{i}/{len(notebooks)}] {notebook.stem} {outcome.status} {outcome.minutes:.1f} min"
+            f"{'  ' + outcome.detail if outcome.detail else ''}",
+            flush=True,
+        )
         outcomes.append(outcome)
     readers = [nb.stem for nb in notebooks if workbook_metadata(nb).get("reads_results")]
     print("\n" + summary_table(outcomes, profile, readers))
     return int(any(o.status != "ok" for o in outcomes))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

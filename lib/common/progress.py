@@ -6,6 +6,7 @@ are plain text on stderr (updated in place by Jupyter and terminals, at most eve
 on closing they print one final line to stdout: what was done, the count and the time, e.g.
 `sampling: 2,000 / 2,000 img in 41.3 s (48.4 img/s)`.
 """
+
 from __future__ import annotations
 
 import sys
@@ -18,13 +19,28 @@ class Progress:
     """A text progress bar over `total` units; `update(n)` advances it. Use as a context manager (or call
     `close()`): closing prints the final count-and-time line."""
 
-    def __init__(self, total: int, desc: str, unit: str = "it", mininterval: float = 5.0, final_line: bool = True,
-                 file=None):
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        unit: str = "it",
+        mininterval: float = 5.0,
+        final_line: bool = True,
+        file=None,
+    ):
         self.total, self.desc, self.unit, self.final_line, self.n = total, desc, unit, final_line, 0
         self.start = time.perf_counter()
         self.out = file or sys.stdout
-        self.bar = tqdm(total=total, desc=desc, unit=unit, mininterval=mininterval, file=sys.stderr, leave=False,
-                        dynamic_ncols=False, ncols=90)
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            mininterval=mininterval,
+            file=sys.stderr,
+            leave=False,
+            dynamic_ncols=False,
+            ncols=90,
+        )
 
     def update(self, n: int = 1) -> None:
         self.n += n

@@ -4,7 +4,8 @@ Every `--key value` names a field of the model's config or of TrainConfig and is
 type (a tuple field takes a comma-separated list: `--widths 32,64,128` or `--widths "(32, 64)"`); a few options
 choose the data and the run. Bad values are refused before the data loads (exit status 2). The same command runs
 under `torchrun --nproc_per_node=N -m lib.train ...` (DistributedDataParallel, one data shard per process).
-Notebooks later load the run folder this writes (outputs/runs/<run>/).
+Notebooks later load the run folder this writes (outputs/runs/<run>/). This module is the entry point of the
+training package: it alone in lib.train reads the model registry (lib.models), which sits above the loop.
 
 Interrupt: Ctrl-C or SIGTERM finishes the current step, saves a checkpoint there and stops (exit 130 for Ctrl-C,
 143 for SIGTERM), naming the checkpoint; a second signal stops at once without saving.
@@ -15,6 +16,7 @@ is another number of processes (a warning: the global batch changes).
 Restart: `--resume false` starts afresh; the folder's earlier run is moved into <run>/previous-<time>/, not lost.
 One process at a time may train a run folder; a second one is refused, naming the first (pid and host).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,23 +28,33 @@ from dataclasses import asdict, fields
 import torch
 import torch.distributed
 
+from ..common.devices import describe_device, pick_device, seed_everything
+from ..common.paths import FALSY, TRUTHY, check_run_name
+from ..data import load_cifar10
+from ..models import MODELS
 from .checkpoints import CheckpointError
-from .data import load_cifar10
+from .config import TrainConfig
 from .interrupts import Interrupted
-from .models import MODELS
+from .loop import distributed_context, train
 from .run_folder import RunFolderError
-from .runs import check_run_name, describe_device, pick_device, seed_everything
-from .train import TrainConfig, distributed_context, train
 
 OPTIONS = {  # run and data options that are not config fields: name -> (type, default, help)
     "preset": (str, None, "named preset of the model (model config + training config); default: its first"),
-    "run_name": (str, None, "run folder under outputs/runs (default: MODEL-PRESET); not --run, which torchrun takes"),
+    "run_name": (
+        str,
+        None,
+        "run folder under outputs/runs (default: MODEL-PRESET); not --run, which torchrun takes",
+    ),
     "data_root": (str, None, "CIFAR-10 folder (default: $CIFAR10_DIR, else data/cifar10)"),
     "split": (str, "fit", "training split: fit (45k, keeps val held out) or train (50k)"),
     "limit": (int, 0, "train on the first LIMIT images only (>= 0); 0 = all"),
     "device": (str, None, "cuda | mps | cpu (default: the best available)"),
-    "resume": (bool, True, "continue from the run folder's newest checkpoint; false: start afresh, moving the "
-                           "earlier run into <run>/previous-<time>/"),
+    "resume": (
+        bool,
+        True,
+        "continue from the run folder's newest checkpoint; false: start afresh, moving the "
+        "earlier run into <run>/previous-<time>/",
+    ),
     "wandb": (bool, True, "mirror metrics to wandb when installed and WANDB_MODE is not disabled"),
 }
 
@@ -60,9 +72,9 @@ def parse_value(text: str, kind: typing.Any, name: str):
     if typing.get_origin(kind) is tuple:
         return _parse_tuple(text, typing.get_args(kind), name)
     if kind is bool:
-        if text.lower() in ("1", "true", "yes", "on"):
+        if text.lower() in TRUTHY:
             return True
-        if text.lower() in ("0", "false", "no", "off"):
+        if text.lower() in FALSY:
             return False
         raise UsageError(f"--{name} expects true or false, got {text!r}")
     try:
@@ -113,7 +125,9 @@ def split_pairs(args: list[str]) -> dict[str, str]:
 def parse(argv: list[str]) -> tuple[str, dict, object, TrainConfig]:
     """argv -> (model name, options, model config, train config); raises UsageError or ValueError."""
     if not argv or argv[0].startswith("-"):
-        raise UsageError(f"name a model first: python -m lib.train MODEL [--key value ...]; models: {list(MODELS)}")
+        raise UsageError(
+            f"name a model first: python -m lib.train MODEL [--key value ...]; models: {list(MODELS)}"
+        )
     name, pairs = argv[0], split_pairs(argv[1:])
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}; choose one of {list(MODELS)}")
@@ -121,15 +135,19 @@ def parse(argv: list[str]) -> tuple[str, dict, object, TrainConfig]:
     options = {k: parse_value(pairs.pop(k), t, k) if k in pairs else d for k, (t, d, _) in OPTIONS.items()}
     options["preset"] = options["preset"] or next(iter(spec.presets))  # "default" where a family has one
     if options["preset"] not in spec.presets:
-        raise UsageError(f"unknown preset {options['preset']!r} for {name}; choose one of {list(spec.presets)}")
+        raise UsageError(
+            f"unknown preset {options['preset']!r} for {name}; choose one of {list(spec.presets)}"
+        )
     model_cfg, train_cfg = spec.presets[options["preset"]]
     model_cfg = _override(model_cfg, pairs, pairs.keys() & _names(spec.config))
     train_cfg = _override(train_cfg, pairs, pairs.keys() & _names(TrainConfig))
     unknown = pairs.keys() - _names(spec.config) - _names(TrainConfig)
     if unknown:
-        raise UsageError(f"unknown option(s) {sorted('--' + k for k in unknown)} for model {name}; known: "
-                         f"{sorted(OPTIONS)} + model config {sorted(_names(spec.config))} "
-                         f"+ TrainConfig {sorted(_names(TrainConfig))}")
+        raise UsageError(
+            f"unknown option(s) {sorted('--' + k for k in unknown)} for model {name}; known: "
+            f"{sorted(OPTIONS)} + model config {sorted(_names(spec.config))} "
+            f"+ TrainConfig {sorted(_names(TrainConfig))}"
+        )
     options["run_name"] = options["run_name"] or f"{name}-{options['preset']}"
     check_options(options)
     return name, options, model_cfg, train_cfg
@@ -141,8 +159,10 @@ TRAIN_SPLITS = ("fit", "train")  # val and test stay held out for evaluation
 def check_options(options: dict) -> None:
     """The data and run options, checked before any data loads; raises UsageError."""
     if options["split"] not in TRAIN_SPLITS:
-        raise UsageError(f"--split must be one of {list(TRAIN_SPLITS)} (val and test are held out), "
-                         f"got {options['split']!r}")
+        raise UsageError(
+            f"--split must be one of {list(TRAIN_SPLITS)} (val and test are held out), "
+            f"got {options['split']!r}"
+        )
     if options["limit"] < 0:
         raise UsageError(f"--limit must be >= 0 (0 = all images), got {options['limit']}")
     try:
@@ -160,14 +180,19 @@ def check_device(text: str) -> None:
     except RuntimeError:
         raise UsageError(f"--device expects cpu, cuda, cuda:N or mps, got {text!r}") from None
     mps = getattr(torch.backends, "mps", None)
-    present = {"cpu": 1, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-               "mps": int(mps is not None and mps.is_available())}
+    present = {
+        "cpu": 1,
+        "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "mps": int(mps is not None and mps.is_available()),
+    }
     if device.type not in present:
         raise UsageError(f"--device expects cpu, cuda, cuda:N or mps, got {text!r}")
     if present[device.type] == 0 or (device.index or 0) >= present[device.type]:
         have = [kind for kind, n in present.items() if n]
-        raise UsageError(f"--device {text}: this machine has no such device (available: {have}); "
-                         "leave --device out to use the best available")
+        raise UsageError(
+            f"--device {text}: this machine has no such device (available: {have}); "
+            "leave --device out to use the best available"
+        )
 
 
 def _names(config_class) -> set[str]:
@@ -183,7 +208,11 @@ def _override(cfg, pairs: dict, keys):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-h", "--help"):
-        print(__doc__ + "\nOptions:\n" + "\n".join(f"  --{k}: {h} (default {d})" for k, (_, d, h) in OPTIONS.items()))
+        print(
+            __doc__
+            + "\nOptions:\n"
+            + "\n".join(f"  --{k}: {h} (default {d})" for k, (_, d, h) in OPTIONS.items())
+        )
         return 0
     try:
         name, options, model_cfg, train_cfg = parse(argv)
@@ -207,14 +236,33 @@ def _train(name: str, options: dict, model_cfg, train_cfg: TrainConfig) -> int:
     seed_everything(train_cfg.seed)  # identical initial weights on every rank
     model = MODELS[name].build(model_cfg)
     device = pick_device(options["device"])
-    result = train(model, x, train_cfg, options["run_name"], resume=options["resume"], device=device,
-                   model_config={"name": name, "preset": options["preset"], **asdict(model_cfg),
-                                 "data": cifar.describe(), "split": options["split"], "n_train": len(x)},
-                   use_wandb=options["wandb"])
+    result = train(
+        model,
+        x,
+        train_cfg,
+        options["run_name"],
+        resume=options["resume"],
+        device=device,
+        model_config={
+            "name": name,
+            "preset": options["preset"],
+            **asdict(model_cfg),
+            "data": cifar.describe(),
+            "split": options["split"],
+            "n_train": len(x),
+        },
+        use_wandb=options["wandb"],
+    )
     if world > 1:  # leave together: a rank exiting mid-teardown can abort its peers
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     if rank == 0:
-        print(f"done: {name} step {result.step}/{train_cfg.steps} in {result.folder} on {describe_device(device)}"
-              f" x{world}: {result.img_per_s:.0f} img/s, {result.n_skipped} skipped updates")
+        print(
+            f"done: {name} step {result.step}/{train_cfg.steps} in {result.folder} on {describe_device(device)}"
+            f" x{world}: {result.img_per_s:.0f} img/s, {result.n_skipped} skipped updates"
+        )
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,6 +4,7 @@ moves the earlier run aside, stale temp files swept, and a resume refused when t
 `RunLock` is an exclusive `fcntl.flock` on `<folder>/.lock`, which records the holder's pid and host; the kernel
 drops it when its process dies, so a killed run never leaves a stale lock behind (the file stays, unlocked).
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -22,7 +23,7 @@ from . import checkpoints as ckpt
 
 LOCK_NAME = ".lock"
 PREVIOUS_PREFIX = "previous-"
-# runs.atomic_write_bytes' temp names: ".<target>.<random>.tmp", left behind by a kill during a write
+# files.atomic_write_bytes' temp names: ".<target>.<random>.tmp", left behind by a kill during a write
 # lib.data.CIFAR10.describe(): "CIFAR-10 from <copy> at <root>: <n> train / <n> test images"; the root is dropped
 DATA_LOCATION = re.compile(r" at .+(?=: [\d,]+ train / [\d,]+ test images$)")
 STALE_TEMP = re.compile(r"^\.(checkpoint_\d+\.pt|config\.json|metrics\.jsonl)\..+\.tmp$")
@@ -48,7 +49,7 @@ class RunLock:
         self.path = Path(folder) / LOCK_NAME
         self._fd: int | None = None
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         """Take the lock, or raise RunLockedError naming the holder and the fixes."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -60,10 +61,14 @@ class RunLock:
             raise RunLockedError(
                 f"run folder {self.path.parent} is in use by another training process ({holder}); two processes "
                 "writing one run would mix their checkpoints. Wait for it to finish or stop it (rerunning then "
-                "resumes from its last checkpoint), or train under another run name.") from None
+                "resumes from its last checkpoint), or train under another run name."
+            ) from None
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
-                     "\n".encode())
+        os.write(
+            fd,
+            f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+            "\n".encode(),
+        )
         self._fd = fd
         return self
 
@@ -73,7 +78,7 @@ class RunLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
@@ -129,9 +134,11 @@ def move_aside(folder: str | Path) -> Path | None:
     for entry in folder.iterdir():
         if entry.name != LOCK_NAME and not entry.name.startswith(PREVIOUS_PREFIX):
             entry.rename(target / entry.name)
-    warnings.warn(f"starting {folder} afresh (resume=False): its earlier run (checkpoints up to {kept[-1].name}, "
-                  f"metrics, samples) was moved to {target}; delete that folder when you no longer need it",
-                  stacklevel=5)
+    warnings.warn(
+        f"starting {folder} afresh (resume=False): its earlier run (checkpoints up to {kept[-1].name}, "
+        f"metrics, samples) was moved to {target}; delete that folder when you no longer need it",
+        stacklevel=5,
+    )
     return target
 
 
@@ -148,11 +155,15 @@ def check_model_config(saved: dict, now: dict, checkpoint: Path) -> None:
             f"{checkpoint.name}): resuming or loading it under this config would mix the two. Nothing was written. "
             "Train under another run name (one folder per config), pass the stored values to load that run, or "
             f"start afresh with resume=False (CLI: --resume false), which moves the old run into "
-            f"{folder / (PREVIOUS_PREFIX + '<time>')}/.")
+            f"{folder / (PREVIOUS_PREFIX + '<time>')}/."
+        )
     one_sided = sorted(saved.keys() ^ now.keys())
     if one_sided:
-        warnings.warn(f"resuming {checkpoint}: model config key(s) {one_sided} are recorded on one side only "
-                      "(checkpoint or this call), so they could not be compared", stacklevel=5)
+        warnings.warn(
+            f"resuming {checkpoint}: model config key(s) {one_sided} are recorded on one side only "
+            "(checkpoint or this call), so they could not be compared",
+            stacklevel=5,
+        )
 
 
 def warn_if_world_changed(saved_world: int, world: int, batch_size: int, checkpoint: Path) -> None:
@@ -163,7 +174,9 @@ def warn_if_world_changed(saved_world: int, world: int, batch_size: int, checkpo
             f"from {saved_world} x {batch_size} = {saved_world * batch_size} to {world} x {batch_size} = "
             f"{world * batch_size} images per step, so the remaining steps see "
             f"{world / saved_world:g} times the images per update and another data order (the LR schedule is "
-            f"unchanged). Resume with {saved_world} process(es) to continue exactly.", stacklevel=5)
+            f"unchanged). Resume with {saved_world} process(es) to continue exactly.",
+            stacklevel=5,
+        )
 
 
 def _plain(config: dict) -> dict:

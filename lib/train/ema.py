@@ -3,6 +3,7 @@
 Its update can be weighted by a device tensor (the loop's "this update was applied" flag), so skipping it for a
 non-finite step needs no host read.
 """
+
 from __future__ import annotations
 
 import copy

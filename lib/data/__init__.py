@@ -1,13 +1,13 @@
 """CIFAR-10 for the workbook: loading it, its splits, batches on the device, and data facts.
 
-Owns the public data API: `load_cifar10` (finding, decoding and caching live in `lib.data_sources`: pickled
+Owns the public data API: `load_cifar10` (finding, decoding and caching live in `lib.data.sources`: pickled
 batches or image folders, decoded once to `x` uint8 (N, 3, 32, 32) and `y` int64 (N,), cached next to the
 data), the `CIFAR10` record with its train / fit / val / test splits, `InfiniteBatches` (the device-resident
 batch iterator with seeded shuffles and flips, DDP sharding and exact random access), `eval_batch`, the pure-numpy
 data facts of notebook 00 (class counts, channel statistics, exact duplicates), and the workbook's one image
 converter (`to_float`, `to_uint8`) with the pixel constants `N_LEVELS` and `N_DIMS`.
 
-Folder-sourced arrays are stored in a fixed seeded shuffle (see `lib.data_sources`), so every prefix is
+Folder-sourced arrays are stored in a fixed seeded shuffle (see `lib.data.sources`), so every prefix is
 class-mixed. JPEG copies are lossy: bits/dim and Fréchet distances measured on them compare only with
 each other, not with published numbers on the original batches.
 """
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data_sources as sources
-from .data_sources import ARRAY_KEYS, CLASSES, DataError
-from .runs import repo_root
+from . import sources
+from .sources import ARRAY_KEYS, CLASSES, DataError
+from ..common.paths import TRUTHY, repo_root
 
 __all__ = ["CLASSES", "CIFAR10", "DataError", "InfiniteBatches", "N_DIMS", "N_LEVELS", "channel_stats",
            "class_counts", "eval_batch", "exact_duplicates", "load_cifar10", "resolve_root", "to_float", "to_uint8"]
@@ -32,7 +32,6 @@ __all__ = ["CLASSES", "CIFAR10", "DataError", "InfiniteBatches", "N_DIMS", "N_LE
 N_LEVELS = 256        # values of an 8-bit subpixel; level k stands for x = k / (N_LEVELS - 1)
 N_DIMS = 3 * 32 * 32  # D, subpixels of one CIFAR-10 image (bits/dim divides by it)
 SPLITS = ("train", "test", "fit", "val")
-TRUTHY = ("1", "true", "yes", "on")
 
 
 def resolve_root(root: str | os.PathLike | None = None) -> Path:

@@ -5,6 +5,7 @@ reconstructions, the rate-distortion curve and metric-against-setting plots.
 A model is any lib.models.VAE: posterior(x) -> q with .mu, decode(z), reconstruct(x), log_weights(x, k).
 Images are x (B, 3, 32, 32) in [0, 1] (uint8 is read as /255). Figures follow lib.viz: returned, never shown.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -15,8 +16,22 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .data import to_float
-from .viz import labelled_grid, readable_log_axis, stamped
+from ..data import to_float
+from .core import labelled_grid, readable_log_axis, stamped
+
+__all__ = [
+    "TRAVERSAL_RANGE",
+    "best_weight_reconstructions",
+    "group_kl_bars",
+    "interpolations",
+    "most_active_dims",
+    "plot_against",
+    "rate_distortion",
+    "reconstructions",
+    "traversal_slider",
+    "traversal_tiles",
+    "traversals",
+]
 
 TRAVERSAL_RANGE = (-3.0, 3.0)  # z_j values of a traversal, in prior standard deviations
 
@@ -26,11 +41,14 @@ def _device(model) -> torch.device:
 
 
 @torch.no_grad()
-def reconstructions(model, x, n: int = 8, title: str = "test images (top) and reconstructions at E_q[z] (bottom)"
-                    ) -> Figure:
+def reconstructions(
+    model, x, n: int = 8, title: str = "test images (top) and reconstructions at E_q[z] (bottom)"
+) -> Figure:
     """Two rows: n images and the decoder's locations at their posterior means."""
     x = to_float(x[:n], _device(model))
-    return labelled_grid(torch.cat([x, model.reconstruct(x)]).cpu(), len(x), row_labels=["data", "recon"], title=title)
+    return labelled_grid(
+        torch.cat([x, model.reconstruct(x)]).cpu(), len(x), row_labels=["data", "recon"], title=title
+    )
 
 
 def most_active_dims(unit_variance, n: int = 8) -> list[int]:
@@ -42,7 +60,7 @@ def most_active_dims(unit_variance, n: int = 8) -> list[int]:
 def traversal_tiles(model, x, dims: Sequence[int], values: Sequence[float]) -> torch.Tensor:
     """Decode E_q[z|x] of one image x (3, 32, 32) with z_j set to each value: (len(dims) * len(values), 3, 32, 32)."""
     mu = model.posterior(to_float(x[None], _device(model))).mu[0]
-    z = mu.repeat(len(dims), len(values), 1)                          # (n_dims, n_values, L)
+    z = mu.repeat(len(dims), len(values), 1)  # (n_dims, n_values, L)
     for row, j in enumerate(dims):
         z[row, :, j] = torch.as_tensor(list(values), dtype=z.dtype, device=z.device)
     return model.decode(z).flatten(0, 1).cpu()
@@ -52,7 +70,9 @@ def traversals(model, x, dims: Sequence[int], n_values: int = 9, title: str = "l
     """Rows: the given units (most active first); columns: z_j from -3 to 3 with the other units at E_q[z|x]."""
     values = np.linspace(*TRAVERSAL_RANGE, n_values)
     tiles = traversal_tiles(model, x, dims, values)
-    return labelled_grid(tiles, n_values, [f"{v:+.1f}" for v in values], [f"z_{j}" for j in dims], title=title)
+    return labelled_grid(
+        tiles, n_values, [f"{v:+.1f}" for v in values], [f"z_{j}" for j in dims], title=title
+    )
 
 
 def traversal_slider(model, x_all, dims: Sequence[int], n_values: int = 9):
@@ -67,22 +87,32 @@ def traversal_slider(model, x_all, dims: Sequence[int], n_values: int = 9):
         with out:
             out.clear_output(wait=True)
             tiles = traversal_tiles(model, x_all[image], dims, [value])
-            display(labelled_grid(tiles, len(dims), [f"z_{j}" for j in dims], title=f"image {image}, z_j = {value:+.1f}"))
+            display(
+                labelled_grid(
+                    tiles, len(dims), [f"z_{j}" for j in dims], title=f"image {image}, z_j = {value:+.1f}"
+                )
+            )
 
-    controls = widgets.interactive(redraw, image=widgets.IntSlider(0, 0, len(x_all) - 1),
-                                   value=widgets.SelectionSlider(options=[round(float(v), 2) for v in values],
-                                                                 value=round(float(values[n_values // 2]), 2)))
+    controls = widgets.interactive(
+        redraw,
+        image=widgets.IntSlider(0, 0, len(x_all) - 1),
+        value=widgets.SelectionSlider(
+            options=[round(float(v), 2) for v in values], value=round(float(values[n_values // 2]), 2)
+        ),
+    )
     return widgets.VBox([controls, out])
 
 
 @torch.no_grad()
-def interpolations(model, x_a, x_b, n_steps: int = 8, title: str = "interpolations between posterior means") -> Figure:
+def interpolations(
+    model, x_a, x_b, n_steps: int = 8, title: str = "interpolations between posterior means"
+) -> Figure:
     """Row i decodes (1 - t) E_q[z|a_i] + t E_q[z|b_i] for t in [0, 1], framed by the two real images."""
     device = _device(model)
     a, b = to_float(x_a, device), to_float(x_b, device)
     mu_a, mu_b = model.posterior(a).mu, model.posterior(b).mu
     t = torch.linspace(0, 1, n_steps, device=device)[None, :, None]
-    middle = model.decode(mu_a[:, None] + t * (mu_b - mu_a)[:, None])      # (B, n_steps, 3, 32, 32)
+    middle = model.decode(mu_a[:, None] + t * (mu_b - mu_a)[:, None])  # (B, n_steps, 3, 32, 32)
     tiles = torch.cat([a[:, None], middle, b[:, None]], dim=1)
     cols = ["a"] + [f"{float(v):.2f}" for v in t.flatten()] + ["b"]
     return labelled_grid(tiles.flatten(0, 1).cpu(), n_steps + 2, cols, title=title)
@@ -92,30 +122,48 @@ def interpolations(model, x_a, x_b, n_steps: int = 8, title: str = "interpolatio
 def best_weight_reconstructions(model, x, k: int = 50, title: str | None = None) -> Figure:
     """Per image: the data, the reconstruction at E_q[z], and the decoded z_i of largest importance weight among k."""
     x = to_float(x, _device(model))
-    log_w, z = model.log_weights(x, k)                                     # (k, B), (k, B, L)
-    best = z[log_w.argmax(dim=0), torch.arange(len(x))]                    # (B, L)
+    log_w, z = model.log_weights(x, k)  # (k, B), (k, B, L)
+    best = z[log_w.argmax(dim=0), torch.arange(len(x))]  # (B, L)
     tiles = torch.stack([x, model.reconstruct(x), model.decode(best)], dim=1).flatten(0, 1).cpu()
-    return labelled_grid(tiles, 3, ["data", "E_q[z]", f"best of {k}"],
-                         title=title or f"best-weight reconstructions (largest w_i among k = {k})")
+    return labelled_grid(
+        tiles,
+        3,
+        ["data", "E_q[z]", f"best of {k}"],
+        title=title or f"best-weight reconstructions (largest w_i among k = {k})",
+    )
 
 
 @stamped
-def rate_distortion(rates: Sequence[float], distortions: Sequence[float], labels: Sequence[str],
-                    title: str = "rate-distortion") -> Figure:
+def rate_distortion(
+    rates: Sequence[float],
+    distortions: Sequence[float],
+    labels: Sequence[str],
+    title: str = "rate-distortion",
+) -> Figure:
     """KL (rate, nats) against -E_q log p(x|z) (distortion, nats), one labelled point per model, joined in order."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
     plt.close(fig)
     ax.plot(distortions, rates, "o-")
     for rate, dist, label in zip(rates, distortions, labels):
         ax.annotate(label, (dist, rate), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    ax.set(xlabel="distortion  -E_q log p(x|z)  [nats / image]", ylabel="rate  KL(q || p)  [nats / image]", title=title)
+    ax.set(
+        xlabel="distortion  -E_q log p(x|z)  [nats / image]",
+        ylabel="rate  KL(q || p)  [nats / image]",
+        title=title,
+    )
     ax.grid(alpha=0.3)
     return fig
 
 
 @stamped
-def plot_against(xs: Sequence, series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str = "",
-                 logx: bool = False) -> Figure:
+def plot_against(
+    xs: Sequence,
+    series: dict[str, Sequence[float]],
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logx: bool = False,
+) -> Figure:
     """One line per series (label -> values at xs): a metric against a setting such as beta or k. Integer series
     (counts such as active units) get integer ticks; the x ticks sit at the settings xs."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
@@ -128,7 +176,9 @@ def plot_against(xs: Sequence, series: dict[str, Sequence[float]], xlabel: str, 
     values = [v for ys in series.values() for v in ys]
     if values and all(isinstance(v, (int, np.integer)) for v in values):
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        if max(values) - min(values) < 2:  # the locator needs two integers in view, or it falls back to fractions
+        if (
+            max(values) - min(values) < 2
+        ):  # the locator needs two integers in view, or it falls back to fractions
             ax.set_ylim(min(values) - 1, max(values) + 1)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
@@ -138,7 +188,9 @@ def plot_against(xs: Sequence, series: dict[str, Sequence[float]], xlabel: str, 
 
 
 @stamped
-def group_kl_bars(kl_per_group: Sequence[float], threshold: float, title: str = "KL of each latent group") -> Figure:
+def group_kl_bars(
+    kl_per_group: Sequence[float], threshold: float, title: str = "KL of each latent group"
+) -> Figure:
     """Bars of the KL per test image of each latent group (nats, log scale, top-down order), a dashed line at the
     `threshold` that counts a group as active, and integer group numbers on the x axis."""
     kl = np.asarray(kl_per_group, dtype=np.float64)

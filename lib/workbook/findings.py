@@ -1,12 +1,13 @@
 """Computed findings: plain-text tables and verdicts derived from numbers, so a notebook's prose never states
 what its run did not show. Each verdict says when there are too few points to conclude anything.
 """
+
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
 
-from lib import runs
+from ..common import paths
 
 
 def format_table(rows: list[dict], columns: dict[str, str], smoke: bool | None = None) -> str:
@@ -30,7 +31,9 @@ def trend_verdict(ks: Sequence[int], values: Sequence[float]) -> str:
         return f"does not hold (falls from {', '.join(falls)})"
     if len(ties) == len(pairs):
         return "does not hold (no change at any k)"
-    return f"holds only weakly (no change from {', '.join(ties)})" if ties else "holds (rises at every larger k)"
+    return (
+        f"holds only weakly (no change from {', '.join(ties)})" if ties else "holds (rises at every larger k)"
+    )
 
 
 def iwae_k_claims(rows: list[dict], k_eval: int) -> str:
@@ -44,9 +47,11 @@ def iwae_k_claims(rows: list[dict], k_eval: int) -> str:
         values = [r[key] for r in rows]
         return " -> ".join(format(v, spec) for v in values) + f"{unit}: {trend_verdict(ks, values)}"
 
-    return (f"IWAE k = {ks}: (a) tighter bound with larger k: test L_{k_eval} {claim('log_px_k', '.1f', ' nats')}; "
-            f"training bound L_k {claim('train_bound', '.1f', ' nats')}; (b) more active units with larger k: "
-            f"{claim('n_active', 'd')}.")
+    return (
+        f"IWAE k = {ks}: (a) tighter bound with larger k: test L_{k_eval} {claim('log_px_k', '.1f', ' nats')}; "
+        f"training bound L_k {claim('train_bound', '.1f', ' nats')}; (b) more active units with larger k: "
+        f"{claim('n_active', 'd')}."
+    )
 
 
 SMOKE_NOTE = "SMOKE RUN: reduced sizes and budgets; these numbers check the code, not the science"
@@ -54,7 +59,7 @@ SMOKE_NOTE = "SMOKE RUN: reduced sizes and budgets; these numbers check the code
 
 def smoke_line(smoke: bool | None = None) -> str:
     """The line every smoke table and finding carries ('' outside smoke mode)."""
-    return f"[{SMOKE_NOTE}]" if (runs.is_smoke() if smoke is None else smoke) else ""
+    return f"[{SMOKE_NOTE}]" if (paths.is_smoke() if smoke is None else smoke) else ""
 
 
 def steps_verdict(values: Sequence[float], tol: float = 0.0) -> str:
@@ -75,16 +80,21 @@ def steps_verdict(values: Sequence[float], tol: float = 0.0) -> str:
     return f"is mixed (rises at {ups} of {n} steps, falls at {downs})"
 
 
-def trend_sentence(name: str, setting: str, xs: Sequence[float], values: Sequence[float], spec: str = ".1f",
-                   unit: str = "") -> str:
+def trend_sentence(
+    name: str, setting: str, xs: Sequence[float], values: Sequence[float], spec: str = ".1f", unit: str = ""
+) -> str:
     """'<name> rises at every step as <setting> grows (x=a: v -> x=b: w)', or that one point cannot show a trend."""
     pairs = sorted(zip(xs, values))
     listed = " -> ".join(f"{format(v, spec)}" for _, v in pairs) + (f" {unit}" if unit else "")
     settings = ", ".join(f"{x:g}" for x, _ in pairs)
     if len(pairs) < 2:
-        return (f"{name} is {listed} at {setting} = {settings}; with one {setting} nothing can be concluded about "
-                f"how it changes with {setting}")
-    return f"{name} {steps_verdict([v for _, v in pairs])} as {setting} grows ({setting} = {settings}: {listed})"
+        return (
+            f"{name} is {listed} at {setting} = {settings}; with one {setting} nothing can be concluded about "
+            f"how it changes with {setting}"
+        )
+    return (
+        f"{name} {steps_verdict([v for _, v in pairs])} as {setting} grows ({setting} = {settings}: {listed})"
+    )
 
 
 def rate_distortion_verdict(rates: Sequence[float], distortions: Sequence[float]) -> str:
@@ -93,10 +103,14 @@ def rate_distortion_verdict(rates: Sequence[float], distortions: Sequence[float]
     if len(pairs) < 2:
         return "one point cannot show a rate-distortion trade-off: nothing can be concluded"
     verdict = steps_verdict([d for _, d in pairs])
-    shape = {"falls at every step": "a trade-off: more rate buys less distortion at every step",
-             "rises at every step": "NOT a trade-off: distortion rises with the rate at every step"}
-    return (f"ordered by rate, the distortion {verdict} ({shape.get(verdict, 'no consistent trade-off')}; "
-            f"rate {pairs[0][0]:.1f} -> {pairs[-1][0]:.1f} nats, distortion {pairs[0][1]:.1f} -> {pairs[-1][1]:.1f} nats)")
+    shape = {
+        "falls at every step": "a trade-off: more rate buys less distortion at every step",
+        "rises at every step": "NOT a trade-off: distortion rises with the rate at every step",
+    }
+    return (
+        f"ordered by rate, the distortion {verdict} ({shape.get(verdict, 'no consistent trade-off')}; "
+        f"rate {pairs[0][0]:.1f} -> {pairs[-1][0]:.1f} nats, distortion {pairs[0][1]:.1f} -> {pairs[-1][1]:.1f} nats)"
+    )
 
 
 def copying_verdict(sample_nn: Sequence[float], test_nn: Sequence[float]) -> str:
@@ -105,8 +119,10 @@ def copying_verdict(sample_nn: Sequence[float], test_nn: Sequence[float]) -> str
     s_med, t_med, s_min = statistics.median(sample_nn), statistics.median(test_nn), min(sample_nn)
     numbers = f"median L2 {s_med:.2f} for samples vs {t_med:.2f} for test images, closest sample {s_min:.2f}"
     if s_med > 1.5 * t_med:
-        return (f"samples lie much farther from the training set than real images do ({numbers}): they do not yet "
-                "resemble the data, so copying cannot be judged")
+        return (
+            f"samples lie much farther from the training set than real images do ({numbers}): they do not yet "
+            "resemble the data, so copying cannot be judged"
+        )
     if s_min < 0.5 * t_med:
         return f"some samples sit closer to a training image than real test images do ({numbers}): check for copies"
     return f"no sample is unusually close to a training image ({numbers}): no sign of copying"
@@ -122,8 +138,10 @@ def budget_spread(rows: list[dict], n_train: int, batch_size: int) -> str:
         return listed + ". WARNING: a model trained no step at all; nothing can be compared"
     ratio = max(steps) / min(steps)
     if ratio > 1.5:
-        return (f"{listed}. WARNING: the step counts differ {ratio:.1f}x, so this view compares models trained on "
-                "very different amounts of data (larger k costs more per step, and a busy machine skews the clock)")
+        return (
+            f"{listed}. WARNING: the step counts differ {ratio:.1f}x, so this view compares models trained on "
+            "very different amounts of data (larger k costs more per step, and a busy machine skews the clock)"
+        )
     return f"{listed} (step counts within {ratio:.2f}x of each other)"
 
 
@@ -131,7 +149,13 @@ def overridden_parameters(pairs: dict[str, tuple]) -> str:
     """For a derive cell in smoke mode: pairs maps a parameter name to (the value given, the value used); the note
     names every parameter that was set (not None) and replaced, e.g. 'smoke profile: MAX_MINUTES = 30 replaced by 0
     (the smoke sizes win; use the full profile to apply them)', or '' when none was."""
-    replaced = [f"{name} = {given!r} replaced by {used!r}" for name, (given, used) in pairs.items()
-                if given is not None and given != used]
-    return (f"smoke profile: {'; '.join(replaced)} (the smoke sizes win; use the full profile to apply them)"
-            if replaced else "")
+    replaced = [
+        f"{name} = {given!r} replaced by {used!r}"
+        for name, (given, used) in pairs.items()
+        if given is not None and given != used
+    ]
+    return (
+        f"smoke profile: {'; '.join(replaced)} (the smoke sizes win; use the full profile to apply them)"
+        if replaced
+        else ""
+    )

@@ -5,6 +5,7 @@ never reads a tensor on the host; `summary()` does the one read when a record is
 the checkpoint (`state()` / `from_state()`), so after a resume the first record covers the same steps as in an
 uninterrupted run.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,8 @@ class Window:
         if self.groups:
             flat = torch.cat([torch.cat([sums, n.view(1)]) for sums, n in self.groups.values()]).tolist()
             for keys in self.groups:
-                values, n = flat[:len(keys)], flat[len(keys)]
-                flat = flat[len(keys) + 1:]
+                values, n = flat[: len(keys)], flat[len(keys)]
+                flat = flat[len(keys) + 1 :]
                 record.update({k: v / n for k, v in zip(keys, values)} if n else {})
         record.setdefault("loss", math.nan)
         record["img_per_s"] = images_per_step * self.n_steps / max(self.seconds(), 1e-9)
@@ -53,11 +54,14 @@ class Window:
 
     def state(self) -> dict:
         """Plain tensors, strings and numbers for a checkpoint."""
-        return {"n_steps": self.n_steps, "seconds": self.seconds(),
-                "groups": [{"keys": list(keys), "sums": sums, "n": n} for keys, (sums, n) in self.groups.items()]}
+        return {
+            "n_steps": self.n_steps,
+            "seconds": self.seconds(),
+            "groups": [{"keys": list(keys), "sums": sums, "n": n} for keys, (sums, n) in self.groups.items()],
+        }
 
     @classmethod
-    def from_state(cls, state: dict | None, device: torch.device) -> "Window":
+    def from_state(cls, state: dict | None, device: torch.device) -> Window:
         """The window a checkpoint saved (an empty one for older checkpoints without it)."""
         if not state:
             return cls()

@@ -4,6 +4,7 @@ samples per model, and the per-model fd_c10, precision/recall and likelihood-vs-
 Figures follow lib.viz: returned (never shown), stamped with the smoke banner in smoke mode. Many models share one
 figure, so points are numbered and the numbers named in a key instead of piling long labels onto the axes.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,7 +14,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .viz import as_images, image_grid, labelled_grid, readable_log_axis, stamped
+from .core import as_images, image_grid, labelled_grid, readable_log_axis, stamped
+
+__all__ = [
+    "calibration_figure",
+    "degradation_examples",
+    "fid_real_floor_figure",
+    "full_rows",
+    "model_comparison",
+    "sample_panels",
+]
 
 
 def full_rows(n: int, max_cols: int | None = None) -> tuple[int, int]:
@@ -31,7 +41,9 @@ def calibration_figure(calibration: dict[str, list[tuple]], floor_fd: float) -> 
     fig, axes = plt.subplots(1, len(calibration), figsize=(4.2 * len(calibration), 3.2), squeeze=False)
     plt.close(fig)
     for ax, (family, results) in zip(axes[0], calibration.items()):
-        ax.plot([level for level, _ in results], [r.fd for _, r in results], "o-", label="degraded test images")
+        ax.plot(
+            [level for level, _ in results], [r.fd for _, r in results], "o-", label="degraded test images"
+        )
         ax.axhline(floor_fd, color="grey", ls="--", label="floor (clean test vs train)")
         ax.set(xlabel=family, ylabel="fd_c10 (lower is closer to the data)", title=f"fd_c10 against {family}")
         if "JPEG" in family:
@@ -51,9 +63,17 @@ def degradation_examples(original, degradations: dict[str, list[tuple]]) -> Figu
     for levels in degradations.values():
         row = [as_images(original[:1])] + [as_images(x[:1]) for _, x in levels]
         tiles += row + [blank] * (n_cols - len(row))
-    rows = [f"{family}: " + ", ".join(f"{level:g}" for level, _ in levels) for family, levels in degradations.items()]
-    fig = labelled_grid(np.concatenate(tiles), n_cols, ["original"] + [f"level {i}" for i in range(1, n_cols)], rows,
-                        title="one test image, degraded (levels in the row label)")
+    rows = [
+        f"{family}: " + ", ".join(f"{level:g}" for level, _ in levels)
+        for family, levels in degradations.items()
+    ]
+    fig = labelled_grid(
+        np.concatenate(tiles),
+        n_cols,
+        ["original"] + [f"level {i}" for i in range(1, n_cols)],
+        rows,
+        title="one test image, degraded (levels in the row label)",
+    )
     fig.set_size_inches(n_cols * 0.8 + 2.6, len(rows) * 0.8 + 0.8)
     return fig
 
@@ -74,7 +94,9 @@ def sample_panels(panels: Sequence[tuple[str, object]], n_show: int = 32, ncols:
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(f"{n} samples per model (first panel: real test images)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the suptitle above the panel titles
+    fig.tight_layout(
+        rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight())
+    )  # room for the suptitle above the panel titles
     return fig
 
 
@@ -86,8 +108,14 @@ def _numbered(ax, xs, ys) -> None:
 
 
 @stamped
-def model_comparison(names: Sequence[str], fds: Sequence[float], floors: Sequence[float],
-                     precision: Sequence[float], recall: Sequence[float], bpd: Sequence[float | None]) -> Figure:
+def model_comparison(
+    names: Sequence[str],
+    fds: Sequence[float],
+    floors: Sequence[float],
+    precision: Sequence[float],
+    recall: Sequence[float],
+    bpd: Sequence[float | None],
+) -> Figure:
     """Three panels for models 1..n: fd_c10 as horizontal bars with the real-data floor at the same n, precision
     against recall, and fd_c10 against test bits/dim (models without bits/dim left out); a key names the numbers."""
     n = len(names)
@@ -99,17 +127,29 @@ def model_comparison(names: Sequence[str], fds: Sequence[float], floors: Sequenc
     axes[0].scatter(floors, rows, marker="|", s=200, color="black", zorder=3)
     axes[0].set_yticks(rows, labels=labels, fontsize=7)
     axes[0].invert_yaxis()
-    axes[0].set(xlabel="fd_c10 (lower is better; black tick: real-data floor at the same n)", title="fd_c10 per model")
+    axes[0].set(
+        xlabel="fd_c10 (lower is better; black tick: real-data floor at the same n)", title="fd_c10 per model"
+    )
     _numbered(axes[1], recall, precision)
-    top = max([0.05, *recall, *precision]) * 1.15  # zoomed to the points: [0, 1] piles weak models into a corner
-    axes[1].set(xlim=(-0.03 * top, top if top < 0.8 else 1.05), ylim=(-0.03 * top, top if top < 0.8 else 1.05),
-                xlabel="recall", ylabel="precision", title="precision vs recall (k = 3; numbers as in the key)")
+    top = (
+        max([0.05, *recall, *precision]) * 1.15
+    )  # zoomed to the points: [0, 1] piles weak models into a corner
+    axes[1].set(
+        xlim=(-0.03 * top, top if top < 0.8 else 1.05),
+        ylim=(-0.03 * top, top if top < 0.8 else 1.05),
+        xlabel="recall",
+        ylabel="precision",
+        title="precision vs recall (k = 3; numbers as in the key)",
+    )
     has = [i for i, b in enumerate(bpd) if b is not None]
     _numbered(axes[2], [bpd[i] for i in has], [fds[i] for i in has])
     for point, i in zip(axes[2].texts, has):
         point.set_text(str(i + 1))
-    axes[2].set(xlabel="test bits/dim", ylabel="fd_c10", title="likelihood vs sample distance"
-                + ("" if has else " (no bits/dim yet)"))
+    axes[2].set(
+        xlabel="test bits/dim",
+        ylabel="fd_c10",
+        title="likelihood vs sample distance" + ("" if has else " (no bits/dim yet)"),
+    )
     fig.tight_layout()
     return fig
 
@@ -122,7 +162,9 @@ def fid_real_floor_figure(cal: dict) -> Figure:
     rows = cal["comparisons"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1, 1.3]})
     plt.close(fig)
-    curve = sorted((r["n"], r["fid"]) for r in rows if r["comparison"] == "test vs train" and r["n"] == r["n_reference"])
+    curve = sorted(
+        (r["n"], r["fid"]) for r in rows if r["comparison"] == "test vs train" and r["n"] == r["n_reference"]
+    )
     if curve:
         left.plot(*zip(*curve), "o-", label="test vs train, n vs n (this copy)")
         for n, fid in curve:
@@ -132,8 +174,14 @@ def fid_real_floor_figure(cal: dict) -> Figure:
         left.plot(*zip(*halves), "s", color="tab:green", label="test half vs test half")
     published = cal.get("published")
     if published:
-        left.plot([published["n"]], [published["fid"]], "*", ms=13, color="tab:red",
-                  label=f"original CIFAR-10, published ({published['fid']:.2f})")
+        left.plot(
+            [published["n"]],
+            [published["fid"]],
+            "*",
+            ms=13,
+            color="tab:red",
+            label=f"original CIFAR-10, published ({published['fid']:.2f})",
+        )
     left.set(xlabel="n (images per side)", ylabel="FID", title="FID between real image sets")
     if curve or halves:
         readable_log_axis(left, "x")
@@ -141,16 +189,26 @@ def fid_real_floor_figure(cal: dict) -> Figure:
     left.legend(fontsize=7, frameon=False)
     degraded = [r for r in rows if r.get("degradation")]
     if degraded:
-        label = lambda r: ("clean" if r["degradation"] == "none" else
-                           f"JPEG q{r['quality']} again" if r["degradation"] == "jpeg" else f"{r['degradation']} σ {r['sigma']}")
+        label = lambda r: (
+            "clean"
+            if r["degradation"] == "none"
+            else f"JPEG q{r['quality']} again"
+            if r["degradation"] == "jpeg"
+            else f"{r['degradation']} σ {r['sigma']}"
+        )
         base = next((r["fid"] for r in degraded if r["degradation"] == "none"), None)
         bars = right.bar(range(len(degraded)), [r["fid"] for r in degraded], color="tab:blue")
         right.bar_label(bars, fmt="%.1f", fontsize=7)
-        right.set_xticks(range(len(degraded)), [label(r) for r in degraded], rotation=25, ha="right", fontsize=8)
+        right.set_xticks(
+            range(len(degraded)), [label(r) for r in degraded], rotation=25, ha="right", fontsize=8
+        )
         if base is not None:
             right.axhline(base, color="grey", ls="--", lw=1, label="clean test vs train")
             right.legend(fontsize=7, frameon=False)
-        right.set(ylabel="FID", title=f"degraded test images vs train (n = {degraded[0]['n']:,} vs "
-                                      f"{degraded[0]['n_reference']:,})")
+        right.set(
+            ylabel="FID",
+            title=f"degraded test images vs train (n = {degraded[0]['n']:,} vs "
+            f"{degraded[0]['n_reference']:,})",
+        )
     fig.tight_layout()
     return fig

@@ -14,6 +14,7 @@ code, not the science (`stamp_smoke`). Importing this module inside an IPython k
 is not the inline one (e.g. MPLBACKEND=Agg, common on headless servers and in CI) registers a PNG display for
 figures, so `display(fig)` shows an image under every backend.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,8 +29,37 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter
 
-from lib import runs
-from lib.data import N_LEVELS, to_float, to_uint8
+from ..common import files, paths
+from ..data import N_LEVELS, to_float, to_uint8
+
+__all__ = [
+    "MIN_POINTS_TO_SMOOTH",
+    "RGB",
+    "SMOKE_BANNER",
+    "UNITS",
+    "as_images",
+    "channel_histogram_counts",
+    "channel_histograms",
+    "class_count_bars",
+    "class_grid",
+    "curve_label",
+    "figure_png",
+    "image_grid",
+    "labelled_grid",
+    "langevin_strip",
+    "load_records",
+    "mean_images",
+    "neighbours_figure",
+    "noise_ladder",
+    "plot_curves",
+    "readable_log_axis",
+    "register_png_display",
+    "save_figure",
+    "show_grid",
+    "smoothed",
+    "stamp_smoke",
+    "stamped",
+]
 
 RGB = ("tab:red", "tab:green", "tab:blue")  # line colours for the R, G, B channels
 SMOKE_BANNER = "SMOKE RUN: reduced sizes and budgets; checks the code, not the science"
@@ -37,23 +67,34 @@ SMOKE_BANNER = "SMOKE RUN: reduced sizes and budgets; checks the code, not the s
 
 def stamp_smoke(fig: Figure, smoke: bool | None = None) -> Figure:
     """Write SMOKE_BANNER under `fig` once when smoke mode is on (smoke=None reads $WORKBOOK_SMOKE); returns fig."""
-    if (runs.is_smoke() if smoke is None else smoke) and not getattr(fig, "_smoke_stamped", False):
+    if (paths.is_smoke() if smoke is None else smoke) and not getattr(fig, "_smoke_stamped", False):
         # under everything drawn so far (axis labels may reach below the figure's edge), centred on the figure
         try:  # a closed figure's canvas has no renderer of its own; matplotlib >= 3.6 makes one for measuring
             bottom = fig.get_tightbbox(fig._get_renderer()).y0 / fig.get_figheight()
         except (AttributeError, ValueError):
             bottom = 0.0
-        fig.text(0.5, bottom - 0.02, SMOKE_BANNER, ha="center", va="top", fontsize=8, color="white", fontweight="bold",
-                 bbox=dict(boxstyle="square,pad=0.3", facecolor="tab:red", edgecolor="none"))
+        fig.text(
+            0.5,
+            bottom - 0.02,
+            SMOKE_BANNER,
+            ha="center",
+            va="top",
+            fontsize=8,
+            color="white",
+            fontweight="bold",
+            bbox=dict(boxstyle="square,pad=0.3", facecolor="tab:red", edgecolor="none"),
+        )
         fig._smoke_stamped = True
     return fig
 
 
 def stamped(make):
     """Decorator: the figure `make` returns, stamped by `stamp_smoke`."""
+
     @functools.wraps(make)
     def wrapper(*args, **kwargs):
         return stamp_smoke(make(*args, **kwargs))
+
     return wrapper
 
 
@@ -105,7 +146,7 @@ def image_grid(x, nrow: int = 8, pad: int = 2) -> np.ndarray:
     grid = np.full((nrows * (h + pad) + pad, ncol * (w + pad) + pad, 3), 255, dtype=np.uint8)
     for i, img in enumerate(x):
         top, left = pad + (i // nrow) * (h + pad), pad + (i % nrow) * (w + pad)
-        grid[top:top + h, left:left + w] = img.transpose(1, 2, 0)  # CHW -> HWC
+        grid[top : top + h, left : left + w] = img.transpose(1, 2, 0)  # CHW -> HWC
     return grid
 
 
@@ -116,7 +157,9 @@ def show_grid(x, nrow: int = 8, title: str | None = None, ax=None, pad: int = 2)
     if ax is None:
         height, width = grid.shape[:2]
         scale = 1 / 40  # inches per pixel: a 32x32 tile is 0.8 inch
-        fig, ax = plt.subplots(figsize=(max(width * scale, 2.0), max(height * scale, 1.0) + (0.3 if title else 0)))
+        fig, ax = plt.subplots(
+            figsize=(max(width * scale, 2.0), max(height * scale, 1.0) + (0.3 if title else 0))
+        )
         plt.close(fig)
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
@@ -138,7 +181,7 @@ def class_grid(x, y, classes: Sequence[str], per_class: int = 10, pad: int = 2) 
     tiles = np.full((len(classes) * per_class, *x.shape[1:]), 255 if x.dtype == np.uint8 else 1.0, x.dtype)
     for c in range(len(classes)):
         chosen = np.flatnonzero(y == c)[:per_class]
-        tiles[c * per_class: c * per_class + len(chosen)] = x[chosen]
+        tiles[c * per_class : c * per_class + len(chosen)] = x[chosen]
     grid = image_grid(tiles, nrow=per_class, pad=pad)
     fig, ax = plt.subplots(figsize=(per_class * 0.8 + 1.2, len(classes) * 0.8))
     plt.close(fig)
@@ -178,7 +221,7 @@ def channel_histogram_counts(x, chunk: int = 4096) -> np.ndarray:
     offsets = (np.arange(3, dtype=np.int32) * N_LEVELS)[None, :, None, None]
     counts = np.zeros(3 * N_LEVELS, dtype=np.int64)
     for start in range(0, len(x), chunk):
-        part = x[start:start + chunk]
+        part = x[start : start + chunk]
         counts += np.bincount((part.astype(np.int32) + offsets).ravel(), minlength=3 * N_LEVELS)
     return counts.reshape(3, N_LEVELS)
 
@@ -233,15 +276,24 @@ def load_records(metrics: str | os.PathLike | Iterable[dict]) -> list[dict]:
         path = Path(metrics)
         path = path / "metrics.jsonl" if path.is_dir() else path
         if not path.is_file():
-            raise FileNotFoundError(f"no metrics file at {path}: pass a run's metrics.jsonl or its run folder")
-        return runs.read_jsonl(path)
+            raise FileNotFoundError(
+                f"no metrics file at {path}: pass a run's metrics.jsonl or its run folder"
+            )
+        return files.read_jsonl(path)
     return [dict(record) for record in metrics]
 
 
 UNITS = {  # y-axis labels of the training curves the notebooks log: quantity [unit]
-    "loss": "training loss", "reconstruction": "-E_q log p(x|z) [nats / image]", "kl": "KL(q || p) [nats / image]",
-    "elbo": "ELBO [nats / image]", "bound": "L_k [nats / image]", "bpd_elbo": "-ELBO [bits / dim]",
-    "kl_coeff": "KL weight [0-1]", "lr": "learning rate", "grad_norm": "gradient L2 norm", "spectral": "spectral penalty",
+    "loss": "training loss",
+    "reconstruction": "-E_q log p(x|z) [nats / image]",
+    "kl": "KL(q || p) [nats / image]",
+    "elbo": "ELBO [nats / image]",
+    "bound": "L_k [nats / image]",
+    "bpd_elbo": "-ELBO [bits / dim]",
+    "kl_coeff": "KL weight [0-1]",
+    "lr": "learning rate",
+    "grad_norm": "gradient L2 norm",
+    "spectral": "spectral penalty",
 }
 
 
@@ -253,9 +305,16 @@ def curve_label(key: str) -> str:
 
 
 @stamped
-def plot_curves(metrics: str | os.PathLike | Iterable[dict], keys: Sequence[str] | None = None,
-                x: str = "step", logy: Sequence[str] = (), smooth: float = 0.0, ncols: int = 3,
-                units: dict[str, str] | None = None, title: str | None = None) -> Figure:
+def plot_curves(
+    metrics: str | os.PathLike | Iterable[dict],
+    keys: Sequence[str] | None = None,
+    x: str = "step",
+    logy: Sequence[str] = (),
+    smooth: float = 0.0,
+    ncols: int = 3,
+    units: dict[str, str] | None = None,
+    title: str | None = None,
+) -> Figure:
     """Training curves: `x` (default "step") on the x axis, one panel per key, each y axis labelled with its unit
     (UNITS, updated by `units`), under an optional `title`. `keys` defaults to every numeric key besides `x`; `logy` names panels drawn on a
     log scale. With `smooth` in (0, 1) the raw curve is drawn faintly under a smoothing without lag (`smoothed`),
@@ -264,8 +323,14 @@ def plot_curves(metrics: str | os.PathLike | Iterable[dict], keys: Sequence[str]
     records = [r for r in load_records(metrics) if isinstance(r.get(x), (int, float))]
     if not records:
         raise ValueError(f"no records with a numeric {x!r} field to plot")
-    numeric = sorted({k for r in records for k, v in r.items()
-                      if k != x and isinstance(v, (int, float)) and not isinstance(v, bool)})
+    numeric = sorted(
+        {
+            k
+            for r in records
+            for k, v in r.items()
+            if k != x and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    )
     keys = list(keys) if keys is not None else numeric
     unknown = [k for k in keys if k not in numeric]
     if unknown or not keys:
@@ -287,7 +352,7 @@ def plot_curves(metrics: str | os.PathLike | Iterable[dict], keys: Sequence[str]
             readable_log_axis(ax)
     if smooth and len(records) >= MIN_POINTS_TO_SMOOTH:
         axes.flat[0].legend(fontsize=7, frameon=False)
-    for ax in axes.flat[len(keys):]:
+    for ax in axes.flat[len(keys) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -302,8 +367,16 @@ def readable_log_axis(ax, axis: str = "y") -> None:
     target = ax.yaxis if axis == "y" else ax.xaxis
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
     lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
-    narrow = lo > 0 and hi / lo < 20  # under ~a decade, 1-2-3-5 leaves one label: plain evenly spaced values instead
-    subs = (1.0, 2.0, 3.0, 5.0) if lo > 0 and hi / lo < 300 else (1.0, 3.0) if lo > 0 and hi / lo < 1e4 else (1.0,)
+    narrow = (
+        lo > 0 and hi / lo < 20
+    )  # under ~a decade, 1-2-3-5 leaves one label: plain evenly spaced values instead
+    subs = (
+        (1.0, 2.0, 3.0, 5.0)
+        if lo > 0 and hi / lo < 300
+        else (1.0, 3.0)
+        if lo > 0 and hi / lo < 1e4
+        else (1.0,)
+    )
     target.set_major_locator(MaxNLocator(5) if narrow else LogLocator(subs=subs, numticks=16))
     target.set_major_formatter(lambda value, _: f"{value:,.0f}" if value >= 10 else f"{value:.3g}")
     target.set_minor_formatter(NullFormatter())
@@ -321,9 +394,12 @@ def smoothed(values: np.ndarray, smooth: float) -> np.ndarray:
     sums = [np.concatenate([[0.0], np.cumsum(v)]) for v in (w, w * t, w * t * t, y0, y0 * t)]
     lo, hi = np.clip(t - h, 0, len(y)).astype(int), np.clip(t + h + 1, 0, len(y)).astype(int)
     n, st, stt, sy, sty = (c[hi] - c[lo] for c in sums)
-    denom = n * stt - st ** 2
+    denom = n * stt - st**2
     slope = np.divide(n * sty - st * sy, denom, out=np.zeros_like(y), where=np.abs(denom) > 1e-12)
-    mean_t, mean_y = np.divide(st, n, out=t.copy(), where=n > 0), np.divide(sy, n, out=np.full_like(y, np.nan), where=n > 0)
+    mean_t, mean_y = (
+        np.divide(st, n, out=t.copy(), where=n > 0),
+        np.divide(sy, n, out=np.full_like(y, np.nan), where=n > 0),
+    )
     return mean_y + slope * (t - mean_t)
 
 
@@ -334,11 +410,19 @@ def _draw_curve(ax, steps: np.ndarray, values: np.ndarray, smooth: float) -> Non
     """One curve; with 0 < smooth < 1 the raw values faintly and their smoothing on top, both labelled."""
     if not 0.0 <= smooth < 1.0:
         raise ValueError(f"smooth must be in [0, 1), got {smooth}")
-    if smooth == 0.0 or len(values) < MIN_POINTS_TO_SMOOTH:  # a handful of points: smoothing only distorts them
+    if (
+        smooth == 0.0 or len(values) < MIN_POINTS_TO_SMOOTH
+    ):  # a handful of points: smoothing only distorts them
         ax.plot(steps, values, linewidth=1.2, marker="." if len(values) < 20 else None)
         return
     ax.plot(steps, values, linewidth=0.8, alpha=0.35, color="tab:blue", label="logged")
-    ax.plot(steps, smoothed(values, smooth), linewidth=1.4, color="tab:blue", label=f"smoothed (local line, ±{max(1, round(smooth / (1 - smooth)))} points)")
+    ax.plot(
+        steps,
+        smoothed(values, smooth),
+        linewidth=1.4,
+        color="tab:blue",
+        label=f"smoothed (local line, ±{max(1, round(smooth / (1 - smooth)))} points)",
+    )
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -346,15 +430,22 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     path = Path(path)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
-    runs.atomic_write_bytes(path, buffer.getvalue())
+    files.atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
 # --- NCSN figures: the noise ladder, Langevin strips, nearest training neighbours -----------------------
 
+
 @stamped
-def labelled_grid(tiles, ncol: int, col_labels: Sequence[str] = (), row_labels: Sequence[str] = (),
-                  title: str | None = None, pad: int = 2) -> Figure:
+def labelled_grid(
+    tiles,
+    ncol: int,
+    col_labels: Sequence[str] = (),
+    row_labels: Sequence[str] = (),
+    title: str | None = None,
+    pad: int = 2,
+) -> Figure:
     """Images (R * ncol, 3, H, W) row-major as an R x ncol grid with optional column and row labels."""
     tiles = as_images(tiles)
     grid = image_grid(tiles, nrow=ncol, pad=pad)
@@ -363,9 +454,15 @@ def labelled_grid(tiles, ncol: int, col_labels: Sequence[str] = (), row_labels: 
     fig, ax = plt.subplots(figsize=(max(ncol * 0.8 + (1.0 if row_labels else 0.2), 2.0), n_rows * 0.8 + 0.6))
     plt.close(fig)
     ax.imshow(grid, interpolation="nearest")
-    ax.set_xticks([pad + c * (w + pad) + w / 2 for c in range(len(col_labels))], labels=list(col_labels),
-                  fontsize=7, rotation=45 if max(map(len, col_labels), default=0) > 6 else 0)
-    ax.set_yticks([pad + r * (h + pad) + h / 2 for r in range(len(row_labels))], labels=list(row_labels), fontsize=7)
+    ax.set_xticks(
+        [pad + c * (w + pad) + w / 2 for c in range(len(col_labels))],
+        labels=list(col_labels),
+        fontsize=7,
+        rotation=45 if max(map(len, col_labels), default=0) > 6 else 0,
+    )
+    ax.set_yticks(
+        [pad + r * (h + pad) + h / 2 for r in range(len(row_labels))], labels=list(row_labels), fontsize=7
+    )
     ax.xaxis.tick_top()
     ax.tick_params(length=0)
     for side in ax.spines.values():
@@ -383,21 +480,32 @@ def noise_ladder(x, sigmas, seed: int = 0) -> Figure:
     sigmas = [float(s) for s in sigmas]
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
     tiles = torch.stack([x] + [x + s * noise for s in sigmas], dim=1)  # (B, 1 + L, 3, H, W)
-    return labelled_grid(tiles.flatten(0, 1).clamp(0, 1), 1 + len(sigmas), ["clean"] + [f"{s:.3g}" for s in sigmas],
-                         title="the noise ladder: x + sigma z (columns: sigma)")
+    return labelled_grid(
+        tiles.flatten(0, 1).clamp(0, 1),
+        1 + len(sigmas),
+        ["clean"] + [f"{s:.3g}" for s in sigmas],
+        title="the noise ladder: x + sigma z (columns: sigma)",
+    )
 
 
-def langevin_strip(trajectory: Sequence, n_images: int = 4, labels: Sequence[str] = (),
-                   title: str = "annealed Langevin dynamics") -> Figure:
+def langevin_strip(
+    trajectory: Sequence,
+    n_images: int = 4,
+    labels: Sequence[str] = (),
+    title: str = "annealed Langevin dynamics",
+) -> Figure:
     """Snapshots of a Langevin chain (a list of (B, 3, H, W) tensors) as one row per image, time left to right."""
     import torch
 
-    snaps = torch.stack([torch.as_tensor(s[:n_images]).float().cpu() for s in trajectory], dim=1)  # (n, S, 3, H, W)
+    snaps = torch.stack(
+        [torch.as_tensor(s[:n_images]).float().cpu() for s in trajectory], dim=1
+    )  # (n, S, 3, H, W)
     return labelled_grid(snaps.flatten(0, 1).clamp(0, 1), snaps.shape[1], labels, title=title)
 
 
-def neighbours_figure(samples, neighbours, distances=None, title: str = "samples and their nearest training images"
-                      ) -> Figure:
+def neighbours_figure(
+    samples, neighbours, distances=None, title: str = "samples and their nearest training images"
+) -> Figure:
     """Row i: sample i, then its k nearest training images (neighbours (N, k, 3, H, W)); distances (N, k) label rows."""
     neighbours = np.asarray(neighbours)
     neighbours = to_uint8(neighbours.reshape(-1, *neighbours.shape[2:])).reshape(neighbours.shape)

@@ -4,8 +4,10 @@ While `StopRequest` is active (a `with` block in the main thread) the first SIGI
 request: the training loop finishes its step, checkpoints it and stops (lib.train). A second signal acts at once
 (KeyboardInterrupt, or exit 128 + signal number for SIGTERM) without a checkpoint. The previous handlers are put
 back when the block ends; outside the main thread Python allows no handlers, so none are installed.
-`stop_if_asked` and `interrupted_now` act on lib.train's loop (its step, counters, folder and `_save`).
+`stop_if_asked` and `interrupted_now` act on the loop through its public surface: `step`, `cfg`, `world`,
+`is_main`, `device`, `folder`, `stop_request`, `session_step0`, `saved_step`, `counts.read()` and `checkpoint()`.
 """
+
 from __future__ import annotations
 
 import signal
@@ -39,7 +41,7 @@ class StopRequest:
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum else ""
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
             for signum in SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -61,8 +63,12 @@ class StopRequest:
                 raise KeyboardInterrupt
             raise SystemExit(128 + signum)
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name} received: finishing this step, saving a checkpoint, then stopping "
-              "(send it again to stop at once without saving)", file=sys.stderr, flush=True)
+        print(
+            f"\n{signal.Signals(signum).name} received: finishing this step, saving a checkpoint, then stopping "
+            "(send it again to stop at once without saving)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def stop_if_asked(loop, final: bool = False) -> None:
@@ -78,7 +84,7 @@ def stop_if_asked(loop, final: bool = False) -> None:
         requested = bool(flag.item())
     if not requested:
         return
-    saved = loop._saved_step == loop.step or loop._save()  # _save writes nothing over non-finite weights
+    saved = loop.saved_step == loop.step or loop.checkpoint()  # _save writes nothing over non-finite weights
     message = stopped_message(loop, request.name or "a signal to another rank", saved=saved)
     if request.signum == signal.SIGTERM:
         raise SystemExit(128 + signal.SIGTERM)  # the message is printed; 143 tells a scheduler it was SIGTERM
@@ -94,20 +100,22 @@ def interrupted_now(loop) -> Interrupted:
     whole = counts["n_updates"] + counts["n_skipped"] == loop.step
     progressed = loop.session_step0 is not None and loop.step > loop.session_step0
     asked_twice = loop.stop_request is not None and loop.stop_request.requested  # "stop at once, no saving"
-    saved = loop.world == 1 and whole and progressed and not asked_twice and loop._saved_step != loop.step
-    saved = saved and loop._save()
+    saved = loop.world == 1 and whole and progressed and not asked_twice and loop.saved_step != loop.step
+    saved = saved and loop.checkpoint()
     return Interrupted(stopped_message(loop, "KeyboardInterrupt", saved=saved))
 
 
 def stopped_message(loop, why: str, saved: bool) -> str:
     """Where the run stopped and what a rerun does; printed by rank 0."""
-    if saved or loop._saved_step == loop.step:
+    if saved or loop.saved_step == loop.step:
         where = f"checkpoint saved as {ckpt.checkpoint_path(loop.folder, loop.step)}"
     else:
         kept = ckpt.list_checkpoints(loop.folder)
         where = f"no checkpoint written now; the newest is {kept[-1]}" if kept else "no checkpoint exists yet"
-    message = (f"stopped by {why} at step {loop.step}/{loop.cfg.steps}: {where}. Run the same command (or "
-               "train() call) again to resume from there.")
+    message = (
+        f"stopped by {why} at step {loop.step}/{loop.cfg.steps}: {where}. Run the same command (or "
+        "train() call) again to resume from there."
+    )
     if loop.is_main:
         print(message, file=sys.stderr, flush=True)
     return message

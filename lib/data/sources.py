@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .runs import atomic_write_bytes, repo_root
+from ..common.files import atomic_write_bytes
+from ..common.paths import repo_root
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 PICKLE_FOLDER = "cifar-10-batches-py"

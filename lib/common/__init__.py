@@ -1,0 +1,3 @@
+"""What every layer above relies on, and nothing of the models: paths (every output and cache folder, smoke mode,
+the profile), devices (choosing, naming, seeding), files (atomic writes, JSON lines), checks (the config field
+checks) and progress (text progress bars that stay readable in saved notebooks)."""

@@ -1,0 +1,89 @@
+"""Where everything is written: the repository, outputs, smoke mode and the profile.
+
+A run lives in `outputs/runs/<name>/` (`outputs/smoke/runs/<name>/` in smoke mode): `config.json`,
+`metrics.jsonl` (one JSON object per logged step), `samples/` and checkpoints. Every output and cache path comes
+from `output_dir` here, so smoke outputs never mix with real ones.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TRUTHY = ("1", "true", "yes", "on")
+FALSY = ("0", "false", "no", "off")
+PROFILES = ("smoke", "short", "full")  # CPU/CI checks | one H100-class GPU, <= 8 min a notebook | hours
+KINDS = ("runs", "results", "cache", "classifier", "figures", "notebooks")  # the folders under outputs/
+
+
+def repo_root() -> Path:
+    """The folder holding `lib/` (the repository root)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def outputs_dir() -> Path:
+    """`$WORKBOOK_OUTPUTS`, else `<repo>/outputs`."""
+    return Path(os.environ.get("WORKBOOK_OUTPUTS") or repo_root() / "outputs")
+
+
+def is_smoke() -> bool:
+    """Whether the environment asks for the small CPU profile: `$WORKBOOK_SMOKE` true, or `$WORKBOOK_PROFILE=smoke`."""
+    smoke_env = os.environ.get("WORKBOOK_SMOKE", "0").strip().lower() in TRUTHY
+    return smoke_env or os.environ.get("WORKBOOK_PROFILE", "").strip().lower() == "smoke"
+
+
+def output_dir(kind: str, smoke: bool | None = None) -> Path:
+    """`outputs/<kind>`, or `outputs/smoke/<kind>` in smoke mode (smoke=None reads the environment, `is_smoke`):
+    the one place that decides where runs, results, caches, the classifier, figures and executed notebooks go."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown output kind {kind!r}: choose one of {list(KINDS)}")
+    smoke = is_smoke() if smoke is None else smoke
+    return outputs_dir() / "smoke" / kind if smoke else outputs_dir() / kind
+
+
+def profile(requested: str = "auto") -> str:
+    """The one profile resolver (notebooks and the runner): `requested` unless it is 'auto'; then
+    `$WORKBOOK_PROFILE`; then `$WORKBOOK_SMOKE` (true: smoke, false: full); then full with CUDA and smoke
+    without. An unknown value is an error naming the choices."""
+    chosen = (requested or "auto").strip().lower()
+    if chosen == "auto":
+        chosen = os.environ.get("WORKBOOK_PROFILE", "").strip().lower() or "auto"
+    if chosen == "auto":
+        smoke_env = os.environ.get("WORKBOOK_SMOKE", "").strip().lower()
+        chosen = "smoke" if smoke_env in TRUTHY else "full" if smoke_env in FALSY else "auto"
+    if chosen == "auto":
+        import torch
+
+        chosen = "full" if torch.cuda.is_available() else "smoke"
+    if chosen not in PROFILES:
+        raise ValueError(
+            f"profile {chosen!r} (from the argument or $WORKBOOK_PROFILE): choose one of "
+            f"{['auto', *PROFILES]}"
+        )
+    return chosen
+
+
+def run_dir(name: str, smoke: bool | None = None) -> Path:
+    """The folder of run `name`: `outputs/runs/<name>`, or `outputs/smoke/runs/<name>` in smoke mode. A name is
+    a plain folder name, so no run can write outside the runs folder; pass a pathlib.Path to train() for another
+    folder."""
+    check_run_name(name)
+    return output_dir("runs", smoke) / name
+
+
+def check_run_name(name: str) -> None:
+    """Raise ValueError unless `name` is a plain folder name: a non-empty str without a path separator or '..',
+    not starting with '.'."""
+    separators = {"/", "\\", os.sep, os.altsep} - {None}
+    if (
+        not isinstance(name, str)
+        or not name.strip()
+        or name.startswith(".")
+        or ".." in name
+        or any(sep in name for sep in separators)
+    ):
+        raise ValueError(
+            f"run name {name!r} must be a plain folder name (not empty, no '/' or '\\', no '..', not "
+            "starting with '.'), so the run stays inside the runs folder; to train into another folder, "
+            "pass train() a pathlib.Path"
+        )
