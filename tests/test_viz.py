@@ -7,8 +7,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from lib import viz
 from lib.viz import compare as viz_compare
-from lib.viz import core as viz
 
 
 def numbered_images(n: int, size: int = 4) -> np.ndarray:

@@ -1,6 +1,9 @@
 """Figures, returned and never shown (a notebook displays them), stamped with a banner in smoke mode.
 
-    core     images, grids, curves, log axes, the smoke stamp, NCSN's ladder / strip / neighbours
+    core     the smoke stamp, PNG display, image grids, labelled grids, log axes, saving
+    data     the data itself: per-class grids, class counts, channel histograms, mean images
+    curves   training curves from metrics.jsonl (units, smoothing)
+    ncsn     NCSN's noise ladder, Langevin strip, nearest training neighbours
     vae      reconstructions, traversals, interpolations, rate-distortion, NVAE's group KL
     compare  the model comparison: fd_c10 calibration, sample panels, per-model views, the FID floor
 
@@ -10,9 +13,12 @@ Every public figure function of the three is importable from `lib.viz` itself (`
 
 from __future__ import annotations
 
-from . import compare, core, vae
+from . import compare, core, curves, data, ncsn, vae
 from .compare import *  # noqa: F403
 from .core import *  # noqa: F403
+from .curves import *  # noqa: F403
+from .data import *  # noqa: F403
+from .ncsn import *  # noqa: F403
 from .vae import *  # noqa: F403
 
-__all__ = [*core.__all__, *vae.__all__, *compare.__all__]
+__all__ = [*core.__all__, *data.__all__, *curves.__all__, *ncsn.__all__, *vae.__all__, *compare.__all__]

@@ -1,0 +1,151 @@
+"""Training curves from a run's metrics.jsonl: labelled axes with units, log axes that read, lag-free smoothing."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from ..common import files
+from .core import readable_log_axis, stamped
+
+__all__ = ["MIN_POINTS_TO_SMOOTH", "UNITS", "curve_label", "load_records", "plot_curves", "smoothed"]
+
+
+def load_records(metrics: str | os.PathLike | Iterable[dict]) -> list[dict]:
+    """Metric records from a `metrics.jsonl` path, a run folder holding one, or an iterable of dicts."""
+    if isinstance(metrics, (str, os.PathLike)):
+        path = Path(metrics)
+        path = path / "metrics.jsonl" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no metrics file at {path}: pass a run's metrics.jsonl or its run folder"
+            )
+        return files.read_jsonl(path)
+    return [dict(record) for record in metrics]
+
+
+UNITS = {  # y-axis labels of the training curves the notebooks log: quantity [unit]
+    "loss": "training loss",
+    "reconstruction": "-E_q log p(x|z) [nats / image]",
+    "kl": "KL(q || p) [nats / image]",
+    "elbo": "ELBO [nats / image]",
+    "bound": "L_k [nats / image]",
+    "bpd_elbo": "-ELBO [bits / dim]",
+    "kl_coeff": "KL weight [0-1]",
+    "lr": "learning rate",
+    "grad_norm": "gradient L2 norm",
+    "spectral": "spectral penalty",
+}
+
+
+def curve_label(key: str) -> str:
+    """The y-axis label of a logged metric: UNITS, or for NCSN's per-level keys the weighted DSM loss."""
+    if key.startswith("dsm_sigma="):
+        return "DSM loss at this sigma (lambda = sigma^2)"
+    return UNITS.get(key, key)
+
+
+@stamped
+def plot_curves(
+    metrics: str | os.PathLike | Iterable[dict],
+    keys: Sequence[str] | None = None,
+    x: str = "step",
+    logy: Sequence[str] = (),
+    smooth: float = 0.0,
+    ncols: int = 3,
+    units: dict[str, str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Training curves: `x` (default "step") on the x axis, one panel per key, each y axis labelled with its unit
+    (UNITS, updated by `units`), under an optional `title`. `keys` defaults to every numeric key besides `x`; `logy` names panels drawn on a
+    log scale. With `smooth` in (0, 1) the raw curve is drawn faintly under a smoothing without lag (`smoothed`),
+    and a legend tells the two apart.
+    """
+    records = [r for r in load_records(metrics) if isinstance(r.get(x), (int, float))]
+    if not records:
+        raise ValueError(f"no records with a numeric {x!r} field to plot")
+    numeric = sorted(
+        {
+            k
+            for r in records
+            for k, v in r.items()
+            if k != x and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    )
+    keys = list(keys) if keys is not None else numeric
+    unknown = [k for k in keys if k not in numeric]
+    if unknown or not keys:
+        raise ValueError(f"keys {unknown or keys} not found among the numeric metrics {numeric}")
+    ncols = min(ncols, len(keys))
+    nrows = math.ceil(len(keys) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    plt.close(fig)
+    labels = {k: (units or {}).get(k, curve_label(k)) for k in keys}
+    for ax, key in zip(axes.flat, keys):
+        pairs = [(r[x], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+        steps, values = np.array(pairs, dtype=np.float64).T
+        _draw_curve(ax, steps, values, smooth)
+        ax.set_title(key, fontsize=10)
+        ax.set_xlabel("optimizer step" if x == "step" else x)
+        ax.set_ylabel(labels[key], fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+        if key in logy:
+            readable_log_axis(ax)
+    if smooth and len(records) >= MIN_POINTS_TO_SMOOTH:
+        axes.flat[0].legend(fontsize=7, frameon=False)
+    for ax in axes.flat[len(keys) :]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def smoothed(values: np.ndarray, smooth: float) -> np.ndarray:
+    """A smoothing without lag: at each point, a least-squares line through the points within +-h of it
+    (h = round(smooth / (1 - smooth)), the span of an EMA with that weight), evaluated there. A line, not a mean,
+    so the ends follow a trend instead of trailing it; non-finite values get no weight."""
+    y = np.asarray(values, dtype=np.float64)
+    h = max(1, round(smooth / (1 - smooth)))
+    w = np.isfinite(y).astype(np.float64)
+    t = np.arange(len(y), dtype=np.float64)
+    y0 = np.where(w > 0, y, 0.0)
+    sums = [np.concatenate([[0.0], np.cumsum(v)]) for v in (w, w * t, w * t * t, y0, y0 * t)]
+    lo, hi = np.clip(t - h, 0, len(y)).astype(int), np.clip(t + h + 1, 0, len(y)).astype(int)
+    n, st, stt, sy, sty = (c[hi] - c[lo] for c in sums)
+    denom = n * stt - st**2
+    slope = np.divide(n * sty - st * sy, denom, out=np.zeros_like(y), where=np.abs(denom) > 1e-12)
+    mean_t, mean_y = (
+        np.divide(st, n, out=t.copy(), where=n > 0),
+        np.divide(sy, n, out=np.full_like(y, np.nan), where=n > 0),
+    )
+    return mean_y + slope * (t - mean_t)
+
+
+MIN_POINTS_TO_SMOOTH = 10  # fewer logged points are drawn as they are, with markers
+
+
+def _draw_curve(ax, steps: np.ndarray, values: np.ndarray, smooth: float) -> None:
+    """One curve; with 0 < smooth < 1 the raw values faintly and their smoothing on top, both labelled."""
+    if not 0.0 <= smooth < 1.0:
+        raise ValueError(f"smooth must be in [0, 1), got {smooth}")
+    if (
+        smooth == 0.0 or len(values) < MIN_POINTS_TO_SMOOTH
+    ):  # a handful of points: smoothing only distorts them
+        ax.plot(steps, values, linewidth=1.2, marker="." if len(values) < 20 else None)
+        return
+    ax.plot(steps, values, linewidth=0.8, alpha=0.35, color="tab:blue", label="logged")
+    ax.plot(
+        steps,
+        smoothed(values, smooth),
+        linewidth=1.4,
+        color="tab:blue",
+        label=f"smoothed (local line, ±{max(1, round(smooth / (1 - smooth)))} points)",
+    )
