@@ -11,6 +11,7 @@ Folder-sourced arrays are stored in a fixed seeded shuffle (see `lib.data.source
 class-mixed. JPEG copies are lossy: bits/dim and Fréchet distances measured on them compare only with
 each other, not with published numbers on the original batches.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,14 +23,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..common.paths import TRUTHY, repo_root
 from . import sources
 from .sources import ARRAY_KEYS, CLASSES, DataError
-from ..common.paths import TRUTHY, repo_root
 
-__all__ = ["CLASSES", "CIFAR10", "DataError", "InfiniteBatches", "N_DIMS", "N_LEVELS", "channel_stats",
-           "class_counts", "eval_batch", "exact_duplicates", "load_cifar10", "resolve_root", "to_float", "to_uint8"]
+__all__ = [
+    "CLASSES",
+    "CIFAR10",
+    "DataError",
+    "InfiniteBatches",
+    "N_DIMS",
+    "N_LEVELS",
+    "channel_stats",
+    "class_counts",
+    "eval_batch",
+    "exact_duplicates",
+    "load_cifar10",
+    "resolve_root",
+    "to_float",
+    "to_uint8",
+]
 
-N_LEVELS = 256        # values of an 8-bit subpixel; level k stands for x = k / (N_LEVELS - 1)
+N_LEVELS = 256  # values of an 8-bit subpixel; level k stands for x = k / (N_LEVELS - 1)
 N_DIMS = 3 * 32 * 32  # D, subpixels of one CIFAR-10 image (bits/dim divides by it)
 SPLITS = ("train", "test", "fit", "val")
 
@@ -52,16 +67,18 @@ def resolve_root(root: str | os.PathLike | None = None) -> Path:
 @dataclass(frozen=True, eq=False, repr=False)
 class CIFAR10:
     """CIFAR-10 decoded to uint8 arrays, with where it came from."""
-    x_train: np.ndarray   # uint8 (N_train, 3, 32, 32), 50,000 for the real data
-    y_train: np.ndarray   # int64 (N_train,), index into CLASSES
-    x_test: np.ndarray    # uint8 (N_test, 3, 32, 32), 10,000 for the real data
-    y_test: np.ndarray    # int64 (N_test,)
-    source: str           # "pickle" (torchvision's batches) or "folder"
-    image_format: str     # "original" for pickles, else "jpeg" / "png" (or "jpeg+png" when mixed)
-    root: Path            # the resolved data root
 
-    def split(self, name: str, val_size: int = 5000, seed: int = 0,
-              limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    x_train: np.ndarray  # uint8 (N_train, 3, 32, 32), 50,000 for the real data
+    y_train: np.ndarray  # int64 (N_train,), index into CLASSES
+    x_test: np.ndarray  # uint8 (N_test, 3, 32, 32), 10,000 for the real data
+    y_test: np.ndarray  # int64 (N_test,)
+    source: str  # "pickle" (torchvision's batches) or "folder"
+    image_format: str  # "original" for pickles, else "jpeg" / "png" (or "jpeg+png" when mixed)
+    root: Path  # the resolved data root
+
+    def split(
+        self, name: str, val_size: int = 5000, seed: int = 0, limit: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) of `name`: train, test, or the seeded disjoint fit / val partition of train."""
         if name not in SPLITS:
             raise ValueError(f"split name {name!r} is not one of {SPLITS}")
@@ -72,7 +89,9 @@ class CIFAR10:
             return x[:limit], y[:limit]
         n = len(self.x_train)
         if not 0 < val_size < n:
-            raise ValueError(f"val_size={val_size} must be between 1 and {n - 1} (the train split has {n} images)")
+            raise ValueError(
+                f"val_size={val_size} must be between 1 and {n - 1} (the train split has {n} images)"
+            )
         order = np.random.default_rng(seed).permutation(n)
         index = np.sort(order[:val_size] if name == "val" else order[val_size:])[:limit]  # keeps stored order
         return self.x_train[index], self.y_train[index]
@@ -84,16 +103,20 @@ class CIFAR10:
 
     def describe(self) -> str:
         """One line of provenance."""
-        what = ("torchvision's pickled batches (original pixels)" if self.source == "pickle" else
-                f"image folders ({self.image_format.upper()}{', lossy' if self.lossy else ', lossless'})")
+        what = (
+            "torchvision's pickled batches (original pixels)"
+            if self.source == "pickle"
+            else f"image folders ({self.image_format.upper()}{', lossy' if self.lossy else ', lossless'})"
+        )
         return f"CIFAR-10 from {what} at {self.root}: {len(self.x_train):,} train / {len(self.x_test):,} test images"
 
     def __repr__(self) -> str:
         return f"CIFAR10({self.describe()})"
 
 
-def load_cifar10(root: str | os.PathLike | None = None, download: bool | None = None,
-                 cache: bool = True) -> CIFAR10:
+def load_cifar10(
+    root: str | os.PathLike | None = None, download: bool | None = None, cache: bool = True
+) -> CIFAR10:
     """CIFAR-10 from `root` (see `resolve_root`): pickles first, else image folders; decoded once, cached."""
     root = resolve_root(root)
     source = sources.find_source(root)
@@ -101,19 +124,27 @@ def load_cifar10(root: str | os.PathLike | None = None, download: bool | None = 
         if download is None:
             download = os.environ.get("CIFAR10_DOWNLOAD", "1").strip().lower() in TRUTHY
         if not download:
-            raise DataError(sources.missing_message(root, "Downloading is off (download=False or CIFAR10_DOWNLOAD=0)."))
+            raise DataError(
+                sources.missing_message(root, "Downloading is off (download=False or CIFAR10_DOWNLOAD=0).")
+            )
         sources.download(root)
         source = sources.find_source(root)
         if source is None:
-            raise DataError(sources.missing_message(root, "torchvision's download finished but left no batches there."))
+            raise DataError(
+                sources.missing_message(root, "torchvision's download finished but left no batches there.")
+            )
     digest = sources.fingerprint(source)
     arrays = sources.read_cache(root, digest) if cache else None
     if arrays is None:
         arrays = sources.decode(source)
         if cache:
             sources.write_cache(root, arrays, digest)
-    return CIFAR10(**{k: arrays[k] for k in ARRAY_KEYS}, source=str(arrays["source"]),
-                   image_format=str(arrays["image_format"]), root=root)
+    return CIFAR10(
+        **{k: arrays[k] for k in ARRAY_KEYS},
+        source=str(arrays["source"]),
+        image_format=str(arrays["image_format"]),
+        root=root,
+    )
 
 
 def _as_uint8_images(x) -> torch.Tensor:
@@ -132,18 +163,30 @@ class InfiniteBatches:
     positions [r * batch_size, (r + 1) * batch_size) of it; `batch(step)` is random access, so resume is exact.
     """
 
-    def __init__(self, x, batch_size: int, device="cpu", seed: int = 0, flip: bool = True,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        x,
+        batch_size: int,
+        device="cpu",
+        seed: int = 0,
+        flip: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need batch_size >= 1, world_size >= 1 and 0 <= rank < world_size; got "
-                             f"batch_size={batch_size}, world_size={world_size}, rank={rank}")
+            raise ValueError(
+                f"need batch_size >= 1, world_size >= 1 and 0 <= rank < world_size; got "
+                f"batch_size={batch_size}, world_size={world_size}, rank={rank}"
+            )
         self.x = _as_uint8_images(x).to(device)  # moved to the device once
         self.n, self.batch_size, self.device = len(self.x), batch_size, self.x.device
         self.seed, self.flip, self.rank, self.world_size = seed, flip, rank, world_size
         self.steps_per_epoch = self.n // (batch_size * world_size)
         if self.steps_per_epoch == 0:
-            raise ValueError(f"batch_size={batch_size} x world_size={world_size} exceeds the {self.n} images: "
-                             f"lower batch_size or use more data")
+            raise ValueError(
+                f"batch_size={batch_size} x world_size={world_size} exceeds the {self.n} images: "
+                f"lower batch_size or use more data"
+            )
         self._epoch, self._order, self._flips = None, None, None
 
     def _load_epoch(self, epoch: int) -> None:
@@ -160,9 +203,9 @@ class InfiniteBatches:
         epoch, k = divmod(step, self.steps_per_epoch)
         self._load_epoch(epoch)
         start = (k * self.world_size + self.rank) * self.batch_size
-        x = to_float(self.x[self._order[start:start + self.batch_size]])
+        x = to_float(self.x[self._order[start : start + self.batch_size]])
         if self.flip:
-            mirror = self._flips[start:start + self.batch_size].view(-1, 1, 1, 1)
+            mirror = self._flips[start : start + self.batch_size].view(-1, 1, 1, 1)
             x = torch.where(mirror, x.flip(3), x)  # horizontal flip of the chosen images
         return x
 
@@ -189,7 +232,7 @@ def channel_stats(x, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x)
     total, total_sq = np.zeros(x.shape[1], np.int64), np.zeros(x.shape[1], np.int64)
     for i in range(0, len(x), chunk):
-        block = x[i:i + chunk].astype(np.int64)  # exact integer sums, a chunk at a time
+        block = x[i : i + chunk].astype(np.int64)  # exact integer sums, a chunk at a time
         total += block.sum(axis=(0, 2, 3))
         total_sq += (block * block).sum(axis=(0, 2, 3))
     count = x.shape[0] * x.shape[2] * x.shape[3]
@@ -202,13 +245,19 @@ def exact_duplicates(a, b) -> list[tuple[int, int]]:
     """All index pairs (i, j) with a[i] and b[j] byte-identical, sorted; a and b may be the same array."""
     a, b = np.ascontiguousarray(a), np.ascontiguousarray(b)
     if a.shape[1:] != b.shape[1:] or a.dtype != b.dtype:
-        raise ValueError(f"a {a.shape[1:]} {a.dtype} and b {b.shape[1:]} {b.dtype} hold different kinds of images")
+        raise ValueError(
+            f"a {a.shape[1:]} {a.dtype} and b {b.shape[1:]} {b.dtype} hold different kinds of images"
+        )
     a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)  # one row of bytes per image
     by_hash = defaultdict(list)
     for j, row in enumerate(b):
         by_hash[hashlib.blake2b(row, digest_size=16).digest()].append(j)
-    pairs = [(i, j) for i, row in enumerate(a) for j in by_hash.get(hashlib.blake2b(row, digest_size=16).digest(), ())
-             if np.array_equal(row, b[j])]  # a hash hit is checked byte for byte
+    pairs = [
+        (i, j)
+        for i, row in enumerate(a)
+        for j in by_hash.get(hashlib.blake2b(row, digest_size=16).digest(), ())
+        if np.array_equal(row, b[j])
+    ]  # a hash hit is checked byte for byte
     return sorted(pairs)
 
 

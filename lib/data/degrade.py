@@ -1,6 +1,7 @@
 """Controlled degradations of real images for calibrating sample-quality distances (notebook 06):
 additive Gaussian noise, Gaussian blur and JPEG re-compression. All take and return uint8 (N, 3, 32, 32).
 """
+
 from __future__ import annotations
 
 import io

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # text, not a notebook widget: a saved notebook keeps the last state
 
 from ..common import devices, files, paths
 from ..data import load_cifar10, to_uint8
