@@ -21,8 +21,9 @@ from types import SimpleNamespace
 
 from ..common import paths
 from ..common.paths import PROFILES
-from . import findings
+from . import findings, setups
 from .results import N_BANK
+from .setups import TECHNIQUE_4
 
 # What each profile is for, whether a reader's value wins over its sizes, and its run-folder suffix.
 PURPOSE = (  # smoke | short | full
@@ -33,7 +34,6 @@ PURPOSE = (  # smoke | short | full
 READER_WINS = (False, True, True)  # smoke's sizes must fit a CPU; short and full apply what a reader sets
 # smoke runs live in outputs/smoke/runs; short runs share outputs/runs with full ones, so they carry a suffix
 RUN_SUFFIX = ("", "-short", "")
-TECHNIQUE_4 = "technique 4"  # NCSN's step_lr from NCSNv2's technique 4 for the ladder and T it ends up with
 
 
 @dataclass(frozen=True)
@@ -267,8 +267,6 @@ def settings(notebook: str, params: dict, quiet: bool = False) -> SimpleNamespac
         notebook=notebook, profile=profile, smoke=profile == "smoke", run_suffix=RUN_SUFFIX[column], **values
     )
     paths.adopt_profile(profile)
-    from . import setups  # the configs built from the sizes (setups reads this module's constants)
-
     notes = setups.build(chosen, params)
     if not quiet:
         source = f"PROFILE = {requested!r}" if source == "asked for" else source

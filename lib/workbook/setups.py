@@ -14,8 +14,8 @@ from types import SimpleNamespace
 from .. import samplers
 from ..common import paths
 from ..models import MODELS, check_beta_sweep, ncsnv2_config, objective_name
-from .profiles import TECHNIQUE_4
 
+TECHNIQUE_4 = "technique 4"  # NCSN's step_lr from NCSNv2's technique 4 for the ladder and T it ends up with
 LADDER_PARAMETERS = dict(
     sigma_max="SIGMA_MAX",
     sigma_min="SIGMA_MIN",
