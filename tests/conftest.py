@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from lib.common import paths
+
 
 @pytest.fixture(autouse=True)
 def isolated_outputs(tmp_path, monkeypatch):
@@ -21,7 +23,10 @@ def isolated_outputs(tmp_path, monkeypatch):
     monkeypatch.delenv("WORKBOOK_PROFILE", raising=False)
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("CIFAR10_DOWNLOAD", "0")
-    return tmp_path / "outputs"
+    yield tmp_path / "outputs"
+    paths.adopt_profile(
+        None
+    )  # a notebook's settings() adopts its profile for the process: not for the next test
 
 
 def write_cifar_pickles(root, n_per_batch: int = 32, seed: int = 0):

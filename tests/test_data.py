@@ -548,3 +548,23 @@ def test_real_cifar10_copy_has_the_expected_shape():
     ).all()
     if any((root / "train" / "airplane").glob("*.jpg")):
         assert cifar.image_format == "jpeg" and cifar.lossy
+
+
+def test_histogram_bits_are_the_entropy_and_the_smoothed_cross_entropy_in_bits():
+    uniform = np.full((3, 256), 10)
+    entropy, cross = data.histogram_bits(uniform, uniform)
+    np.testing.assert_allclose([entropy, cross], 8.0)  # log2(256) bits
+    one_level = np.zeros((1, 256))
+    one_level[0, 7] = 1_000  # a constant channel: no uncertainty in training, and a test level never seen
+    seen = one_level.copy()
+    entropy, cross = data.histogram_bits(one_level, seen)
+    assert entropy[0] == 0.0 and cross[0] == pytest.approx(-np.log2(1001 / 1256))  # add-one smoothing
+    unseen = np.zeros((1, 256))
+    unseen[0, 9] = 5
+    assert data.histogram_bits(one_level, unseen)[1][0] == pytest.approx(np.log2(1256))  # finite, costly
+    rng = np.random.default_rng(0)
+    train, test = rng.integers(1, 50, (3, 256)), rng.integers(1, 50, (3, 256))
+    q = test / test.sum(axis=1, keepdims=True)
+    assert (data.histogram_bits(train, test)[1] >= -(q * np.log2(q)).sum(axis=1)).all()  # Gibbs' inequality
+    with pytest.raises(ValueError, match=r"\(channels, levels\)"):
+        data.histogram_bits(train, test[:2])

@@ -64,3 +64,29 @@ def test_overridden_parameters_names_only_those_set_and_replaced():
 def test_a_claim_of_growth_does_not_hold_when_nothing_changes():
     assert findings.trend_verdict([1, 5, 50], [0, 0, 0]) == "does not hold (no change at any k)"
     assert findings.trend_verdict([1, 5, 50], [1, 2, 2]).startswith("holds only weakly")
+
+
+def test_equal_epochs_note_says_when_a_cap_or_an_old_plan_broke_equal_epochs():
+    rows = [{"model": "IWAE k=1", "steps": 16}, {"model": "IWAE k=50", "steps": 16}]
+    assert (
+        findings.equal_epochs_note(rows, 16, 1.0, 10.0) == "every model ran the planned 16 steps (1 epochs)"
+    )
+    rows[1]["steps"] = 12
+    rows.append({"model": "VAE k=1", "steps": 20})
+    note = findings.equal_epochs_note(rows, 16, 1.0, 10.0)
+    assert note.startswith(
+        "the epochs were NOT equal (IWAE k=50 stopped early at step 12; VAE k=1 was loaded at"
+    )
+
+
+def test_same_k_check_compares_only_the_ks_both_objectives_trained():
+    rows = [
+        {"model": "VAE k=1", "k": 1, "bpd_k": 5.0},
+        {"model": "IWAE k=5", "k": 5, "bpd_k": 4.8},
+        {"model": "IWAE k=1", "k": 1, "bpd_k": 5.25},
+    ]
+    assert findings.same_k_check(rows) == (
+        "Check: at equal k the VAE and IWAE objectives (k=1) differ by 0.2500 bits/dim (at k = 1 they are the same "
+        "objective)."
+    )
+    assert "no k was trained under both" in findings.same_k_check(rows[1:])

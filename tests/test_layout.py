@@ -4,6 +4,7 @@ package docstring names every module, so a newcomer's map of lib/ is complete.""
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,38 @@ def test_the_lib_root_is_small():
     """The folders are the architecture: a dozen or so entries at the root of lib/, not a flat room."""
     entries = sorted(p.name for p in LIB.iterdir() if p.name != "__pycache__" and p.name != "__init__.py")
     assert len(entries) <= 13, entries
+
+
+NOTEBOOKS = LIB.parent / "notebooks"
+MAX_CELL_LINES = 15
+
+
+def _code_cells(path: Path) -> list[dict]:
+    return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def test_no_notebook_code_cell_is_longer_than_15_lines():
+    """A code cell is the story, the parameters and calls into lib, at most 15 lines. The one exception is each
+    notebook's cell tagged `parameters`: papermill and the runner read exactly one tagged cell, so it lists every
+    knob; it may be longer, but holds nothing else: one single-line assignment a line, no logic."""
+    too_long = []
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        for cell in _code_cells(path):
+            source = "".join(cell["source"])
+            if "parameters" in cell["metadata"].get("tags", []):
+                body = ast.parse(source).body
+                one_a_line = all(
+                    isinstance(n, (ast.Assign, ast.AnnAssign)) and n.lineno == n.end_lineno for n in body
+                )
+                assert one_a_line and len(body) == len(source.splitlines()), (
+                    f"{path.name}: the parameters cell holds one single-line assignment a line and nothing else"
+                )
+            elif len(source.splitlines()) > MAX_CELL_LINES:
+                too_long.append(f"{path.stem} cell {cell['id']}: {len(source.splitlines())} lines")
+    assert not too_long, f"code cells over {MAX_CELL_LINES} lines (move helpers into lib/): {too_long}"
+
+
+def test_notebooks_are_committed_with_outputs_cleared():
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        ran = [c["id"] for c in _code_cells(path) if c["outputs"] or c["execution_count"] is not None]
+        assert not ran, f"{path.name}: clear the outputs of cells {ran} before committing"

@@ -299,19 +299,31 @@ def test_iwae_k_claims_are_verdicts_computed_from_the_numbers():
     assert "cannot be checked with one k" in iwae_k_claims([row(5, -1.0, -1.0, 3)], 64)
 
 
-@pytest.mark.parametrize("name", ["03_beta_vae_sweep", "04_iwae_k_comparison"])
-def test_notebook_setup_cells_run_on_the_real_path(name):
-    """Imports, parameters and the derivation cell with SMOKE False: names only the real path reads
-    (results.N_BANK) must be imported before it, which the smoke run cannot show."""
+@pytest.mark.parametrize(
+    "name",
+    ["00_data_exploration", "01_literature_review", "02_ncsn", "03_beta_vae_sweep", "04_iwae_k_comparison",
+     "05_nvae_stages", "06_model_comparison"],
+)  # fmt: skip
+@pytest.mark.parametrize("profile", ["short", "full"])
+def test_notebook_setup_cells_run_on_the_real_path(name, profile, capsys):
+    """Imports, parameters and the settings cell of every notebook under a real profile, which the smoke run
+    cannot show: names only the real path reads must be imported, and every size comes from the profile (banks of
+    results.N_BANK in full); SMOKE (None) follows the profile."""
     cells = [
         c for c in json.loads((NOTEBOOKS / f"{name}.ipynb").read_text())["cells"] if c["cell_type"] == "code"
     ]
     start = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
     imports, parameters, derived = ("".join(c["source"]) for c in cells[start - 1 : start + 2])
     namespace = {}
-    for source in (imports, parameters, derived):
-        exec(source, namespace)
-    assert namespace["SMOKE"] is False and namespace["N_BANK"] == results.N_BANK
+    exec(imports, namespace)
+    exec(parameters, namespace)
+    namespace["PROFILE"] = profile  # as the runner passes it (papermill's injected cell)
+    exec(derived, namespace)
+    S = namespace["S"]
+    assert S.profile == profile and S.smoke is False and namespace["SMOKE"] is None
+    if hasattr(S, "n_bank"):
+        assert S.n_bank == (results.N_BANK if profile == "full" else 1_000)
+    assert f"profile {profile} (PROFILE = '{profile}')" in capsys.readouterr().out
     if "CAPACITY_MAX" in namespace:  # notebook 03 refuses a beta sweep under the capacity objective up front
         namespace.update(CAPACITY_MAX=20.0, BETAS=[1.0, 4.0])
         with pytest.raises(ValueError, match="CAPACITY_MAX"):

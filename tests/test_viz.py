@@ -215,3 +215,18 @@ def test_fid_real_floor_figure_draws_the_calibration_rows():
     assert (list(halves.get_xdata()), list(star.get_ydata())) == ([1500], [10.3])
     assert [b.get_height() for b in right.patches] == [47.0, 60.0, 47.5]
     assert [t.get_text() for t in right.get_xticklabels()] == ["clean", "blur σ 0.6", "JPEG q75 again"]
+
+
+def test_spread_figure_draws_the_mean_and_one_std_per_sample_count():
+    spread = {500: [1.0, 3.0], 100: [4.0, 6.0, 8.0]}
+    fig = viz_compare.spread_figure(spread)
+    (ax,) = fig.axes
+    line = ax.lines[0]
+    np.testing.assert_allclose(np.asarray(line.get_xdata(), float), [100, 500])  # ordered by n
+    np.testing.assert_allclose(np.asarray(line.get_ydata(), float), [6.0, 2.0])
+    bars = ax.collections[0].get_segments()  # one vertical error bar per n: mean -/+ std (ddof = 1)
+    ends = np.array([[float(b[0][1]), float(b[1][1])] for b in bars])
+    np.testing.assert_allclose(ends, [(4.0, 8.0), (2 - 2**0.5, 2 + 2**0.5)])
+    assert "2, 3 subsets" in ax.get_title() and ax.get_xscale() == "log"
+    with pytest.raises(ValueError, match="at least 2 repeats"):
+        viz_compare.spread_figure({100: [1.0]})

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+import types
+from pathlib import Path
 
 import nbformat
 import pytest
 
+from lib.workbook import parameters
 from lib.workbook import runner as workbook
 
 PARAMETERS = (
@@ -80,7 +86,7 @@ def test_unknown_parameter_is_refused_before_anything_runs(books, tmp_path):
 
 
 def test_parameters_go_only_to_notebooks_that_declare_them(books):
-    assert workbook.declared_parameters(books / "00_first.ipynb") == {"SMOKE", "SCALE", "BETAS"}
+    assert parameters.declared_parameters(books / "00_first.ipynb") == {"SMOKE", "SCALE", "BETAS"}
     shares = workbook.parameters_for(sorted(books.glob("0*.ipynb")), {"SCALE": 3, "BETAS": [2.0]})
     assert {nb.stem: share for nb, share in shares.items()} == {
         "00_first": {"SCALE": 3, "BETAS": [2.0]},
@@ -110,7 +116,7 @@ def test_yaml_parameters_carry_lists_and_p_wins_over_y(books, tmp_path, capsys):
     ],
 )
 def test_parameter_values_are_typed_like_papermill(text, value):  # papermill's -p is case-sensitive too
-    assert workbook.parse_value(text) == value and type(workbook.parse_value(text)) is type(value)
+    assert parameters.parse_value(text) == value and type(parameters.parse_value(text)) is type(value)
 
 
 def test_profile_choice(monkeypatch):
@@ -197,3 +203,91 @@ def test_workbook_smoke_env_picks_the_profile_when_auto(monkeypatch):
 def test_smoke_notice_names_the_parameters_given():
     assert workbook.smoke_notice({}) == ""
     assert "MAX_MINUTES, STEPS passed on" in workbook.smoke_notice({"STEPS": 3, "MAX_MINUTES": 1.0})
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["-p", "MAX_MINUTES", "abc"],
+            r"MAX_MINUTES of 00_first expects float \| None \(its default is None\)",
+        ),
+        (["-p", "MAX_MINUTES", "True"], "MAX_MINUTES of 00_first expects float"),
+        (["-p", "RUN_NAME", "3"], r"RUN_NAME of 00_first expects str \| None"),
+        (["-p", "PROFILE", "short"], "choose the profile with --profile"),
+        (["-p", "SMOKE", "True"], "choose the profile with --profile"),
+    ],
+)
+def test_an_annotated_none_default_checks_its_type_and_the_profile_comes_from_profile(
+    books, tmp_path, argv, message
+):
+    """`MAX_MINUTES: float | None = None` (None: the profile decides) is type-checked like a literal default."""
+    extra = "\nMAX_MINUTES: float | None = None\nRUN_NAME: str | None = None\nANYTHING = None"
+    write_notebook(books / "00_first.ipynb", "pass", parameters=PARAMETERS + extra)
+    with pytest.raises(SystemExit, match=message):
+        workbook.main(["--profile", "smoke", *argv], notebooks_dir=books, outputs=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    shares = workbook.parameters_for(
+        [books / "00_first.ipynb"], {"MAX_MINUTES": 3, "RUN_NAME": None, "ANYTHING": [1, "a"]}
+    )
+    assert shares[books / "00_first.ipynb"]["MAX_MINUTES"] == 3  # an int stands for a float, None for None
+
+
+def test_the_runner_passes_the_profile_and_a_matching_smoke(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    code = "open('seen.txt', 'w').write(f'{PROFILE} {SMOKE}')"
+    write_notebook(folder / "00_seen.ipynb", code, parameters='PROFILE = "auto"\nSMOKE: bool | None = None')
+    assert workbook.main(["--profile", "short"], notebooks_dir=folder, outputs=tmp_path / "out") == 0
+    assert (folder / "seen.txt").read_text() == "short False"
+
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def colab_cells() -> dict[str, str]:
+    """Each notebook's first code cell: the Colab setup, which must run before lib is importable."""
+    return {
+        path.stem: next(
+            "".join(c["source"]) for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
+        )
+        for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    }
+
+
+def test_every_notebook_opens_with_the_same_colab_cell_that_imports_no_lib():
+    cells = colab_cells()
+    assert len(cells) == 7 and len(set(cells.values())) == 1, "the Colab cells differ between notebooks"
+    assert "lib" not in {
+        part for line in next(iter(cells.values())).splitlines() for part in line.split()[:2]
+    }
+
+
+def test_the_colab_cell_clones_and_installs_only_on_colab(monkeypatch):
+    source, calls = colab_cells()["02_ncsn"], []
+    monkeypatch.setattr(subprocess, "run", lambda command, check: calls.append(command))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    exec(source, {})
+    assert calls == []  # not on Colab: nothing happens
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.delenv("WORKBOOK_REPO_URL", raising=False)
+    isdir = os.path.isdir
+    monkeypatch.setattr(os.path, "isdir", lambda p: False if p == "/content/workbook" else isdir(p))
+    with pytest.raises(RuntimeError, match="set REPO_URL to this repository's git URL, or upload it"):
+        exec(source, {})
+    exec(source, {"REPO_URL": "https://example.org/workbook.git"})
+    assert calls == [
+        ["git", "clone", "--depth", "1", "https://example.org/workbook.git", "/content/workbook"],
+        [sys.executable, "-m", "pip", "install", "-q", "-e", "/content/workbook"],
+    ]
+    assert sys.path[0] == "/content/workbook"
+    calls.clear()
+    monkeypatch.setattr(os.path, "isdir", lambda p: True)  # uploaded or cloned before: installed, not cloned
+    exec(source, {})
+    assert [c[0] for c in calls] == [sys.executable]
+
+
+def test_autoreload_is_a_no_op_outside_ipython():
+    from lib.workbook.notebook import autoreload
+
+    assert autoreload() is False

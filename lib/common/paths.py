@@ -26,8 +26,23 @@ def outputs_dir() -> Path:
     return Path(os.environ.get("WORKBOOK_OUTPUTS") or repo_root() / "outputs")
 
 
+_ADOPTED: list[str] = []  # the profile a notebook resolved in this process (lib.workbook.profiles), if any
+
+
+def adopt_profile(chosen: str | None) -> None:
+    """Make this process run `chosen` (a notebook's resolved profile): `is_smoke()`, and so every `smoke=None`
+    default (figure banners, tables, output and cache folders), follows it from now on; None goes back to the
+    environment. Resolving (`profile`) never reads it, so running a notebook's settings again starts afresh."""
+    if chosen is not None and chosen not in PROFILES:
+        raise ValueError(f"profile {chosen!r}: choose one of {list(PROFILES)}")
+    _ADOPTED[:] = [chosen] if chosen else []
+
+
 def is_smoke() -> bool:
-    """Whether the environment asks for the small CPU profile: `$WORKBOOK_SMOKE` true, or `$WORKBOOK_PROFILE=smoke`."""
+    """Whether this process runs the small CPU profile: the profile a notebook adopted (`adopt_profile`), else
+    the environment: `$WORKBOOK_SMOKE` true, or `$WORKBOOK_PROFILE=smoke`."""
+    if _ADOPTED:
+        return _ADOPTED[0] == "smoke"
     smoke_env = os.environ.get("WORKBOOK_SMOKE", "0").strip().lower() in TRUTHY
     return smoke_env or os.environ.get("WORKBOOK_PROFILE", "").strip().lower() == "smoke"
 
@@ -41,26 +56,44 @@ def output_dir(kind: str, smoke: bool | None = None) -> Path:
     return outputs_dir() / "smoke" / kind if smoke else outputs_dir() / kind
 
 
-def profile(requested: str = "auto") -> str:
-    """The one profile resolver (notebooks and the runner): `requested` unless it is 'auto'; then
-    `$WORKBOOK_PROFILE`; then `$WORKBOOK_SMOKE` (true: smoke, false: full); then full with CUDA and smoke
-    without. An unknown value is an error naming the choices."""
-    chosen = (requested or "auto").strip().lower()
+def profile(requested: str = "auto", smoke: bool | None = None) -> str:
+    """The one profile resolver (notebooks and the runner); `resolve_profile` says where the choice came from."""
+    return resolve_profile(requested, smoke)[0]
+
+
+def resolve_profile(requested: str = "auto", smoke: bool | None = None) -> tuple[str, str]:
+    """(profile, where it came from): `requested` unless it is 'auto'; then `smoke` (a notebook's SMOKE
+    parameter: True asks for smoke, False for a real profile); then `$WORKBOOK_PROFILE`; then `$WORKBOOK_SMOKE`
+    (true: smoke, false: full); then full with CUDA and smoke without. SMOKE = False with nothing else set means
+    full. An unknown profile, or a SMOKE that contradicts the profile asked for, is an error naming both."""
+    chosen, source = (requested or "auto").strip().lower(), "asked for"
+    if chosen == "auto" and smoke:
+        chosen, source = "smoke", "SMOKE = True"
     if chosen == "auto":
         chosen = os.environ.get("WORKBOOK_PROFILE", "").strip().lower() or "auto"
+        source = f"$WORKBOOK_PROFILE={chosen}"
     if chosen == "auto":
         smoke_env = os.environ.get("WORKBOOK_SMOKE", "").strip().lower()
         chosen = "smoke" if smoke_env in TRUTHY else "full" if smoke_env in FALSY else "auto"
+        source = f"$WORKBOOK_SMOKE={smoke_env}"
+    if chosen == "auto" and smoke is False:
+        chosen, source = "full", "SMOKE = False"
     if chosen == "auto":
         import torch
 
-        chosen = "full" if torch.cuda.is_available() else "smoke"
+        cuda = torch.cuda.is_available()
+        chosen, source = ("full", "a CUDA GPU is available") if cuda else ("smoke", "no CUDA GPU")
     if chosen not in PROFILES:
         raise ValueError(
             f"profile {chosen!r} (from the argument or $WORKBOOK_PROFILE): choose one of "
             f"{['auto', *PROFILES]}"
         )
-    return chosen
+    if smoke is not None and smoke != (chosen == "smoke"):
+        raise ValueError(
+            f"SMOKE = {smoke} contradicts the {chosen} profile ({source}): set SMOKE = None and choose the "
+            "profile with PROFILE (or $WORKBOOK_PROFILE)"
+        )
+    return chosen, source
 
 
 def run_dir(name: str, smoke: bool | None = None) -> Path:

@@ -38,6 +38,7 @@ __all__ = [
     "class_counts",
     "eval_batch",
     "exact_duplicates",
+    "histogram_bits",
     "load_cifar10",
     "resolve_root",
     "to_float",
@@ -239,6 +240,22 @@ def channel_stats(x, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     return mean / 255, std / 255
+
+
+def histogram_bits(train_counts, test_counts) -> tuple[np.ndarray, np.ndarray]:
+    """Two independent-pixel reference points per channel, in bits per subpixel, from pixel-value histograms
+    (channels, 256): the entropy H(p) of the training histogram p (what a model ignoring every dependence between
+    pixels pays on the data it was fitted to) and the cross-entropy -sum_v q(v) log2 p'(v) of the test histogram q
+    under p' = p add-one smoothed (so a level unseen in training costs a finite amount), the held-out number.
+    Each (channels,) float64; the cross-entropy is at least the test histogram's own entropy (Gibbs)."""
+    train, test = np.asarray(train_counts, np.float64), np.asarray(test_counts, np.float64)
+    if train.shape != test.shape or train.ndim != 2:
+        raise ValueError(f"expected two (channels, levels) count arrays, got {train.shape} and {test.shape}")
+    p = train / train.sum(axis=1, keepdims=True)
+    entropy = -np.sum(np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0), axis=1)
+    smoothed = (train + 1) / (train + 1).sum(axis=1, keepdims=True)
+    cross_entropy = -(test * np.log2(smoothed)).sum(axis=1) / test.sum(axis=1)
+    return entropy, cross_entropy
 
 
 def exact_duplicates(a, b) -> list[tuple[int, int]]:

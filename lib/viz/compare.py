@@ -1,5 +1,6 @@
-"""Figures of the model comparison (notebook 06): fd_c10 calibration against degraded real images, panels of
-samples per model, and the per-model fd_c10, precision/recall and likelihood-vs-distance views.
+"""Figures of the model comparison (notebook 06): fd_c10 calibration against degraded real images and against the
+sample count, panels of samples per model, and the per-model fd_c10, precision/recall and likelihood-vs-distance
+views.
 
 Figures follow lib.viz: returned (never shown), stamped with the smoke banner in smoke mode. Many models share one
 figure, so points are numbered and the numbers named in a key instead of piling long labels onto the axes.
@@ -23,6 +24,7 @@ __all__ = [
     "full_rows",
     "model_comparison",
     "sample_panels",
+    "spread_figure",
 ]
 
 
@@ -49,6 +51,28 @@ def calibration_figure(calibration: dict[str, list[tuple]], floor_fd: float) -> 
         if "JPEG" in family:
             ax.invert_xaxis()
         ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+@stamped
+def spread_figure(
+    spread: dict[int, Sequence[float]], ylabel: str = "fd_c10 (test subset vs train)"
+) -> Figure:
+    """A distance against the sample count n (log axis): the mean over the repeats at each n (spread maps n to
+    the values of its random subsets), with error bars of one standard deviation (ddof = 1)."""
+    ns = sorted(spread)
+    values = [np.asarray(spread[n], dtype=float) for n in ns]
+    if any(len(v) < 2 for v in values):
+        raise ValueError("each sample count needs at least 2 repeats for a standard deviation")
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    plt.close(fig)
+    means, stds = [v.mean() for v in values], [v.std(ddof=1) for v in values]
+    ax.errorbar(ns, means, yerr=stds, fmt="o-", capsize=4)
+    readable_log_axis(ax, "x")
+    repeats = sorted({len(v) for v in values})
+    title = f"{ylabel.split(' (')[0]} against sample count (mean ± std over {', '.join(map(str, repeats))} subsets)"
+    ax.set(xlabel="samples n", ylabel=ylabel, title=title)
     fig.tight_layout()
     return fig
 

@@ -1,8 +1,16 @@
 """What the notebooks use around the models, and the headless runner that executes them.
 
-training  train a family's run, or load it once finished; a run's EMA weights back from its checkpoint
-budget    minutes become steps (a probe of the real loop), cost estimates, where the time went
-results   the run -> results contract: records, sample banks, reading them back, the family table
-findings  plain-text tables and verdicts computed from numbers
-runner    `python -m lib.workbook` (`make workbook`): every notebook in order through papermill
+profiles     each notebook's smoke | short | full sizes as data, with the reason for each, and `settings`, the
+             one call of the cell after `parameters` (resolves the profile, prints what was chosen and why)
+setups       the model and training configs a notebook builds from its sizes (presets with the profile laid over)
+experiments  one experiment from training to its results file: fit within a budget, evaluate, record
+training     train a family's run, or load it once finished; a run's EMA weights back from its checkpoint
+budget       minutes become steps (a probe of the real loop), cost estimates, where the time went
+results      the run -> results contract: records, sample banks, reading them back, the family table
+findings     plain-text tables and verdicts computed from numbers
+comparison   notebook 06: fd_c10 calibration, every bank against the same-n floor, FID/KID, run tracking
+literature   notebook 01: the published CIFAR-10 figures as data, beside the workbook's measured numbers
+notebook     what an import cell calls: autoreload in interactive sessions
+parameters   a notebook's `parameters` cell as the runner reads it: names, defaults, the types they allow
+runner       `python -m lib.workbook` (`make workbook`): every notebook in order through papermill
 """

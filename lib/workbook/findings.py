@@ -145,17 +145,48 @@ def budget_spread(rows: list[dict], n_train: int, batch_size: int) -> str:
     return f"{listed} (step counts within {ratio:.2f}x of each other)"
 
 
-def overridden_parameters(pairs: dict[str, tuple]) -> str:
-    """For a derive cell in smoke mode: pairs maps a parameter name to (the value given, the value used); the note
-    names every parameter that was set (not None) and replaced, e.g. 'smoke profile: MAX_MINUTES = 30 replaced by 0
+def equal_epochs_note(rows: list[dict], planned_steps: int, epochs: float, max_minutes: float) -> str:
+    """Whether every model of an equal-epochs view (rows with keys model, steps) ran the planned steps: a time cap
+    (max_minutes) can stop a larger-k model early, and a run loaded from an older plan may be past it; then the
+    epochs were not equal and the note says so."""
+    off_plan = [
+        f"{r['model']} stopped early at step {r['steps']:,}"
+        if r["steps"] < planned_steps
+        else f"{r['model']} was loaded at step {r['steps']:,}, past the plan"
+        for r in rows
+        if r["steps"] != planned_steps
+    ]
+    if not off_plan:
+        return f"every model ran the planned {planned_steps:,} steps ({epochs:g} epochs)"
+    return (
+        f"the epochs were NOT equal ({'; '.join(off_plan)}; {planned_steps:,} steps planned, MAX_MINUTES = "
+        f"{max_minutes:g}; run again to resume), so the k comparison below is not at equal epochs"
+    )
+
+
+def same_k_check(rows: list[dict]) -> str:
+    """At each k trained under both objectives (rows with keys model 'VAE k=..' / 'IWAE k=..', k, bpd_k), how far
+    apart their test bits/dim are: at k = 1 the two objectives are the same, so a gap there is training noise."""
+    vae = {r["k"]: r["bpd_k"] for r in rows if r["model"].startswith("VAE")}
+    both = sorted((r for r in rows if r["model"].startswith("IWAE") and r["k"] in vae), key=lambda r: r["k"])
+    if not both:
+        return "Check: no k was trained under both the VAE and the IWAE objective."
+    gaps = ", ".join(f"(k={r['k']}) differ by {abs(vae[r['k']] - r['bpd_k']):.4f} bits/dim" for r in both)
+    return f"Check: at equal k the VAE and IWAE objectives {gaps} (at k = 1 they are the same objective)."
+
+
+def overridden_parameters(pairs: dict[str, tuple], profile: str = "smoke") -> str:
+    """For a notebook's settings: pairs maps a parameter name to (the value given, the value used); the note names
+    every parameter that was set (not None) and replaced, e.g. 'smoke profile: MAX_MINUTES = 30 replaced by 0
     (the smoke sizes win; use the full profile to apply them)', or '' when none was."""
     replaced = [
-        f"{name} = {given!r} replaced by {used!r}"
+        f"{name} = {given!r} replaced by {'the default (None)' if used is None else repr(used)}"
         for name, (given, used) in pairs.items()
         if given is not None and given != used
     ]
-    return (
-        f"smoke profile: {'; '.join(replaced)} (the smoke sizes win; use the full profile to apply them)"
-        if replaced
-        else ""
+    if not replaced:
+        return ""
+    remedy = (
+        "use the short or full profile to apply them" if profile == "smoke" else "they do not apply in it"
     )
+    return f"{profile} profile: {'; '.join(replaced)} (the {profile} sizes win; {remedy})"

@@ -6,21 +6,21 @@
 Profiles: smoke (CPU and CI: checks code, not science), short (one H100-class GPU, each notebook about 8 minutes
 with sampling and evaluation), full (real budgets, hours). `auto` reads $WORKBOOK_PROFILE, then $WORKBOOK_SMOKE
 (1: smoke, 0: full), then picks `full` on a CUDA machine and `smoke` elsewhere; each notebook gets
-$WORKBOOK_PROFILE, $WORKBOOK_SMOKE and the SMOKE parameter to match. Executed notebooks go to outputs/notebooks/
-(short, full) or outputs/smoke/notebooks/ (smoke). A failing notebook does not stop the others; notebooks whose
-metadata says they read the others' results (01, 06) run last, and one whose metadata says it shows figures fails
-if its execution shows none; the summary table lists each one's status, minutes, figures and key figure (what it
-passed to `lib.workbook.results.report_key_figure`), and the exit status is 1 if any failed. -p and -y read values as
-papermill's own
-options do (-y for lists: `-y "BETAS: [4.0]"`); a name that no selected notebook assigns in its cell tagged
-`parameters` is refused before anything runs, and so is a value whose type does not fit that cell's default (an
-int is fine for a float, a None default takes anything); a name only some declare goes to those only.
+$WORKBOOK_PROFILE, $WORKBOOK_SMOKE and the PROFILE and SMOKE parameters to match (-p PROFILE or SMOKE is refused:
+use --profile). Executed notebooks go to outputs/notebooks/ (short, full) or outputs/smoke/notebooks/ (smoke). A
+failing notebook does not stop the others; notebooks whose metadata says they read the others' results (01, 06)
+run last, and one whose metadata says it shows figures fails if its execution shows none; the summary table lists
+each one's status, minutes, figures and key figure (what it passed to `lib.workbook.results.report_key_figure`),
+and the exit status is 1 if any failed. -p and -y read values as papermill's own options do (-y for lists:
+`-y "BETAS: [4.0]"`); a name that no selected notebook assigns in its cell tagged `parameters` is refused before
+anything runs, and so is a value whose type does not fit that cell's default (an int is fine for a float; a None
+default takes the types its annotation names, `MAX_MINUTES: float | None = None`, or anything without one); a
+name only some declare goes to those only.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import logging
 import os
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..common import paths
 from ..common.paths import PROFILES, repo_root
+from .parameters import collect_overrides, parameters_for
 
 PATTERN = "[0-9][0-9]_*.ipynb"
 
@@ -67,47 +68,25 @@ def count_figures(executed: Path) -> int:
 
 
 def smoke_notice(overrides: dict) -> str:
-    """What the runner can say about values given in the smoke profile: each notebook's cell after `parameters`
-    may replace sizes and budgets with its smoke sizes (and prints the configuration it uses)."""
+    """What the runner can say about values given in the smoke profile: a notebook's smoke sizes
+    (lib.workbook.profiles) replace the budgets and sizes it gets, and its settings cell prints which."""
     if not overrides:
         return ""
     return (
-        f"note: smoke profile: {', '.join(sorted(overrides))} passed on, but a notebook's smoke sizes may replace "
-        "budgets and sizes (e.g. MAX_MINUTES, STEPS, LR, LATENT_DIM): check the configuration each notebook "
-        "prints, or run with --profile full (or WORKBOOK_SMOKE=0)"
+        f"note: smoke profile: {', '.join(sorted(overrides))} passed on, but a notebook's smoke sizes replace "
+        "budgets and sizes (e.g. MAX_MINUTES, STEPS, LR, LATENT_DIM): each notebook prints which it replaced; "
+        "run with --profile short or full (or WORKBOOK_SMOKE=0) to apply them"
     )
 
 
-def parse_value(text: str):
-    """A -p value exactly as papermill's own -p reads it: True, False, None, int, float, else the string."""
-    constants = {"True": True, "False": False, "None": None}
-    if text in constants:
-        return constants[text]
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_yaml(text: str) -> dict:
-    """A -y mapping, loaded as papermill loads it (YAML's safe loader, dates left as strings)."""
-    import yaml
-    from papermill.iorw import NoDatesSafeLoader
-
-    mapping = yaml.load(text, Loader=NoDatesSafeLoader) or {}
-    if not isinstance(mapping, dict):
-        raise SystemExit(f"error: -y expects a YAML mapping such as 'BETAS: [4.0]', got {text!r}")
-    return mapping
-
-
-def collect_overrides(pairs: list[tuple[str, str]], yaml_texts: list[str]) -> dict:
-    """The -y mappings, then the -p values on top of them (papermill's precedence)."""
-    overrides = {}
-    for text in yaml_texts:
-        overrides.update(parse_yaml(text))
-    return overrides | {name: parse_value(value) for name, value in pairs}
+def refuse_profile_parameters(overrides: dict) -> None:
+    """The runner chooses the profile (--profile) and passes PROFILE and SMOKE itself: -p for them is refused."""
+    given = sorted({"PROFILE", "SMOKE"} & set(overrides))
+    if given:
+        raise SystemExit(
+            f"error: {', '.join(given)} given with -p/-y: choose the profile with --profile "
+            f"({' | '.join(['auto', *PROFILES])}); the runner passes PROFILE and SMOKE to every notebook"
+        )
 
 
 def choose_profile(requested: str) -> str:
@@ -129,96 +108,9 @@ def find_notebooks(folder: Path, only: list[str] | None) -> list[Path]:
     return found
 
 
-UNKNOWN = object()  # a default that is not a literal (e.g. SMOKE = paths.is_smoke()): its type is not checked
-
-
-def declared_parameters(notebook: Path) -> set[str]:
-    """Names assigned at the top level of the cell tagged `parameters`. (papermill.inspect_notebook skips
-    lines whose comment holds an '=', such as `BETAS = [4.0]  # e.g. BETAS=[1.0]`.)"""
-    return set(parameter_defaults(notebook))
-
-
-def parameter_defaults(notebook: Path) -> dict:
-    """Each name assigned at the top level of the cell tagged `parameters` -> its literal default, or UNKNOWN."""
-    import nbformat
-
-    for cell in nbformat.read(notebook, as_version=4).cells:
-        if "parameters" in cell.metadata.get("tags", []):
-            code = "\n".join(
-                line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!"))
-            )
-            try:
-                body = ast.parse(code).body
-            except SyntaxError as err:
-                raise SystemExit(
-                    f"error: the parameters cell of {notebook} is not valid Python: {err}"
-                ) from None
-            pairs = [(t, node.value) for node in body if isinstance(node, ast.Assign) for t in node.targets]
-            pairs += [(node.target, node.value) for node in body if isinstance(node, ast.AnnAssign)]
-            return {t.id: _literal(value) for t, value in pairs if isinstance(t, ast.Name)}
-    return {}
-
-
-def _literal(node: ast.AST | None):
-    try:
-        return ast.literal_eval(node) if node is not None else UNKNOWN
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return UNKNOWN
-
-
-def type_mismatch(default, value) -> str | None:
-    """Why `value` cannot stand for a parameter whose default is `default` (None when it can): the same type, an
-    int for a float, a list for a list or tuple (items checked against the default's first); a None or
-    non-literal default accepts anything."""
-    if default is None or default is UNKNOWN:
-        return None
-    if isinstance(default, (list, tuple)):
-        if not isinstance(value, (list, tuple)):
-            return f"expects a list like {list(default)}, got {type(value).__name__} {value!r}"
-        wrong = [type_mismatch(default[0], item) for item in value] if default else []
-        return next(
-            (f"expects a list of {type(default[0]).__name__}: item {why}" for why in wrong if why), None
-        )
-    kinds = (int, float) if type(default) is float else (type(default),)
-    if isinstance(value, kinds) and (isinstance(default, bool) or not isinstance(value, bool)):
-        return None
-    return (
-        f"expects {type(default).__name__} (its default is {default!r}), got {type(value).__name__} {value!r}"
-    )
-
-
-def check_types(notebook: Path, defaults: dict, given: dict) -> None:
-    """Refuse a given value whose type does not fit the notebook's default, naming the parameter."""
-    for name, value in given.items():
-        why = type_mismatch(defaults.get(name, UNKNOWN), value)
-        if why:
-            raise SystemExit(
-                f"error: notebook parameter {name} of {notebook.stem} {why}. -p reads 4 as int, 4.0 as "
-                "float, True/False/None as such and anything else as a string; give lists with -y, "
-                "e.g. -y 'BETAS: [4.0]'"
-            )
-
-
-def parameters_for(notebooks: list[Path], overrides: dict) -> dict[Path, dict]:
-    """Each notebook's share of the overrides; a name no notebook declares, or a value of the wrong type, is an
-    error (before anything runs)."""
-    defaults = {nb: parameter_defaults(nb) for nb in notebooks}
-    known = set().union(*defaults.values())
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise SystemExit(
-            f"error: unknown notebook parameter(s) {unknown}; the selected notebooks declare "
-            f"{sorted(known)} (see each notebook's cell tagged 'parameters')"
-        )
-    shares = {nb: {k: v for k, v in overrides.items() if k in names} for nb, names in defaults.items()}
-    for nb, share in shares.items():
-        check_types(nb, defaults[nb], share)
-    return shares
-
-
 class _SkipInspectorWarnings(logging.Filter):
     """Drops papermill's warnings from its own parameter inspection: it misreads some lines (see
-    declared_parameters), and the runner has checked every name before running anything."""
+    lib.workbook.parameters.declared_parameters), and the runner has checked every name before running anything."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(("Passed unknown parameter", "Unable to parse line"))
@@ -252,7 +144,7 @@ def run_one(notebook: Path, output: Path, parameters: dict, profile: str, timeou
         papermill.execute_notebook(
             str(notebook),
             str(output),
-            parameters={"SMOKE": smoke, **parameters},
+            parameters={"PROFILE": profile, "SMOKE": smoke, **parameters},
             kernel_name="python3",
             cwd=str(notebook.parent),
             progress_bar=False,
@@ -360,6 +252,7 @@ def main(
     profile = choose_profile(args.profile)
     notebooks = readers_last(find_notebooks(notebooks_dir or repo_root() / "notebooks", args.only))
     overrides = collect_overrides(args.parameters, args.parameters_yaml)
+    refuse_profile_parameters(overrides)
     shares = parameters_for(notebooks, overrides)
     if profile == "smoke" and smoke_notice(overrides):
         print(smoke_notice(overrides), flush=True)

@@ -1,0 +1,303 @@
+"""One experiment of a notebook, from training to its results file: fit a family's run within a budget (or load
+it), evaluate it with the estimate of the evaluation's cost printed first, and record it with the configs it
+trained under. Notebooks 02-05 call these, so each code cell stays the story: which run, which numbers.
+
+Likelihoods follow Burda et al. (2016): the importance-weighted bound L_k with k posterior samples per image,
+in bits/dim = NLL / (3072 ln 2); NVAE's hierarchical bounds (Vahdat & Kautz 2020) are lib.metrics'.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .. import data, metrics
+from ..common import files, paths
+from ..models import beta_vae_tag, build, reestimate_bn
+from ..train.checkpoints import list_checkpoints
+from ..train.config import TrainConfig
+from ..train.loop import TrainResult
+from . import budget, findings, results
+from .training import load_run_model, train_or_load
+
+
+@dataclass
+class Fitted:
+    """One trained (or loaded) run with the configs it trained under (a budget's probe fits the schedules to the
+    steps, so they may differ from the ones asked for), its training plan and, once evaluated, its numbers."""
+
+    result: TrainResult
+    model_cfg: object
+    train_cfg: TrainConfig
+    plan: budget.TrainingPlan | None = None
+    evaluation: dict | None = None
+
+
+def fit(
+    name: str,
+    model_cfg,
+    train_cfg: TrainConfig,
+    x_train,
+    run,
+    device,
+    minutes: float = 0.0,
+    watch: budget.Stopwatch | None = None,
+    label: str = "training",
+    **train_or_load_args,
+) -> Fitted:
+    """`train_or_load` within a budget: with `minutes`, a probe of the loop turns them into steps and lays the
+    schedules over those steps (budget.plan_training; the plan is stored with the run and reused when it is
+    loaded), so the run ends with its schedules complete; minutes = 0 trains train_cfg.steps. The training is
+    timed as `label` by `watch`."""
+    plan = None
+    if minutes:
+        seed = train_or_load_args.get("seed", 0)
+        model_cfg, train_cfg, plan = budget.plan_training(
+            build(name, model_cfg, seed), model_cfg, train_cfg, x_train, run, device, minutes
+        )
+    with watch(label) if watch else nullcontext():
+        result = train_or_load(name, model_cfg, train_cfg, x_train, run, device, **train_or_load_args)
+    return Fitted(result, model_cfg, train_cfg, plan)
+
+
+def record(fitted: Fitted, model_name: str, S, cifar, device, metrics: dict, seed: int, **extra) -> Path:
+    """results.record_experiment for a fitted run of a notebook with settings S (lib.workbook.profiles): the
+    experiment is the run folder's name; the configs, the preset, the bank size, the profile and the training
+    plan come from `fitted` and S. Returns the results path."""
+    return results.record_experiment(
+        Path(fitted.result.folder).name,
+        model_name=model_name,
+        result=fitted.result,
+        model_cfg=fitted.model_cfg,
+        train_cfg=fitted.train_cfg,
+        preset=S.preset,
+        cifar=cifar,
+        device=device,
+        metrics=metrics,
+        n_bank=S.n_bank,
+        seed=seed,
+        smoke=S.smoke,
+        profile=S.profile,
+        budget=fitted.plan and asdict(fitted.plan),
+        **extra,
+    )
+
+
+@dataclass
+class Session:
+    """What one notebook's runs share: its settings S (lib.workbook.profiles), the data copy and the training and
+    test images, the device, the stopwatch and the seed of weights, data order and evaluation noise."""
+
+    S: object
+    cifar: object
+    x_train: object
+    x_test: object
+    device: object
+    watch: budget.Stopwatch
+    seed: int = 0
+
+    def fit(self, name: str, model_cfg, train_cfg, run: str | Path, minutes: float, **args) -> Fitted:
+        """`fit` on this session's training images (or x_train=...) into run folder `run`: a Path, or a run name
+        (outputs/runs/<name>, smoke: outputs/smoke/runs/<name>)."""
+        run = run if isinstance(run, Path) else paths.run_dir(run, smoke=self.S.smoke)
+        args.setdefault("x_train", self.x_train)
+        return fit(
+            name,
+            model_cfg,
+            train_cfg,
+            args.pop("x_train"),
+            run,
+            self.device,
+            minutes,
+            self.watch,
+            data=self.cifar.describe(),
+            seed=self.seed,
+            **args,
+        )
+
+
+def evaluate_vae(session: Session, model, **evaluate_args) -> dict:
+    """lib.metrics.evaluate_vae of `model` on the session's test images (L_k, k = S.k, on the first S.n_ll), with
+    the same evaluation noise for every model and its cost estimated from a few calls before it is spent."""
+    k, n_ll, device = session.S.k, session.S.n_ll, session.device
+    xb = data.to_float(session.x_test[:8], device)
+    calls = budget.per_call(n_ll, 8) * budget.per_call(k, 500)
+    estimate = budget.estimate_seconds(lambda: model.log_weights(xb, min(k, 500)), calls, device)
+    torch.manual_seed(session.seed)
+    with session.watch(f"evaluation (L_{k} on {n_ll} images)", estimate=estimate):
+        return metrics.evaluate_vae(model, session.x_test, k, n_ll, device, **evaluate_args)
+
+
+def beta_vae_run(session: Session, beta: float, prefix: str) -> Fitted:
+    """Train (or load) notebook 03's Beta-VAE at `beta` into <prefix>-<beta_vae_tag><suffix> and evaluate its EMA
+    weights on the test images; papermill can run one beta per execution."""
+    S = session.S
+    cfg = replace(S.base_cfg, beta=beta)
+    name = f"{prefix}-{beta_vae_tag(cfg)}{S.run_suffix}"
+    fitted = session.fit("beta_vae", cfg, S.train_cfg, name, S.train_minutes)
+    model, step = fitted.result.ema.eval(), fitted.result.step
+    fitted.evaluation = evaluate_vae(session, model, model_cfg=fitted.model_cfg, step=step)
+    return fitted
+
+
+def iwae_run(
+    session: Session, objective: str, k: int, prefix: str, train_cfg, suffix: str = "", minutes: float = 0.0
+) -> Fitted:
+    """Train (or load) notebook 04's VAE (k-sample mean ELBO) or IWAE (L_k) at `k` into
+    <prefix>-<objective>-k<k><suffix><profile suffix> and evaluate it with the shared L_K estimator; with
+    `minutes`, a probe turns that budget into this model's steps (equal wall time, schedules complete)."""
+    S = session.S
+    cfg = replace(S.base_cfg, objective=objective, k=k, dreg=S.base_cfg.dreg and objective == "iwae")
+    fitted = session.fit("iwae", cfg, train_cfg, f"{prefix}-{objective}-k{k}{suffix}{S.run_suffix}", minutes)
+    fitted.evaluation = evaluate_vae(session, fitted.result.ema.eval())
+    return fitted
+
+
+def iwae_rows(runs: dict, n_train: int) -> list[dict]:
+    """One row per (objective, k) -> Fitted of notebook 04: model, k, steps, epochs, minutes, the last logged
+    training bound and the evaluation's numbers."""
+    rows = []
+    for (objective, k), fitted in runs.items():
+        result = fitted.result
+        bound = files.read_jsonl(Path(result.folder) / "metrics.jsonl")[-1]["bound"]
+        epochs = result.step * fitted.train_cfg.batch_size / n_train
+        rows.append(
+            dict(
+                model=f"{objective.upper()} k={k}",
+                k=k,
+                steps=result.step,
+                epochs=epochs,
+                minutes=result.wall_seconds / 60,
+                train_bound=bound,
+                **fitted.evaluation,
+            )
+        )
+    return rows
+
+
+VAE_COLUMNS = {  # the test numbers of notebooks 03 and 04: row key -> format spec
+    "elbo": ".1f",
+    "bpd_elbo": ".4f",
+    "bpd_k": ".4f",
+    "n_active": "d",
+    "mse": ".5f",
+}
+BETA_COLUMNS = {"beta": "g", "reconstruction": ".1f", "kl": ".1f"}  # then the objective, then VAE_COLUMNS
+IWAE_COLUMNS = {"model": "s", "steps": "d", "epochs": ".2f", "minutes": ".2f", "train_bound": ".1f"}
+
+
+def iwae_table(rows: list[dict], S, copy: str) -> str:
+    """Notebook 04's table of one view (equal epochs or equal wall time), with what its columns mean."""
+    table = findings.format_table(rows, {**IWAE_COLUMNS, **VAE_COLUMNS}, smoke=S.smoke)
+    return (
+        f"{table}\n(train_bound: the training objective's last logged L_k, nats per image; bpd_k: L_{S.k} on "
+        f"{S.n_ll} test images; {copy})"
+    )
+
+
+def record_all(session: Session, runs, model_name: str) -> list[Path]:
+    """Record every fitted run (results file and sample bank, drawn with seed + 1 as every bank is) and print
+    where each went; the evaluation's per-unit variances stay out of the record."""
+    paths_written = []
+    for fitted in runs:
+        numbers = {k: v for k, v in fitted.evaluation.items() if k != "unit_variance"}
+        path = record(fitted, model_name, session.S, session.cifar, session.device, numbers, session.seed + 1)
+        print(path)
+        paths_written.append(path)
+    return paths_written
+
+
+# --- notebook 05: NVAE in stages ----------------------------------------------------------------------------
+
+
+def nvae_stage(
+    session: Session, stage: str, run: str, x_train=None, init_from=None, **model_fields
+) -> Fitted:
+    """Train (or resume, or load) NVAE `stage` (debug | full | continue: S.stage's configs and budget) into
+    S.runs[run] on x_train (None: the session's training images); model_fields change its model config (e.g.
+    likelihood="gaussian") and init_from starts it from another run's weights."""
+    model_cfg, train_cfg, minutes = session.S.stage[stage]
+    return session.fit(
+        "nvae",
+        replace(model_cfg, **model_fields),
+        train_cfg,
+        session.S.runs[run],
+        minutes,
+        x_train=session.x_train if x_train is None else x_train,
+        label=f"training ({run})",
+        init_from=init_from,
+    )
+
+
+def validation_bpd(session: Session, model, x_val) -> float:
+    """Model selection: the validation ELBO in bits/dim (the IW bound is kept for the test split), with the same
+    z draws wherever it is measured, so one model's validation ELBO is one number in every cell that prints it."""
+    torch.manual_seed(session.seed)
+    batch = session.S.eval_batch
+    return metrics.hierarchical_bounds(model, x_val, k=1, k_chunk=1, batch_size=batch)["bpd_elbo"]
+
+
+def select_by_validation(
+    session: Session, x_val, runs=("full", "continue")
+) -> tuple[str, object, dict, dict]:
+    """(name, model, checkpoint info, validation bits/dim of each) for the run among `runs` (those with a
+    checkpoint) with the lowest validation ELBO; no checkpoint at all is a clear error."""
+    found = [name for name in runs if list_checkpoints(session.S.runs[name])]
+    if not found:
+        raise FileNotFoundError(
+            f"no checkpoint in the {' or '.join(runs)} run folders ({session.S.runs[runs[0]]}): run the stages "
+            "that train them first (STAGES = 'full,eval')"
+        )
+    candidates = {name: load_run_model(session.S.runs[name], "nvae", session.device) for name in found}
+    selection = {name: validation_bpd(session, model, x_val) for name, (model, _) in candidates.items()}
+    best = min(selection, key=selection.get)
+    return best, *candidates[best], selection
+
+
+def nvae_test_bounds(session: Session, model) -> dict:
+    """lib.metrics.hierarchical_bounds on the session's test images (ELBO and L_k, k = S.k), with its cost
+    estimated from a few calls before it is spent."""
+    S, x_test, device = session.S, session.x_test, session.device
+    xb = data.to_float(x_test[: S.eval_batch], device)
+    calls = budget.per_call(len(x_test), S.eval_batch) * budget.per_call(S.k, S.k_chunk)
+    estimate = budget.estimate_seconds(lambda: model.log_weights(xb, S.k_chunk), calls, device)
+    with session.watch(f"evaluation (L_{S.k} on {len(x_test):,} test images)", estimate=estimate):
+        return metrics.hierarchical_bounds(model, x_test, k=S.k, k_chunk=S.k_chunk, batch_size=S.eval_batch)
+
+
+def loaded_result(model, info: dict, folder) -> TrainResult:
+    """A TrainResult for a model read back from its checkpoint (load_run_model's info): its step, wall time and
+    the img/s they imply; the EMA weights are the model."""
+    img_per_s = info["step"] * info["train_config"]["batch_size"] / max(info["wall_seconds"], 1e-9)
+    return TrainResult(model, model, info["step"], info["wall_seconds"], img_per_s, 0, Path(folder))
+
+
+def record_nvae(
+    session: Session, model, info: dict, best: str, selection: dict, test: dict, active: int
+) -> Path:
+    """Notebook 05's results file for the selected weights (`best`, chosen by the validation ELBOs in
+    `selection`): the test bounds, the KL per group and the active groups, with the bank for notebook 06 drawn at
+    t = 1 after the decoder's BatchNorm statistics are re-estimated, as NVAE samples (on a copy: `model` keeps
+    its own)."""
+    S = session.S
+    sampler = reestimate_bn(copy.deepcopy(model), 1.0, S.bn_batches, S.bn_batch)
+    numbers = dict(test_bpd_iw=test["bpd_iw"], test_bpd_elbo=test["bpd_elbo"], k=S.k, val_bpd_elbo=selection)
+    numbers.update(kl_per_group_nats=test["kl_per_group_nats"], active_groups=active)
+    return results.record_experiment(
+        "nvae" + S.run_suffix,
+        model_name="nvae",
+        profile=S.profile,
+        result=loaded_result(model, info, S.runs[best]),
+        cifar=session.cifar,
+        device=session.device,
+        sampler=sampler,
+        n_bank=S.n_bank,
+        seed=session.seed + 1,
+        smoke=S.smoke,
+        config={"model": asdict(model.cfg), "train": info["train_config"], "selected": best},
+        metrics=numbers,
+    )

@@ -1,0 +1,151 @@
+"""The model and training configs each notebook builds from its resolved sizes (lib.workbook.profiles), with the
+notebook's own parameters that no profile changes (SEED, BETAS, LIKELIHOOD, ...): the presets of lib.models
+with the profile's sizes laid over them. `build` adds them to the settings and returns notes worth printing.
+
+NCSN's ladder follows Song & Ermon (2019, 2020): a geometric ladder sigma_1 > ... > sigma_L, and NCSNv2's
+technique 1 (sigma_1 from the data's largest pairwise distance) and technique 4 (step_lr for the chosen T).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import SimpleNamespace
+
+from .. import samplers
+from ..common import paths
+from ..models import MODELS, check_beta_sweep, ncsnv2_config, objective_name
+
+TECHNIQUE_4 = "technique 4"  # NCSN's step_lr from NCSNv2's technique 4 for the ladder and T it ends up with
+LADDER_PARAMETERS = dict(
+    sigma_max="SIGMA_MAX",
+    sigma_min="SIGMA_MIN",
+    n_sigmas="N_SIGMAS",
+    n_steps_each="N_STEPS_EACH",
+    step_lr="STEP_LR",
+)  # NCSN's ladder fields and the parameters that set them
+NVAE_STAGES = ("debug", "full", "continue", "eval")
+NVAE_RUNS = ("debug_gaussian", "debug_dmol", "full", "continue")
+
+
+def build(S: SimpleNamespace, params: dict) -> list[str]:
+    """Add the notebook's configs to S (in place); returns notes for the printed summary."""
+    builder = {"ncsn": ncsn, "beta_vae": beta_vae, "iwae": iwae, "nvae": nvae}.get(S.notebook)
+    return builder(S, params) if builder else []
+
+
+def given(**fields) -> dict:
+    """The fields whose value is not None (None: keep the preset's)."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def budget_or_steps(S: SimpleNamespace, minutes_name: str = "train_minutes") -> list[str]:
+    """A budget and STEPS exclude each other: with steps set (STEPS, or smoke's), no budget is probed."""
+    if S.steps is None or not getattr(S, minutes_name):
+        return []
+    setattr(S, minutes_name, 0.0)
+    return [f"STEPS = {S.steps} trains by steps: no training budget is probed"]
+
+
+def ncsn(S: SimpleNamespace, params: dict) -> list[str]:
+    """S.model_cfg, S.train_cfg and S.run_name of notebook 02; S.ladder_given: the ladder values a reader set."""
+    model_cfg, train_cfg = MODELS["ncsn"].presets[S.preset]
+    ladder = given(
+        sigma_max=S.sigma_max, sigma_min=S.sigma_min, n_sigmas=S.n_sigmas, n_steps_each=S.n_steps_each
+    )
+    model_cfg = replace(model_cfg, **ladder, **given(denoise=S.denoise))
+    S.model_cfg = replace(model_cfg, step_lr=ncsn_step_lr(model_cfg, S.step_lr))
+    S.ladder_given = {} if S.smoke else given(**{k: params[p] for k, p in LADDER_PARAMETERS.items()})
+    fields = given(steps=S.steps, batch_size=S.batch_size, lr=S.lr)
+    S.train_cfg = replace(train_cfg, seed=params["SEED"], max_minutes=0.0, **fields)
+    S.n_fid = min(S.n_fid, S.n_bank)
+    S.run_name = params["RUN_NAME"] or f"ncsn-{S.preset}{S.run_suffix}"
+    return budget_or_steps(S)
+
+
+def ladder_ratio(sigma_max: float, sigma_min: float, n_sigmas: int) -> float:
+    """gamma = sigma_{i-1} / sigma_i of the geometric ladder (1 for a single level)."""
+    return (sigma_max / sigma_min) ** (1 / (n_sigmas - 1)) if n_sigmas > 1 else 1.0
+
+
+def ncsn_step_lr(cfg, step_lr) -> float:
+    """The config's step_lr: `step_lr` as given, TECHNIQUE_4 for NCSNv2's rule at cfg's ladder and T, or None for
+    the preset's."""
+    if isinstance(step_lr, str) and step_lr != TECHNIQUE_4:
+        raise ValueError(
+            f"STEP_LR = {step_lr!r}: give a number, or {TECHNIQUE_4!r} (NCSNv2's rule for L and T)"
+        )
+    if step_lr == TECHNIQUE_4:
+        gamma = ladder_ratio(cfg.sigma_max, cfg.sigma_min, cfg.n_sigmas)
+        return samplers.technique4_step_lr(cfg.n_steps_each, gamma, cfg.sigma_min)
+    return cfg.step_lr if step_lr is None else step_lr
+
+
+def ncsn_ladder_from_data(S: SimpleNamespace, x_pairwise, device="cpu") -> tuple[object, float, str]:
+    """(model config, largest pairwise distance, note) for images x_pairwise. The ncsnv2 preset without a given
+    SIGMA_MAX takes sigma_1 from that distance (technique 1), then L and step_lr from techniques 2 and 4; a
+    ladder value the reader set still wins. Other presets keep their ladder."""
+    cfg = S.model_cfg
+    if S.preset != "ncsnv2" or "sigma_max" in S.ladder_given:
+        return cfg, samplers.largest_pairwise_distance(x_pairwise, device=device), ""
+    fitted = ncsnv2_config(
+        x_pairwise, base=cfg, n_steps_each=cfg.n_steps_each, sigma_min=cfg.sigma_min, limit=len(x_pairwise)
+    )
+    fitted = replace(fitted, **S.ladder_given)
+    note = (
+        f"NCSNv2 technique 1: sigma_1 = {fitted.sigma_max:.2f} (the preset assumed {cfg.sigma_max:g}); then "
+        f"L = {fitted.n_sigmas}, step_lr = {fitted.step_lr:.3g} for T = {fitted.n_steps_each} (techniques 2 and "
+        "4, or N_SIGMAS / STEP_LR where set)"
+    )
+    return fitted, fitted.sigma_max, note
+
+
+def beta_vae(S: SimpleNamespace, params: dict) -> list[str]:
+    """S.base_cfg (beta set per run), S.train_cfg and S.objective of notebook 03; refuses a beta sweep under the
+    capacity objective (it ignores beta)."""
+    check_beta_sweep(params["BETAS"], params["CAPACITY_MAX"])
+    base_cfg, train_cfg = MODELS["beta_vae"].presets[S.preset]
+    extra = given(latent_dim=S.latent_dim)
+    S.base_cfg = replace(
+        base_cfg, likelihood=params["LIKELIHOOD"], capacity_max=params["CAPACITY_MAX"], **extra
+    )
+    fields = given(steps=S.steps, batch_size=S.batch_size, lr=S.lr, log_every=S.log_every)
+    S.train_cfg = replace(train_cfg, seed=params["SEED"], max_minutes=0.0, **fields)
+    S.objective = objective_name(S.base_cfg)
+    notes = budget_or_steps(S)
+    if S.objective == "capacity_elbo":
+        notes.append(
+            f"Capacity objective: E_q log p(x|z) - gamma |KL - C|, C rising to {params['CAPACITY_MAX']:g} nats; "
+            "beta is not used."
+        )
+    return notes
+
+
+def iwae(S: SimpleNamespace, params: dict) -> list[str]:
+    """S.base_cfg, S.train_cfg and S.settings [(objective, k), ...] of notebook 04."""
+    base_cfg, train_cfg = MODELS["iwae"].presets[S.preset]
+    S.base_cfg = replace(base_cfg, dreg=params["DREG"], **given(latent_dim=S.latent_dim))
+    fields = given(batch_size=S.batch_size, lr=S.lr, log_every=S.log_every, ckpt_every=S.ckpt_every)
+    S.train_cfg = replace(train_cfg, seed=params["SEED"], **fields)
+    S.settings = [("vae", k) for k in params["VAE_KS"]] + [("iwae", k) for k in params["IWAE_KS"]]
+    return []
+
+
+def nvae(S: SimpleNamespace, params: dict) -> list[str]:
+    """S.stages, S.temperatures, S.runs (stage -> run folder) and S.stage (stage -> (model config, train config,
+    minutes)) of notebook 05: each stage's warm-ups keep their share of its steps."""
+    S.stages = [s.strip() for s in params["STAGES"].split(",") if s.strip()]
+    if set(S.stages) - set(NVAE_STAGES):
+        raise ValueError(f"STAGES={params['STAGES']!r}: use {', '.join(NVAE_STAGES)} (comma-separated)")
+    S.temperatures = [float(t) for t in params["TEMPERATURES"].split(",")]
+    model_cfg, train_cfg = MODELS["nvae"].presets[S.preset]
+    train_cfg = replace(train_cfg, seed=params["SEED"], max_minutes=0.0)
+    debug = replace(train_cfg, steps=S.debug_steps, warmup_steps=S.debug_warmup)
+    full = replace(train_cfg, steps=S.full_steps or train_cfg.steps)
+    cont = replace(train_cfg, steps=S.continue_steps, warmup_steps=S.continue_warmup)
+    S.stage = {
+        "debug": (replace(model_cfg, kl_warmup_steps=debug.steps // 3), debug, S.debug_minutes),
+        "full": (replace(model_cfg, kl_warmup_steps=int(0.3 * full.steps)), full, S.full_minutes),  # as NVAE
+        "continue": (replace(model_cfg, kl_warmup_steps=S.continue_kl_warmup), cont, S.continue_minutes),
+    }
+    S.runs = {name: paths.run_dir(f"nvae_{name}{S.run_suffix}", smoke=S.smoke) for name in NVAE_RUNS}
+    return []
