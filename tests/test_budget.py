@@ -138,6 +138,22 @@ def test_the_stopwatch_says_where_the_time_went(capsys):
     assert watch.parts["sampling"][0] >= 0.02
 
 
+def test_the_stopwatch_adds_up_repeated_parts_in_columns_sized_to_the_names():
+    watch = budget.Stopwatch()
+    long_name = "evaluation (L_5000 on 1000 images) x4"  # 37 characters
+    for estimate in (60.0, 30.0, None):
+        with watch(long_name, estimate=estimate):
+            pass
+    with watch("training", estimate=1.5):
+        pass
+    lines = watch.summary().splitlines()[1:]
+    assert "(estimated 1.5 min for 2 of 3 runs)" in lines[0]  # 60 + 30 s, not the last estimate alone
+    assert lines[1].endswith("(estimated 1.5 s)")
+    assert lines[0].index(" s ") == lines[1].index(
+        " s "
+    )  # the seconds column lines up under a 37-character name
+
+
 def test_the_profile_comes_from_the_environment(monkeypatch):
     monkeypatch.delenv("WORKBOOK_PROFILE", raising=False)
     monkeypatch.setenv("WORKBOOK_SMOKE", "1")

@@ -159,10 +159,12 @@ def estimate_seconds(fn: Callable[[], object], n_calls: int, device="cpu", n_tim
 
 class Stopwatch:
     """Wall time per named part of a notebook (`with watch("sampling", estimate=s): ...`) and a summary of where
-    the time went, beside the estimates printed before each part."""
+    the time went, beside the estimates printed before each part. A part entered several times adds up its
+    times and its estimates."""
 
     def __init__(self):
-        self.parts: dict[str, list[float | None]] = {}  # name -> [seconds, estimated seconds]
+        # name -> [seconds, estimated seconds (None: never estimated), calls, calls with an estimate]
+        self.parts: dict[str, list] = {}
 
     @contextmanager
     def __call__(self, name: str, estimate: float | None = None):
@@ -172,15 +174,21 @@ class Stopwatch:
         try:
             yield
         finally:
-            spent, before = time.perf_counter() - start, self.parts.get(name, [0.0, None])
-            self.parts[name] = [before[0] + spent, estimate if estimate is not None else before[1]]
+            spent, guess, calls, guessed = self.parts.get(name, [0.0, None, 0, 0])
+            if estimate is not None:
+                guess, guessed = (guess or 0.0) + estimate, guessed + 1
+            self.parts[name] = [spent + time.perf_counter() - start, guess, calls + 1, guessed]
 
     def summary(self) -> str:
-        total = sum(s for s, _ in self.parts.values())
+        total = sum(part[0] for part in self.parts.values())
+        width = max((len(name) for name in self.parts), default=0)
         lines = [f"where the time went ({_duration(total)} in all):"]
-        for name, (spent, estimate) in self.parts.items():
-            guess = f" (estimated {_duration(estimate)})" if estimate is not None else ""
-            lines.append(f"  {name:<28} {_duration(spent):>9}  {100 * spent / max(total, 1e-9):5.1f}%{guess}")
+        for name, (spent, guess, calls, guessed) in self.parts.items():
+            some = f" for {guessed} of {calls} runs" if guessed < calls else ""
+            note = f" (estimated {_duration(guess)}{some})" if guess is not None else ""
+            lines.append(
+                f"  {name:<{width}}  {_duration(spent):>9}  {100 * spent / max(total, 1e-9):5.1f}%{note}"
+            )
         return "\n".join(lines)
 
 
