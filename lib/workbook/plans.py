@@ -1,7 +1,8 @@
 """What a training plan is and how it is made: `TrainingPlan` (stored as `budget.json` in its run folder), the
 probe of the real loop that measures the pace, the schedules laid over the steps that fit (`fit_schedules`), and
 the arithmetic of the first phase and of the re-plan. lib.workbook.budget runs them (`train_within`,
-`plan_training`); every function here but the probe is plain arithmetic, so the re-plan is tested without timing.
+`plan_training`); besides the probe and the plan file, everything here is plain arithmetic, so the re-plan is
+tested without timing.
 """
 
 from __future__ import annotations
