@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -9,10 +10,13 @@ import sys
 import pytest
 import torch
 
+from lib.common import files
 from lib.common.paths import repo_root
 from lib.models import MODELS
 from lib.train import checkpoints as ckpt
+from lib.train import lr_at
 from lib.train.__main__ import UsageError, main, parse
+from lib.workbook import budget
 from lib.workbook.training import load_run_model
 
 
@@ -50,11 +54,34 @@ def test_options_map_onto_both_configs_with_their_types():
         (["pixels", "--flip", "maybe"], "--flip expects true or false"),
         (["pixels", "--preset", "huge"], "unknown preset 'huge'"),
         (["pixels", "--steps"], "--steps needs a value"),
+        (["pixels", "--minutes", "-1"], "--minutes must be a finite number of minutes >= 0"),
+        (["pixels", "--minutes", "nan"], "--minutes must be a finite number of minutes >= 0"),
+        (["pixels", "--minutes", "inf"], "--minutes must be a finite number of minutes >= 0"),
+        (["pixels", "--minutes", "soon"], "--minutes expects float"),
+        (
+            ["pixels", "--minutes", "2", "--steps", "5"],
+            "give --steps N for a fixed number of steps, or --minutes N",
+        ),
     ],
 )
 def test_bad_command_lines_say_what_is_wrong(argv, message):
     with pytest.raises(UsageError, match=message):
         parse(argv)
+
+
+def test_a_budget_is_refused_under_torchrun(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UsageError, match="under torchrun give --steps"):
+        parse(["pixels", "--minutes", "1"])
+
+
+def test_the_help_tells_a_budget_from_a_hard_stop(capsys):
+    assert main(["--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    minutes = [line for line in lines if line.startswith("  --minutes:")]
+    stop = [line for line in lines if line.startswith("  --max_minutes:")]
+    assert len(minutes) == len(stop) == 1
+    assert "every schedule laid over them and complete" in minutes[0] and "hard wall-clock stop" in stop[0]
 
 
 def test_invalid_values_exit_2_naming_the_field(capsys):
@@ -98,6 +125,32 @@ def test_a_cli_run_loads_back_although_its_config_holds_extra_keys(tiny_cifar, i
     assert model.cfg == MODELS["nvae"].presets["tiny"][0]
     with pytest.raises(FileNotFoundError, match="no checkpoint in"):
         load_run_model(isolated_outputs / "runs" / "nothing", "nvae")
+
+
+def test_a_budgeted_cli_run_lays_its_schedule_over_the_steps_that_fit(tiny_cifar, isolated_outputs, capsys):
+    argv = ["pixels", "--preset", "tiny", "--minutes", "0.1", "--run_name", "budget", "--split", "train"]
+    argv += ["--schedule", "cosine", "--warmup_steps", "4", "--min_lr_ratio", "0.1", "--n_samples", "0"]
+    assert main(argv) == 0
+    folder = isolated_outputs / "runs" / "budget"
+    plan = budget.read_plan(folder)
+    out = capsys.readouterr().out
+    assert f"done: pixels step {plan.steps}/{plan.steps}" in out and "training budget 0.1 min: planned" in out
+    assert plan.replan_step is not None and plan.actual["steps"] == plan.steps
+    _, train_cfg = parse(argv)[2:]
+    final = budget.fit_schedules(MODELS["pixels"].presets["tiny"][0], train_cfg, plan.steps)[1]
+    assert final.warmup_steps == max(1, round(4 * plan.steps / 20))  # 4 of the preset's 20 steps: its share
+    state = ckpt.load_checkpoint(ckpt.list_checkpoints(folder)[-1])
+    assert state["step"] == plan.steps and state["train_config"] == dataclasses.asdict(final)
+    assert {"preset", "split", "data", "n_train"} <= state[
+        "model_config"
+    ].keys()  # as a --steps run stores it
+    last = files.read_jsonl(folder / "metrics.jsonl")[-1]
+    assert last["step"] == plan.steps and last["lr"] == pytest.approx(lr_at(plan.steps - 1, final))
+    assert lr_at(plan.steps, final) == pytest.approx(
+        final.lr * final.min_lr_ratio
+    )  # the cosine spans the run
+    assert main(argv) == 0  # again: the finished run is loaded under its stored plan, not trained further
+    assert budget.read_plan(folder) == plan and f"step {plan.steps}/{plan.steps}" in capsys.readouterr().out
 
 
 def run_cli(args, env, nproc=None):

@@ -13,6 +13,13 @@ Resume: running the same command again continues from the run folder's newest ch
 model config or data setting (--beta, --widths, --split, --limit, the data copy) is refused, naming the fields:
 use another --run_name, or restart. A changed TrainConfig (e.g. more --steps) is allowed, with a warning, and so
 is another number of processes (a warning: the global batch changes).
+Budget: `--minutes N` trains for N minutes of wall time with every schedule complete: a probe of the loop and one
+re-plan about 10% into the run turn the minutes into steps, and the LR warm-up and cosine, KL warm-up and capacity
+annealing are laid over them (lib.workbook.budget.train_within: the notebooks' probe and fit_schedules, with the
+re-plan; the plan is stored in <run>/budget.json).
+`--max_minutes N` is a hard wall-clock stop instead: the session ends with a checkpoint after N minutes, its
+schedules laid over --steps as they are (so they may end unfinished); a rerun resumes. With --minutes it caps each
+session after the re-plan.
 Restart: `--resume false` starts afresh; the folder's earlier run is moved into <run>/previous-<time>/, not lost.
 One process at a time may train a run folder; a second one is refused, naming the first (pid and host).
 """
@@ -20,6 +27,8 @@ One process at a time may train a run folder; a second one is refused, naming th
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import sys
 import types
 import typing
@@ -56,7 +65,17 @@ OPTIONS = {  # run and data options that are not config fields: name -> (type, d
         "earlier run into <run>/previous-<time>/",
     ),
     "wandb": (bool, True, "mirror metrics to wandb when installed and WANDB_MODE is not disabled"),
+    "minutes": (
+        float,
+        0.0,
+        "training budget: the steps that fit N minutes, every schedule laid over them and complete (a probe and "
+        "one re-plan); 0 = --steps",
+    ),
 }
+MAX_MINUTES_HELP = (
+    "  --max_minutes: hard wall-clock stop: the session ends with a checkpoint after N minutes, its schedules "
+    "laid over --steps as they are; a rerun resumes (default 0: none)"
+)
 
 
 class UsageError(ValueError):
@@ -129,6 +148,7 @@ def parse(argv: list[str]) -> tuple[str, dict, object, TrainConfig]:
             f"name a model first: python -m lib.train MODEL [--key value ...]; models: {list(MODELS)}"
         )
     name, pairs = argv[0], split_pairs(argv[1:])
+    pairs_given = set(pairs)
     if name not in MODELS:
         raise UsageError(f"unknown model {name!r}; choose one of {list(MODELS)}")
     spec = MODELS[name]
@@ -150,6 +170,11 @@ def parse(argv: list[str]) -> tuple[str, dict, object, TrainConfig]:
         )
     options["run_name"] = options["run_name"] or f"{name}-{options['preset']}"
     check_options(options)
+    if options["minutes"] and "steps" in pairs_given:
+        raise UsageError(
+            "--steps and --minutes both set the run's length: give --steps N for a fixed number of steps, or "
+            "--minutes N for the steps that fit a budget, not both"
+        )
     return name, options, model_cfg, train_cfg
 
 
@@ -163,6 +188,13 @@ def check_options(options: dict) -> None:
             f"--split must be one of {list(TRAIN_SPLITS)} (val and test are held out), "
             f"got {options['split']!r}"
         )
+    minutes = options["minutes"]
+    if not (math.isfinite(minutes) and minutes >= 0):
+        raise UsageError(
+            f"--minutes must be a finite number of minutes >= 0 (0: train --steps), got {minutes}"
+        )
+    if minutes and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("--minutes plans one process; under torchrun give --steps instead")
     if options["limit"] < 0:
         raise UsageError(f"--limit must be >= 0 (0 = all images), got {options['limit']}")
     try:
@@ -212,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             __doc__
             + "\nOptions:\n"
             + "\n".join(f"  --{k}: {h} (default {d})" for k, (_, d, h) in OPTIONS.items())
+            + "\n"
+            + MAX_MINUTES_HELP
         )
         return 0
     try:
@@ -233,10 +267,27 @@ def _train(name: str, options: dict, model_cfg, train_cfg: TrainConfig) -> int:
     rank, _, world = distributed_context()
     cifar = load_cifar10(options["data_root"])
     x, _ = cifar.split(options["split"], limit=options["limit"] or None)
+    device = pick_device(options["device"])
+    if options["minutes"]:
+        result, steps = _train_within(name, options, model_cfg, train_cfg, x, cifar, device)
+    else:
+        result, steps = _train_steps(name, options, model_cfg, train_cfg, x, cifar, device), train_cfg.steps
+    if world > 1:  # leave together: a rank exiting mid-teardown can abort its peers
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    if rank == 0:
+        print(
+            f"done: {name} step {result.step}/{steps} in {result.folder} on {describe_device(device)}"
+            f" x{world}: {result.img_per_s:.0f} img/s, {result.n_skipped} skipped updates"
+        )
+    return 0
+
+
+def _train_steps(name: str, options: dict, model_cfg, train_cfg: TrainConfig, x, cifar, device):
+    """cfg.steps steps (and --max_minutes, if any, as a hard stop)."""
     seed_everything(train_cfg.seed)  # identical initial weights on every rank
     model = MODELS[name].build(model_cfg)
-    device = pick_device(options["device"])
-    result = train(
+    return train(
         model,
         x,
         train_cfg,
@@ -253,15 +304,29 @@ def _train(name: str, options: dict, model_cfg, train_cfg: TrainConfig) -> int:
         },
         use_wandb=options["wandb"],
     )
-    if world > 1:  # leave together: a rank exiting mid-teardown can abort its peers
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-    if rank == 0:
-        print(
-            f"done: {name} step {result.step}/{train_cfg.steps} in {result.folder} on {describe_device(device)}"
-            f" x{world}: {result.img_per_s:.0f} img/s, {result.n_skipped} skipped updates"
-        )
-    return 0
+
+
+def _train_within(name: str, options: dict, model_cfg, train_cfg: TrainConfig, x, cifar, device):
+    """--minutes: lib.workbook.budget.train_within (probe, first phase, one re-plan, the rest); returns (result,
+    planned steps). The run stores the model config _train_steps would (run_record of the same keys)."""
+    from ..workbook import budget  # the workbook sits above the loop: imported by this entry point only
+
+    result, plan = budget.train_within(
+        options["minutes"],
+        name,
+        model_cfg,
+        train_cfg,
+        x,
+        options["run_name"],
+        device,
+        data=cifar.describe(),
+        seed=train_cfg.seed,
+        resume=options["resume"],
+        use_wandb=options["wandb"],
+        preset=options["preset"],
+        split=options["split"],
+    )
+    return result, plan.steps
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ profiles     each notebook's smoke | short | full sizes as data, with the reason
 setups       the model and training configs a notebook builds from its sizes (presets with the profile laid over)
 experiments  one experiment from training to its results file: fit within a budget, evaluate, record
 training     train a family's run, or load it once finished; a run's EMA weights back from its checkpoint
-budget       minutes become steps (a probe of the real loop), cost estimates, where the time went
+budget       training within minutes (a probe, one re-plan in the run, planned vs actual), cost estimates,
+             where the time went
+plans        what a training plan is: the probe, schedules fitted to steps, the re-plan's arithmetic
 results      the run -> results contract: records, sample banks, reading them back, the family table
 findings     plain-text tables and verdicts computed from numbers
 comparison   notebook 06: fd_c10 calibration, every bank against the same-n floor, FID/KID, run tracking

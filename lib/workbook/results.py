@@ -28,6 +28,7 @@ from ..common.progress import Progress
 from ..data import to_uint8
 from ..models import MODELS
 from ..train.checkpoints import list_checkpoints
+from .budget import record_outcome
 from .findings import smoke_line
 from .training import load_run_model
 
@@ -123,6 +124,9 @@ def record_experiment(
             else json.loads((Path(result.folder) / "config.json").read_text())["train"]
         )
         config = {"model": asdict(model_cfg), "train": trained, "preset": preset}
+    plan = record_outcome(result.folder, result, log=print)  # a budgeted run: planned vs actual (budget.json)
+    if plan is not None:
+        extra = {"budget": asdict(plan), **extra}
     return write_results(
         experiment,
         model=model_name,

@@ -31,6 +31,12 @@ def load_run_model(folder: str | Path, model_name: str, device="cpu") -> tuple[n
     return model.eval(), {key: state[key] for key in ("step", "wall_seconds", "train_config", "model_config")}
 
 
+def run_record(name: str, model_cfg, x_train, data: str = "", **extra) -> dict:
+    """The model config a run stores, which resuming or loading it must match: the family's name and fields, the
+    data copy, the number of training images and `extra` (e.g. the preset, the split)."""
+    return {"name": name, **extra, **asdict(model_cfg), "data": data, "n_train": len(x_train)}
+
+
 def train_or_load(
     name: str,
     model_cfg,
@@ -60,5 +66,5 @@ def train_or_load(
         device=device,
         stop_at=stop_at,
         init_from=init_from,
-        model_config={"name": name, **extra, **asdict(model_cfg), "data": data, "n_train": len(x_train)},
+        model_config=run_record(name, model_cfg, x_train, data, **extra),
     )
