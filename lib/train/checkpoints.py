@@ -111,14 +111,15 @@ def capture_rng() -> dict:
 
 
 def restore_rng(state: dict) -> None:
-    """Inverse of capture_rng."""
+    """Inverse of capture_rng. Each tensor is read through .cpu() first: RNG states are host data, and a state
+    loaded with map_location=<accelerator> holds accelerator tensors, which .numpy() refuses (TypeError)."""
     random.setstate(_python_state_from_tensor(state["python"]))
     torch.set_rng_state(state["torch"].cpu())
     np_state = state["numpy"]
     np.random.set_state(
         (
             "MT19937",
-            np_state["keys"].numpy().astype(np.uint32),
+            np_state["keys"].cpu().numpy().astype(np.uint32),
             np_state["pos"],
             np_state["has_gauss"],
             np_state["gauss"],
@@ -155,5 +156,5 @@ def _python_state_to_tensor(state: tuple) -> dict:
 
 
 def _python_state_from_tensor(saved: dict) -> tuple:
-    values = saved["state"].tolist()
+    values = saved["state"].cpu().tolist()
     return values[0], tuple(values[1:]), saved["gauss"]

@@ -189,7 +189,7 @@ class _Loop:
             seed_everything(self.cfg.seed * 1000 + self.rank)  # a different loop RNG stream per rank
             if init_from is not None:
                 source = _newest(init_from)
-                state = ckpt.load_checkpoint(source, self.device)
+                state = ckpt.load_checkpoint(source)  # on the CPU: load_weights copies to the device
                 ckpt.load_weights(self.model, state["model"], source)
                 ckpt.load_weights(self.ema.model, state["ema"], source)
         if self.is_main:
@@ -200,7 +200,9 @@ class _Loop:
 
     def _resume_from(self, path: Path) -> None:
         """Load `path` after checking that it belongs to this model config, warning about other changes."""
-        state = ckpt.load_checkpoint(path, self.device)
+        # on the CPU: RNG states are host data (a CUDA map_location would make NumPy's keys a CUDA tensor), and
+        # the weights and optimizer state are copied to their parameters' device as they are loaded
+        state = ckpt.load_checkpoint(path)
         run_folder.check_model_config(state.get("model_config") or {}, self.config["model"], path)
         _warn_if_changed(state["train_config"], asdict(self.cfg), path)
         saved_world = int(state.get("world_size", len(state["rng"])))

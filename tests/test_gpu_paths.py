@@ -1,0 +1,60 @@
+"""The CUDA-only paths, checked on the CPU (issue 23): what a first GPU user would hit, simulated with tensors
+that behave like accelerator tensors, monkeypatched torch.cuda functions and torch.device objects that need no
+device. Each test here failed before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lib.train import TrainConfig, train
+from lib.train import checkpoints as ckpt
+
+from .test_train import FAST, assert_same_weights, make_model
+
+
+class OnAccelerator(torch.Tensor):
+    """A tensor that refuses .numpy() as a CUDA tensor does, until .cpu() copies it to the host."""
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError(
+            "can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy it first."
+        )
+
+    def cpu(self, *args, **kwargs):
+        return self.as_subclass(torch.Tensor).clone()
+
+
+def _on_accelerator(value):
+    """Every tensor of a loaded checkpoint as torch.load(map_location="cuda") returns it."""
+    if isinstance(value, torch.Tensor):
+        return value.as_subclass(OnAccelerator)
+    if isinstance(value, dict):
+        return {k: _on_accelerator(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_on_accelerator(v) for v in value)
+    return value
+
+
+# --- 1: resume and reload with a checkpoint mapped to the accelerator ---------------------------------------
+
+
+def test_rng_state_loaded_onto_an_accelerator_restores():
+    """restore_rng reads NumPy's keys and Python's state through the host (it raised TypeError before)."""
+    state = _on_accelerator(ckpt.capture_rng())
+    expected = (torch.rand(2), np.random.rand(2))
+    ckpt.restore_rng(state)
+    assert torch.equal(torch.rand(2), expected[0])
+    assert (np.random.rand(2) == expected[1]).all()
+
+
+def test_a_resume_whose_checkpoint_lands_on_an_accelerator_is_exact(images, tmp_path, monkeypatch):
+    cfg = TrainConfig(steps=8, **FAST)
+    whole = train(make_model(), images, cfg, tmp_path / "whole")
+    train(make_model(), images, cfg, tmp_path / "split", stop_at=4)
+    load = torch.load
+    monkeypatch.setattr(ckpt.torch, "load", lambda *a, **kw: _on_accelerator(load(*a, **kw)))
+    resumed = train(make_model(seed=1), images, cfg, tmp_path / "split")
+    assert resumed.step == 8
+    assert_same_weights(whole.model, resumed.model)
+    assert_same_weights(whole.ema, resumed.ema)
