@@ -58,3 +58,22 @@ def test_a_resume_whose_checkpoint_lands_on_an_accelerator_is_exact(images, tmp_
     assert resumed.step == 8
     assert_same_weights(whole.model, resumed.model)
     assert_same_weights(whole.ema, resumed.ema)
+
+
+# --- 2: torchrun with several GPUs -------------------------------------------------------------------------
+
+
+def test_each_rank_selects_its_own_gpu_before_the_process_group_starts(monkeypatch):
+    """Without torch.cuda.set_device(LOCAL_RANK), NCCL puts every rank's all_gather_object on cuda:0."""
+    from lib.train import loop
+
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(loop.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(loop.torch.cuda, "set_device", lambda index: calls.append(("set_device", index)))
+    monkeypatch.setattr(loop.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(loop.dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    assert loop.distributed_context() == (1, 1, 2)
+    assert calls == [("set_device", 1), ("init", "nccl")]
