@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
 
+from .common.accelerator import compile_fallback_message, is_compile_failure
 from .data import to_float
 
 Score = Callable[[torch.Tensor, int], torch.Tensor]
@@ -55,21 +57,42 @@ def _langevin_level(
     compile: bool = False,
 ):
     """T Langevin steps at one level; clamp_fn re-imposes constraints (inpainting) after every step. compile: run
-    each step as one torch.compile'd function of tensors (the noise is still drawn eagerly, in the same order)."""
-    if compile:
-        step, level_ids = compiled_langevin_step(), torch.full((x.shape[0],), level, device=x.device)
+    each step as one torch.compile'd function of tensors (the noise is still drawn eagerly, in the same order);
+    when compiling fails (compilation is lazy: at the first call), the chain goes on eagerly with one warning."""
+    step = compiled_langevin_step() if compile and _COMPILE_FAILURE[0] is None else None
+    if step is not None:
+        level_ids = torch.full((x.shape[0],), level, device=x.device)
         alpha_t = torch.full(
             (), alpha, dtype=x.dtype, device=x.device
         )  # fill kernels: no host-to-device copy
     for t in range(n_steps):
-        if compile:
-            x = step(score, x, level_ids, alpha_t, noise_fn(x))
+        if step is not None:
+            noise = noise_fn(x)
+            new = _compiled_or_none(step, score, x, level_ids, alpha_t, noise)
+            if new is None:  # compiling failed: this step and the rest of the chain eagerly
+                step, new = None, x + 0.5 * alpha * score(x, level) + math.sqrt(alpha) * noise
+            x = new
         else:
             x = x + 0.5 * alpha * score(x, level) + math.sqrt(alpha) * noise_fn(x)  # Alg. 1, line 6
         x = clamp_fn(x) if clamp_fn is not None else x
         if trajectory is not None and keep_every and (t + 1) % keep_every == 0:
             trajectory.append(x.detach().cpu())
     return x
+
+
+_COMPILE_FAILURE: list[str | None] = [None]  # the message of this process's failed compile (then: eager only)
+
+
+def _compiled_or_none(step, score, x, level_ids, alpha_t, noise):
+    """The compiled step's result, or None (with one warning per process) when compiling it fails."""
+    try:
+        return step(score, x, level_ids, alpha_t, noise)
+    except Exception as err:
+        if not is_compile_failure(err):
+            raise
+        _COMPILE_FAILURE[0] = compile_fallback_message("the Langevin step", err, "compile=False in sample()")
+        warnings.warn(_COMPILE_FAILURE[0], stacklevel=4)
+        return None
 
 
 def langevin_step(

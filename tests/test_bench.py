@@ -101,3 +101,22 @@ def test_the_tiny_rehearsal_reports_every_family_net_and_mode(tmp_path, capsys):
         json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"family"')
     ]
     assert printed == report["results"]  # one JSON line per row as it is measured
+
+
+def test_a_failed_compile_or_a_failing_row_is_recorded_and_the_next_row_runs(no_cxx_compiler, monkeypatch):
+    """Without a C++ compiler the fast row trains eagerly and says so; a row that raises is a row with an error."""
+    calls = []
+    time_sampling = bench.time_sampling
+
+    def first_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("simulated: out of memory")
+        return time_sampling(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "time_sampling", first_fails)
+    tiny = ["--tiny", "--device", "cpu", "--steps", "1", "--warmup", "0", "--sample_repeats", "1"]
+    report = bench.main(["vae", "--nets", "beta_vae,iwae_k1", "--modes", "fast", *tiny, "--batch", "2"])
+    first, second = report["results"]
+    assert first["error"] == "OutOfMemoryError: simulated: out of memory"
+    assert "InvalidCxxCompiler" in second["compile_failure"] and second["train_img_per_s"] > 0

@@ -4,7 +4,10 @@ device. Each test here failed before its fix."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+import pytest
 import torch
 
 from lib.train import TrainConfig, train
@@ -77,3 +80,25 @@ def test_each_rank_selects_its_own_gpu_before_the_process_group_starts(monkeypat
     monkeypatch.setattr(loop.dist, "init_process_group", lambda backend: calls.append(("init", backend)))
     assert loop.distributed_context() == (1, 1, 2)
     assert calls == [("set_device", 1), ("init", "nccl")]
+
+
+# --- 3: a failed torch.compile ---------------------------------------------------------------------------
+
+
+def test_a_failed_compile_falls_back_to_eager_with_one_warning_and_the_same_result(
+    images, tmp_path, no_cxx_compiler
+):
+    cfg = TrainConfig(steps=4, **FAST)
+    eager = train(make_model(), images, cfg, tmp_path / "eager")
+    with pytest.warns(
+        UserWarning, match="torch.compile failed .*InvalidCxxCompiler.*compile=False"
+    ) as caught:
+        compiled = train(make_model(), images, replace(cfg, compile=True), tmp_path / "compiled")
+    assert sum("torch.compile failed" in str(w.message) for w in caught) == 1
+    assert compiled.step == 4 and compiled.model.net._compiled_call_impl is None
+    assert_same_weights(eager.model, compiled.model)  # the redone first step drew the eager run's noise
+
+
+def test_an_error_of_the_model_itself_is_not_swallowed_by_the_fallback(images, tmp_path, no_cxx_compiler):
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(make_model(crash_at=0), images, TrainConfig(steps=2, compile=True, **FAST), tmp_path / "run")

@@ -349,3 +349,19 @@ def test_compiled_langevin_step_follows_the_eager_chain_with_one_graph(monkeypat
     assert fast.shape == eager.shape and 0 <= fast.min() and fast.max() <= 1
     with pytest.raises(ValueError, match="precision"):
         model.sample(2, precision="fp16")
+
+
+def test_a_langevin_step_that_fails_to_compile_runs_the_eager_chain(no_cxx_compiler, monkeypatch):
+    """Without a C++ compiler the compiled step raises at its first call: the chain goes on eagerly (one
+    warning) and gives the eager chain's samples."""
+    from lib import samplers
+
+    monkeypatch.setattr(samplers, "_COMPILE_FAILURE", [None])
+    model, x0 = tiny_ncsn(), torch.rand(2, 3, 32, 32)
+    torch.manual_seed(3)
+    eager = model.sample(2, x=x0)
+    torch.manual_seed(3)
+    with pytest.warns(UserWarning, match="torch.compile failed for the Langevin step") as caught:
+        compiled = model.sample(2, x=x0, compile=True)
+    assert torch.equal(compiled, eager) and len(caught) == 1
+    assert "InvalidCxxCompiler" in samplers._COMPILE_FAILURE[0]

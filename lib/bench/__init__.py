@@ -77,6 +77,18 @@ def measure(case: Case, mode: str, flops: dict, args, device: torch.device, peak
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
 
 
+def _measure_or_record(case: Case, mode: str, flops: dict, args, device: torch.device, peak) -> dict:
+    """measure(), or a row naming the error, so one failing row (a compile that cannot run here, memory) does not
+    end the benchmark: the next row runs."""
+    try:
+        return measure(case, mode, flops, args, device, peak)
+    except Exception as err:  # any failure of one row; the report names it
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        return {"net": case.net, "mode": mode, **flops, "error": f"{type(err).__name__}: {first}"}
+
+
 def device_slug(name: str) -> str:
     """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'; a CPU is 'cpu'."""
     return "cpu" if name.startswith("cpu") else re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -124,7 +136,7 @@ def run(args) -> dict:
                         "skipped": f"budget of {args.budget_s}s spent",
                     }
                 else:
-                    row = measure(case, mode, flops, args, device, report["peak_bf16_tflops"])
+                    row = _measure_or_record(case, mode, flops, args, device, report["peak_bf16_tflops"])
                 report["results"].append({"family": family, **row})
                 report["elapsed_s"] = round(time.monotonic() - start, 1)
                 if out is not None:

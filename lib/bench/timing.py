@@ -60,6 +60,8 @@ def time_training(model, cfg: TrainConfig, device: torch.device, warmup: int, st
             "peak_memory_train_mb": peak_memory_mb(device),
             **syncs,
             "skipped_updates": loop.counts.read()["n_skipped"],
+            # set when torch.compile failed and the loop fell back to eager: then these are eager numbers
+            "compile_failure": loop.compiled.failure,
         }
 
 

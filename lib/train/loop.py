@@ -167,7 +167,7 @@ class _Loop:
         fp16 = cfg.amp == "fp16" and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
         self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
-        self.compiled = speed.compile_networks(model, cfg, device)  # after the EMA's copy: it samples eagerly
+        self.compiled = speed.CompiledNetworks(model, cfg, device)  # after the EMA's copy: it samples eagerly
         self.bn_state = Snapshot(model.buffers())  # BN statistics: restored after a skipped step
         self.counts = SkipCounts(cfg.max_bad_steps, device)  # skips and streaks, on the device
         self.window = Window()  # the log window's sums, on the device
@@ -291,8 +291,12 @@ class _Loop:
         only once the update is applied (interrupts checks n_updates + n_skipped == step)."""
         x = self.batches.batch(self.step)  # this rank's shard of the global batch
         lr = self._set_lr()  # warm-up / cosine schedule
-        loss, stats = self._forward(speed.batch_format(x, self.cfg, self.device))  # model.loss under autocast
-        grad_norm, finite = self._backward(loss)  # gradients, clipping, finiteness (on the device)
+        x = speed.batch_format(x, self.cfg, self.device)
+        # model.loss under autocast, then gradients, clipping and finiteness (on the device); eager again if compiling
+        # fails on this step (compilation is lazy: a missing compiler shows only now)
+        loss, stats, grad_norm, finite = self.compiled.run(
+            lambda: self._forward_backward(x), self._undo_forward
+        )
         self._update(finite)  # optimizer + EMA where finite, else a counted skip
         self.counts.add(finite, self.step + 1)  # steps are numbered like checkpoints (1-based)
         self.window.add(loss, stats, grad_norm, finite)
@@ -305,11 +309,19 @@ class _Loop:
             group["lr"] = lr
         return lr
 
+    def _forward_backward(self, x):
+        loss, stats = self._forward(x)
+        return (loss, stats, *self._backward(loss))
+
     def _forward(self, x):
         self.bn_state.save()
         with _autocast(self.device, self.cfg.amp):
             loss, stats = self.objective(x, self.step)
         return loss.float(), stats
+
+    def _undo_forward(self) -> None:
+        """Put back the BatchNorm statistics a failed forward pass changed (the gradients are reset anyway)."""
+        self.bn_state.keep_if(torch.zeros((), dtype=torch.bool, device=self.device))
 
     def _backward(self, loss) -> tuple[torch.Tensor, torch.Tensor]:
         """(grad_norm, finite): the norm before clipping and a 0-dim bool tensor, both left on the device."""

@@ -6,10 +6,18 @@ torch.compile of the networks (optionally with CUDA graphs). `TrainConfig` (lib.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 from torch import nn
 
+from ..common.accelerator import compile_fallback_message, is_compile_failure
+from . import checkpoints as ckpt
 from .config import FUSED
+
+T = TypeVar("T")
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax}
 
@@ -80,3 +88,41 @@ def compile_networks(model: nn.Module, cfg, device: torch.device) -> list[str]:
     for name in names:
         getattr(model, name).compile(mode=mode)
     return names
+
+
+class CompiledNetworks:
+    """The model's compiled networks and the fallback to eager when compiling fails. Compilation is lazy, so a
+    missing C++ compiler or an unusable Triton raises at the first step (forward or backward), not here: `run`
+    then undoes what the failed attempt changed, runs the networks eagerly from then on, warns once and redoes
+    the step. Until a compiled step has succeeded, the RNG state before it is kept, so the redone step draws what
+    an eager run draws. `failure` keeps the message (the benchmark records it)."""
+
+    def __init__(self, model: nn.Module, cfg, device: torch.device):
+        self.model, self.names = model, compile_networks(model, cfg, device)
+        self.failure: str | None = None
+        self._proven = False  # a compiled step has run: later steps need no RNG copy
+
+    def run(self, step: Callable[[], T], undo: Callable[[], None]) -> T:
+        """step(), or, when it fails inside torch.compile, undo() and step() again uncompiled."""
+        rng = ckpt.capture_rng() if self.names and not self._proven else None
+        try:
+            out = step()
+            self._proven = True
+            return out
+        except Exception as err:
+            if not self.names or not is_compile_failure(err):
+                raise
+            self._fall_back(err)
+        undo()
+        if rng is not None:
+            ckpt.restore_rng(rng)
+        return step()
+
+    def _fall_back(self, err: Exception) -> None:
+        self.failure = compile_fallback_message(
+            f"the networks {self.names}", err, "TrainConfig(compile=False) (CLI: --compile false)"
+        )
+        warnings.warn(self.failure, stacklevel=4)
+        for name in self.names:
+            getattr(self.model, name)._compiled_call_impl = None  # nn.Module.compile's hook: back to eager
+        self.names = []
