@@ -187,8 +187,8 @@ class _Loop:
         weights). Every check that can refuse the run comes before the first write of run records."""
         self.lock = run_folder.claim(self.folder, resume, self.is_main, self.world, self.device)
         existing = ckpt.list_checkpoints(self.folder) if resume else []
-        if existing:
-            self._resume_from(existing[-1])
+        if existing:  # the newest that loads; a damaged newer one is moved aside, with a warning
+            self._resume_from(*ckpt.load_newest_readable(existing, move_aside=self.is_main))
         else:
             seed_everything(self.cfg.seed * 1000 + self.rank)  # a different loop RNG stream per rank
             if init_from is not None:
@@ -202,11 +202,10 @@ class _Loop:
             )
         self.session_start, self.session_step0 = time.monotonic(), self.step
 
-    def _resume_from(self, path: Path) -> None:
-        """Load `path` after checking that it belongs to this model config, warning about other changes."""
-        # on the CPU: RNG states are host data (a CUDA map_location would make NumPy's keys a CUDA tensor), and
-        # the weights and optimizer state are copied to their parameters' device as they are loaded
-        state = ckpt.load_checkpoint(path)
+    def _resume_from(self, path: Path, state: dict) -> None:
+        """Load checkpoint `state` (read from `path` on the CPU: RNG states are host data, and the weights and
+        optimizer state are copied to their parameters' device as they load) after checking that it belongs to
+        this model config, warning about other changes."""
         run_folder.check_model_config(state.get("model_config") or {}, self.config["model"], path)
         _warn_if_changed(state["train_config"], asdict(self.cfg), path)
         saved_world = int(state.get("world_size", len(state["rng"])))
