@@ -138,6 +138,25 @@ def test_residual_posterior_with_zero_residual_is_the_prior():
     assert kl.abs().max().item() < 1e-4
 
 
+def test_a_zero_residual_gives_q_equal_to_p_even_with_a_prior_of_order_one():
+    """NVAE eq. 2 with the soft clamp: q = clamp(raw prior + residual), clamped once. Prior heads whose outputs are
+    of order 1 and zero residual heads give q = p exactly and a KL of 0 (clamping p, adding the residual and
+    clamping again gave group KLs of 1.6e2 to 6.2e6 nats per image here)."""
+    torch.manual_seed(0)
+    model = NVAE(NVAE_TINY).eval()
+    with torch.no_grad():
+        for head in model.net.prior_heads:
+            head.conv.weight.normal_(0, 0.5)
+            head.conv.bias.normal_(
+                0, 2.0
+            )  # raw means and log-scales of order 1, some beyond the clamp's bend
+    _, groups = model.net(tiny_images(2).float() / 255)
+    for q, p, _ in groups[1:]:
+        assert p.mu.abs().max() > 1  # the clamp bends here: 5 tanh(5 tanh(m / 5) / 5) != 5 tanh(m / 5)
+        assert torch.equal(q.mu, p.mu) and torch.equal(q.log_sigma, p.log_sigma)
+    assert model.group_kl(groups).abs().max().item() < 1e-6
+
+
 # --- objective pieces ---------------------------------------------------------------------------------------------
 
 

@@ -101,14 +101,16 @@ class NVAENet(nn.Module):
             h = self.dec_up[i // self.groups_per_scale - 1](h)
         return h
 
-    def _prior(self, h: torch.Tensor, i: int) -> Normal:
-        """p(z_i | z_<i): the standard normal for the top group, else from the decoder state."""
+    def _prior(self, h: torch.Tensor, i: int) -> tuple[Normal, Normal]:
+        """p(z_i | z_<i) and its raw (unclamped) parameters: the standard normal for the top group, else from
+        the decoder state."""
         if i == 0:
             zeros = torch.zeros(
                 h.shape[0], self.latent_channels, *h.shape[2:], device=h.device, dtype=h.dtype
             )
-            return Normal(zeros, zeros)
-        return _clamped(*self.prior_heads[i - 1](h).chunk(2, dim=1))
+            return Normal(zeros, zeros), Normal(zeros, zeros)
+        raw = Normal(*self.prior_heads[i - 1](h).chunk(2, dim=1))
+        return _clamped(raw.mu, raw.log_sigma), raw
 
     def top_down(self, feats: list[torch.Tensor] | None = None, n: int = 1, t: float = 1.0):
         """The decoder pass: posterior z's when feats are given, else n prior draws at temperature t.
@@ -119,11 +121,13 @@ class NVAENet(nn.Module):
         for i in range(len(self.enc_towers)):
             if i > 0:
                 h = self._advance(h, i)
-            p = self._prior(h, i)
+            p, p_raw = self._prior(h, i)
             q = None
             if feats is not None:  # NVAE eq. 2: q is p shifted and rescaled by the encoder's residual
                 d_mu, d_log_sigma = self.post_heads[i](feats[-1 - i] + self.enc_combine[i](h)).chunk(2, dim=1)
-                r = residual_normal(p, d_mu, d_log_sigma)
+                # added to the prior's raw parameters and clamped once, as the official code does: clamping p
+                # first and then the sum would make q differ from p even for a zero residual
+                r = residual_normal(p_raw, d_mu, d_log_sigma)
                 q = _clamped(r.mu, r.log_sigma)
             z = q.sample() if q is not None else p.sample(t)
             h = self.dec_combine[i](torch.cat([h, z.to(h.dtype)], dim=1))
