@@ -10,6 +10,7 @@ import torch
 
 from lib import bench
 from lib.bench.timing import mode_config
+from lib.common.accelerator import resolve_amp
 from lib.models import MODELS
 
 
@@ -41,7 +42,7 @@ def test_modes_set_the_loops_speed_switches_and_keep_the_preset():
     preset = MODELS["nvae"].presets["reference"][1]
     plain, fast = (mode_config(preset, mode, 32) for mode in ("plain", "fast"))
     assert plain.amp == "off" and not plain.compile and plain.channels_last == "off" and plain.tf32 == "off"
-    assert fast.amp == "bf16" and fast.compile and fast.channels_last == "on"
+    assert fast.amp == "auto" and fast.compile and fast.channels_last == "on"
     assert fast.fused_optimizer == "auto"  # adamax has no fused kernel
     assert mode_config(MODELS["ncsn"].presets["paper"][1], "fast", 8).fused_optimizer == "on"
     assert fast.optimizer == preset.optimizer and fast.lr == preset.lr and fast.batch_size == 32
@@ -94,7 +95,9 @@ def test_the_tiny_rehearsal_reports_every_family_net_and_mode(tmp_path, capsys):
         assert row["train_tflop_per_s"] == pytest.approx(
             row["gflop_per_image_train_step"] * row["train_img_per_s"] / 1e3, rel=0.01, abs=1e-3
         )
-        assert row["settings"]["amp"] == ("off" if row["mode"] == "plain" else "bf16")
+        assert row["settings"]["amp"] == ("off" if row["mode"] == "plain" else "auto")
+        auto = resolve_amp("auto", "cpu").amp  # bf16 on a CPU with AMX or AVX-512 BF16, else off
+        assert row["precision"] == ("off" if row["mode"] == "plain" else auto)
     iwae = {r["net"]: r["gflop_per_image_train_step"] for r in report["results"] if r["mode"] == "plain"}
     assert iwae["iwae_k1"] < iwae["iwae_k5"] < iwae["iwae_k50"]  # the decoder runs k times per image
     printed = [

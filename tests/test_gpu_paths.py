@@ -4,15 +4,18 @@ device. Each test here failed before its fix."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from lib.common import accelerator
 from lib.train import TrainConfig, train
 from lib.train import checkpoints as ckpt
 
+from .conftest import TinyDenoiser
 from .test_train import FAST, assert_same_weights, make_model
 
 
@@ -102,3 +105,59 @@ def test_a_failed_compile_falls_back_to_eager_with_one_warning_and_the_same_resu
 def test_an_error_of_the_model_itself_is_not_swallowed_by_the_fallback(images, tmp_path, no_cxx_compiler):
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(make_model(crash_at=0), images, TrainConfig(steps=2, compile=True, **FAST), tmp_path / "run")
+
+
+# --- 6: what amp="auto" picks ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "capability, amp, scaled",
+    [((7, 5), "fp16", True), ((7, 0), "fp16", True), ((8, 0), "bf16", False), ((9, 0), "bf16", False)],
+)
+def test_auto_precision_on_cuda_is_bf16_only_with_bf16_tensor_cores(monkeypatch, capability, amp, scaled):
+    """A T4 (7.5) emulates bf16 (torch.cuda.is_bf16_supported() is True there): fp16 with the GradScaler."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **kw: True)
+    precision = accelerator.resolve_amp("auto", torch.device("cuda"))
+    assert (precision.amp, precision.grad_scaler) == (amp, scaled)
+    assert f"compute capability {capability[0]}.{capability[1]}" in precision.why
+    assert accelerator.resolve_amp("off", torch.device("cuda")).amp == "off"  # an explicit choice stays
+
+
+class RecordsAutocast(TinyDenoiser):
+    """Records, per loss call, the autocast dtype on the CPU (None when autocast is off)."""
+
+    seen: list
+
+    def loss(self, x, step):
+        self.seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return super().loss(x, step)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_on_a_cpu_is_bf16_only_where_it_is_native_and_the_run_says_so(
+    native, images, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(accelerator, "cpu_has_native_bf16", lambda: native)
+    torch.manual_seed(0)
+    model = RecordsAutocast()
+    model.seen = []
+    result = train(model, images, TrainConfig(steps=2, **FAST), tmp_path / "run")
+    amp = "bf16" if native else "off"
+    assert model.seen == [torch.bfloat16 if native else None] * 2 and result.precision == amp
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"]["amp"] == amp
+    line = (
+        "run: bf16 autocast (auto: this CPU has native bf16" if native else "run: fp32 (auto: this CPU has no"
+    )
+    assert line in capsys.readouterr().err
+    model.seen = []
+    train(model, images, TrainConfig(steps=3, amp="off", **FAST), tmp_path / "off")
+    assert model.seen == [None] * 3  # amp="off" is fp32 on any CPU
+
+
+def test_the_cpu_probe_is_guarded_for_torch_builds_without_it(monkeypatch):
+    monkeypatch.setattr(accelerator, "_CPU_BF16_PROBES", ("_no_such_probe",))
+    assert accelerator.cpu_has_native_bf16() is False
+    monkeypatch.setattr(torch.cpu, "_fake_probe", lambda: True, raising=False)
+    monkeypatch.setattr(accelerator, "_CPU_BF16_PROBES", ("_fake_probe",))
+    assert accelerator.cpu_has_native_bf16() is True

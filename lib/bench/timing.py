@@ -1,5 +1,5 @@
 """Timing the real code: the training loop's own step (lib.train.loop's `_Loop.train_step`: forward, backward, guarded
-update, EMA, counters, log sums) and each family's own sampler, in a "plain" (fp32, eager) or "fast" (bf16 autocast,
+update, EMA, counters, log sums) and each family's own sampler, in a "plain" (fp32, eager) or "fast" (autocast as amp="auto" picks it,
 torch.compile, channels-last, fused optimizer, cuDNN autotuning, TF32) mode."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from dataclasses import replace
 
 import torch
 
+from ..common.accelerator import autocast
 from ..train.config import TrainConfig
-from ..train.loop import _autocast, _Loop
+from ..train.loop import _Loop
 from ..train.speed import FUSED
 from .flops import peak_memory_mb, reset_peak, sync
 
@@ -20,7 +21,7 @@ PLAIN = dict(
     amp="off", compile=False, channels_last="off", fused_optimizer="off", cudnn_benchmark="off", tf32="off"
 )
 FAST = dict(
-    amp="bf16", compile=True, channels_last="on", fused_optimizer="on", cudnn_benchmark="auto", tf32="auto"
+    amp="auto", compile=True, channels_last="on", fused_optimizer="on", cudnn_benchmark="auto", tf32="auto"
 )
 QUIET = dict(
     log_every=10**9, ckpt_every=10**9, n_samples=0, max_bad_steps=10**9
@@ -54,6 +55,7 @@ def time_training(model, cfg: TrainConfig, device: torch.device, warmup: int, st
         sync(device)
         seconds = time.perf_counter() - start
         return {
+            "precision": loop.precision.amp,  # what amp became on this device (fast: "auto")
             "train_img_per_s": cfg.batch_size * steps / seconds,
             "train_seconds": seconds,
             "graphs_compiled_while_timed": _compiled_graphs() - graphs,  # > 0: raise --warmup
@@ -124,7 +126,7 @@ def prior_draw(model, n: int, mode: str, device: torch.device):
     """model.sample(n) (one decoder / top-down pass per image) under the mode's autocast."""
 
     def draw() -> int:
-        with _autocast(device, "bf16" if mode == "fast" else "off"):
+        with autocast("auto" if mode == "fast" else "off", device):
             model.eval().sample(n)
         return n
 
@@ -138,7 +140,7 @@ def iwae_eval_draw(
     from ..metrics import importance_log_likelihood
 
     def draw() -> int:
-        with _autocast(device, "bf16" if mode == "fast" else "off"):
+        with autocast("auto" if mode == "fast" else "off", device):
             importance_log_likelihood(model.eval(), x, k=k, k_chunk=k_chunk)
         return len(x)
 

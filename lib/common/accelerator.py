@@ -87,7 +87,7 @@ def resolve_amp(amp: str, device: torch.device | str) -> Precision:
         return Precision("fp16", f"auto: compute capability {major}.{minor} has no bf16 tensor cores")
     if device.type == "cpu":
         if cpu_has_native_bf16():
-            return Precision("bf16", "auto: this CPU has native bf16 (AMX or AVX-512 BF16)")
+            return Precision("bf16", "auto: this CPU has native bf16, AMX or AVX-512 BF16")
         return Precision("off", "auto: this CPU has no native bf16")
     return Precision("off", f"auto: fp32 on {device.type}")
 

@@ -1,7 +1,8 @@
 """The one training loop shared by every model family (the model interface: `loss` and `sample`).
 
 A model offers `loss(x, step) -> (loss, stats)` and `sample(n) -> (n, 3, 32, 32) in [0, 1]`. `train()` adds
-what every family needs, identically, so comparisons are fair: bf16 autocast on CUDA, an EMA of the weights
+what every family needs, identically, so comparisons are fair: autocast where the device computes bf16 natively
+(fp16 with loss scaling on older GPUs; lib.common.accelerator decides `amp="auto"`), an EMA of the weights
 (sampling and evaluation use it), gradient clipping, skipping of non-finite updates (VDVAE's "poisoned"
 updates) with a clear error after `max_bad_steps` in a row, warm-up and cosine learning-rate decay, sample
 grids, a tqdm bar, JSON-lines metrics (mirrored to wandb), atomic checkpoints with exact resume, and
@@ -15,9 +16,9 @@ Run it from notebooks, or from the shell with `python -m lib.train <model> --key
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -29,6 +30,7 @@ from torch import nn
 from torchvision.utils import save_image
 from tqdm.std import tqdm  # text, not a notebook widget: a saved notebook shows the bar's last state
 
+from ..common import accelerator
 from ..common.devices import pick_device, seed_everything
 from ..common.paths import run_dir
 from ..data import InfiniteBatches
@@ -57,6 +59,9 @@ class TrainResult:
     img_per_s: float  # training throughput over the whole run: images / wall_seconds (all processes)
     n_skipped: int  # non-finite updates skipped over the whole run
     folder: Path  # the run folder
+    precision: str = (
+        ""  # the autocast precision this session trained in: bf16 | fp16 | off (amp="auto" resolved)
+    )
 
 
 class _Objective(nn.Module):
@@ -80,15 +85,6 @@ def distributed_context() -> tuple[int, int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return int(os.environ.get("RANK", "0")), local_rank, world
-
-
-def _autocast(device: torch.device, amp: str):
-    """The autocast context for cfg.amp ('auto' = bf16 on CUDA only)."""
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" else "off"
-    if amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def train(
@@ -164,8 +160,10 @@ class _Loop:
             self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
         self.optimizer, fused = speed.make_optimizer(cfg, model.parameters(), device)
         self.guard = GuardedStep(self.optimizer, fused)  # applies an update only where it is finite
-        fp16 = cfg.amp == "fp16" and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.precision = accelerator.resolve_amp(cfg.amp, device)  # "auto" decided once, by the device's bf16
+        self.scaler = torch.amp.GradScaler(
+            device.type, enabled=self.precision.grad_scaler and device.type == "cuda"
+        )
         self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
         self.compiled = speed.CompiledNetworks(model, cfg, device)  # after the EMA's copy: it samples eagerly
         self.bn_state = Snapshot(model.buffers())  # BN statistics: restored after a skipped step
@@ -176,6 +174,7 @@ class _Loop:
             "model": model_config,
             "world_size": world,
             "n_params": sum(p.numel() for p in model.parameters()),
+            "precision": {"amp": self.precision.amp, "why": self.precision.why},  # what amp="auto" became
         }
         self.step, self.wall_before, self.logger, self.bar = 0, 0.0, None, None
         self.lock, self.stop_request, self.saved_step = None, None, None  # set by start(), train(), _save()
@@ -199,6 +198,11 @@ class _Loop:
         if self.is_main:
             self.logger = RunLogger(
                 self.folder, self.config, use_wandb=use_wandb, resume_at=self.step if existing else None
+            )
+            print(
+                f"{self.folder.name}: {self.precision.describe()} on {self.device}",
+                file=sys.stderr,
+                flush=True,
             )
         self.session_start, self.session_step0 = time.monotonic(), self.step
 
@@ -242,6 +246,7 @@ class _Loop:
             images / max(seconds, 1e-9),
             self.n_skipped,
             self.folder,
+            self.precision.amp,
         )
 
     @property
@@ -314,7 +319,7 @@ class _Loop:
 
     def _forward(self, x):
         self.bn_state.save()
-        with _autocast(self.device, self.cfg.amp):
+        with accelerator.autocast(self.precision, self.device):
             loss, stats = self.objective(x, self.step)
         return loss.float(), stats
 
