@@ -204,11 +204,10 @@ def largest_pairwise_distance(x, chunk: int = 2048, device=None) -> float:
     """Technique 1: sigma_1 = max_{i,j} ||x_i - x_j||_2 over images x (N, ...) (uint8 read as k / 255, or [0, 1])."""
     best = 0.0
     for start in range(0, len(x), chunk):
-        a = to_float(x[start : start + chunk], device).flatten(1)
-        for other in range(start, len(x), chunk):
-            best = max(
-                best, torch.cdist(a, to_float(x[other : other + chunk], device).flatten(1)).max().item()
-            )
+        a = to_float(x[start : start + chunk], device).flatten(1).double()  # float64: cdist's matmul shortcut
+        for other in range(start, len(x), chunk):  # loses precision in float32, more so under TF32
+            b = to_float(x[other : other + chunk], device).flatten(1).double()
+            best = max(best, torch.cdist(a, b).max().item())
     return best
 
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from lib.common import accelerator
-from lib.train import TrainConfig, train
+from lib.metrics import nearest_neighbours, precision_recall
+from lib.train import TrainConfig, speed, train
 from lib.train import checkpoints as ckpt
 
 from .conftest import TinyDenoiser
@@ -161,3 +162,63 @@ def test_the_cpu_probe_is_guarded_for_torch_builds_without_it(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_fake_probe", lambda: True, raising=False)
     monkeypatch.setattr(accelerator, "_CPU_BF16_PROBES", ("_fake_probe",))
     assert accelerator.cpu_has_native_bf16() is True
+
+
+# --- 7: TF32 stays inside training; distances that do not depend on it ---------------------------------------
+
+
+@pytest.fixture
+def tf32_flags_kept():
+    """Whatever a test does to the process-wide precision flags, the next test sees them as they were."""
+    with speed.backend_flags(TrainConfig(), torch.device("cpu")):
+        yield
+
+
+def _tf32_now() -> tuple:
+    return torch.get_float32_matmul_precision(), torch.backends.cudnn.conv.fp32_precision
+
+
+class SetsTF32(TinyDenoiser):
+    """Turns TF32 on inside training, as the loop's CUDA speed switches (or code the model calls) may."""
+
+    def loss(self, x, step):
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        return super().loss(x, step)
+
+
+def test_train_puts_the_precision_flags_back_when_it_returns(images, tmp_path, tf32_flags_kept):
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    train(SetsTF32(), images, TrainConfig(steps=2, **FAST), tmp_path / "run")
+    assert _tf32_now() == ("highest", "ieee")
+
+
+@pytest.mark.parametrize("tf32, inside", [("on", ("high", "tf32")), ("off", ("highest", "ieee"))])
+def test_cuda_speed_flags_use_one_api_and_only_for_the_block(tf32, inside, tf32_flags_kept):
+    """No CUDA is needed to set the flags. After set_float32_matmul_precision (the user's, or a library's), the
+    legacy allow_tf32 flags would make torch.get_float32_matmul_precision() raise on torch 2.14."""
+    torch.set_float32_matmul_precision("medium")
+    torch.backends.cudnn.benchmark = False
+    with speed.backend_flags(TrainConfig(tf32=tf32, cudnn_benchmark="on"), torch.device("cuda")):
+        assert _tf32_now() == inside and torch.backends.cudnn.benchmark
+    assert torch.get_float32_matmul_precision() == "medium" and not torch.backends.cudnn.benchmark
+
+
+def test_a_near_copy_distance_is_exact_whatever_the_matmul_precision():
+    """02's copying check: a sample 0.55 from a training image (|x|^2 ~ 10^3). float32 through cdist's matmul
+    shortcut was ~6e-4 off (and TF32's 10-bit mantissa makes it up to ~100%)."""
+    g = torch.Generator().manual_seed(0)
+    reference = torch.rand(300, 3, 32, 32, generator=g)
+    step = torch.randn(8, 3, 32, 32, generator=g).sign() * 0.55 / 3072**0.5
+    queries = reference[:8] + step
+    distances, indices = nearest_neighbours(queries, reference)
+    assert torch.equal(indices[:, 0], torch.arange(8))
+    assert torch.allclose(distances[:, 0].double(), torch.full((8,), 0.55, dtype=torch.float64), rtol=1e-6)
+
+
+def test_precision_and_recall_do_not_move_with_the_origin():
+    """k-NN radii from |a|^2 + |b|^2 - 2 a.b cancel badly far from the origin in float32; the balls do not move."""
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(200, 64)), rng.normal(size=(200, 64)) + 0.3
+    assert precision_recall(real + 300.0, fake + 300.0) == precision_recall(real, fake)

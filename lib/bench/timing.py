@@ -14,7 +14,7 @@ import torch
 from ..common.accelerator import autocast
 from ..train.config import TrainConfig
 from ..train.loop import _Loop
-from ..train.speed import FUSED
+from ..train.speed import FUSED, backend_flags
 from .flops import peak_memory_mb, reset_peak, sync
 
 PLAIN = dict(
@@ -41,7 +41,7 @@ def time_training(model, cfg: TrainConfig, device: torch.device, warmup: int, st
     """Training img/s over `steps` loop steps after `warmup` (compilation happens there), peak memory, host syncs
     per step (CUDA: counted by torch.cuda.set_sync_debug_mode) and skipped updates."""
     images = torch.randint(0, 256, (2 * cfg.batch_size, 3, 32, 32), dtype=torch.uint8)
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, backend_flags(cfg, device):
         loop = _Loop(model.to(device), images, cfg, folder, device, 0, 1, {})
         loop.model.train()
         for _ in range(warmup):

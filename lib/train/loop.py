@@ -116,7 +116,18 @@ def train(
     device = torch.device(device) if device else pick_device()
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
-    loop = _Loop(model.to(device), x, cfg, _run_folder(run), device, rank, world, model_config or {})
+    with speed.backend_flags(cfg, device):  # TF32 and cuDNN autotuning for training only, then as they were
+        return _train(
+            _Loop(model.to(device), x, cfg, _run_folder(run), device, rank, world, model_config or {}),
+            resume,
+            init_from,
+            stop_at,
+            use_wandb,
+        )
+
+
+def _train(loop: _Loop, resume: bool, init_from, stop_at: int | None, use_wandb: bool) -> TrainResult:
+    cfg = loop.cfg
     with StopRequest() as loop.stop_request:
         try:
             loop.start(resume=resume, init_from=init_from, use_wandb=use_wandb)
@@ -147,7 +158,6 @@ class _Loop:
     """The loop's state and its small named steps; `train()` is the public entry point."""
 
     def __init__(self, model, x, cfg, folder, device, rank, world, model_config):
-        speed.set_backend_flags(cfg, device)
         model = speed.to_memory_format(model, cfg, device)
         self.model, self.cfg, self.folder, self.device = model, cfg, Path(folder), device
         self.rank, self.world, self.is_main = rank, world, rank == 0

@@ -6,6 +6,7 @@ torch.compile of the networks (optionally with CUDA graphs). `TrainConfig` (lib.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,13 +28,63 @@ def is_on(switch: str, device: torch.device) -> bool:
     return switch == "on" or (switch == "auto" and device.type == "cuda")
 
 
-def set_backend_flags(cfg, device: torch.device) -> None:
-    """cuDNN autotuning and TF32 as switched (process-wide torch settings, so a later loop with other switches, e.g.
-    the benchmark's plain mode after its fast one, sets them back); nothing changes off CUDA."""
-    if device.type != "cuda":
-        return
-    torch.backends.cudnn.benchmark = is_on(cfg.cudnn_benchmark, device)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = is_on(cfg.tf32, device)
+@contextlib.contextmanager
+def backend_flags(cfg, device: torch.device):
+    """cuDNN autotuning and TF32 as switched (CUDA only), for the block only: they are process-wide settings, and
+    TF32 left on reaches everything after training in the same process (torch.cdist's matmul in the nearest-
+    neighbour and precision/recall distances, with ~1e-3 relative rounding). Whatever the block does to them, they
+    are put back as they were. Matmuls go through torch.set_float32_matmul_precision and convolutions through
+    cudnn.conv.fp32_precision (cudnn.allow_tf32 on a torch without it): the legacy matmul flag after
+    set_float32_matmul_precision makes torch.get_float32_matmul_precision() raise (torch 2.14)."""
+    saved = _read_flags()
+    try:
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = is_on(cfg.cudnn_benchmark, device)
+            tf32 = is_on(cfg.tf32, device)
+            torch.set_float32_matmul_precision("high" if tf32 else "highest")
+            _set_conv_tf32(tf32)
+        yield
+    finally:
+        _write_flags(saved)
+
+
+def _conv_api():
+    """torch >= 2.9's per-backend precision object for cuDNN convolutions, or None on an older torch."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    return conv if conv is not None and hasattr(conv, "fp32_precision") else None
+
+
+def _set_conv_tf32(on: bool) -> None:
+    if _conv_api() is not None:
+        _conv_api().fp32_precision = "tf32" if on else "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = on
+
+
+def _read_flags() -> dict:
+    conv = _conv_api()
+    flags = {"benchmark": torch.backends.cudnn.benchmark}
+    flags["conv"] = conv.fp32_precision if conv is not None else torch.backends.cudnn.allow_tf32
+    try:
+        flags["matmul"] = torch.get_float32_matmul_precision()
+    except (
+        RuntimeError
+    ):  # the caller mixed the legacy and the new API: keep the per-backend values as they are
+        backends = (torch.backends.cuda.matmul, torch.backends.mkldnn.matmul)
+        flags["matmul_backends"] = [(b, b.fp32_precision) for b in backends if hasattr(b, "fp32_precision")]
+    return flags
+
+
+def _write_flags(flags: dict) -> None:
+    torch.backends.cudnn.benchmark = flags["benchmark"]
+    if _conv_api() is not None:
+        _conv_api().fp32_precision = flags["conv"]
+    else:
+        torch.backends.cudnn.allow_tf32 = flags["conv"]
+    if "matmul" in flags:
+        torch.set_float32_matmul_precision(flags["matmul"])
+    for backend, value in flags.get("matmul_backends", []):
+        backend.fp32_precision = value
 
 
 def make_optimizer(cfg, params, device: torch.device) -> tuple[torch.optim.Optimizer, bool]:
