@@ -312,6 +312,30 @@ def test_bf16_autocast_keeps_the_objective_in_fp32():
     assert loss.dtype == torch.float32 and torch.isfinite(loss) and stats["kl"].dtype == torch.float32
 
 
+def test_under_autocast_the_dmol_head_runs_in_fp32():
+    """The decoder's last features come out of bf16 layers; the head that turns them into the mixture's
+    parameters is fp32, so the likelihood sees unrounded locations, scales and coefficients."""
+    torch.manual_seed(0)
+    model = NVAE(NVAE_TINY).eval()
+    features = []
+    model.net.post.register_forward_hook(lambda module, args, out: features.append(out))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = model.net(tiny_images(2).float() / 255)
+    assert features[0].dtype == torch.bfloat16 and out.dtype == torch.float32
+    with torch.no_grad():
+        assert torch.equal(out, model.net.out(features[0].float()))
+
+
+def test_power_iteration_is_fp32_under_autocast():
+    torch.manual_seed(0)
+    weight, u = torch.randn(3, 6, 5), torch.nn.functional.normalize(torch.randn(3, 6), dim=1)
+    sigma, u_new = power_iteration(weight, u, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sigma_amp, u_amp = power_iteration(weight.bfloat16(), u, 5)
+    assert sigma_amp.dtype == u_amp.dtype == torch.float32
+    assert torch.allclose(sigma_amp, power_iteration(weight.bfloat16().float(), u, 5)[0], rtol=1e-6)
+
+
 def test_tiny_preset_is_registered():
     model_cfg, train_cfg = MODELS["nvae"].presets["tiny"]
     assert train_cfg.optimizer == "adamax"
