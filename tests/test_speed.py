@@ -239,3 +239,24 @@ def test_a_stop_after_an_exploding_update_writes_no_checkpoint_and_says_so(image
     err = capsys.readouterr().err
     assert "at step 7/12: no checkpoint written now; the newest is" in err and "checkpoint_0000004.pt" in err
     assert [p.name for p in ckpt.list_checkpoints(tmp_path / "run")] == ["checkpoint_0000004.pt"]
+
+
+def test_a_snapshot_keeps_the_live_strides_of_channels_last_tensors():
+    """Views with the live tensors' strides let torch's batched copy take its one-kernel path (with NCHW views of
+    channels-last weights it copied tensor by tensor); the values round-trip either way."""
+    weight = torch.randn(4, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    others = [
+        torch.randn(7),
+        torch.randn(6, 3)[:, :2],
+        torch.randn(2, 3, 1, 1),
+    ]  # 1-D, a gapped view, size-1 dims
+    snap = Snapshot([weight, *others])
+    live, saved_views = snap.groups[0][0], snap.groups[0][1]
+    assert saved_views[0].stride() == weight.stride() and saved_views[3].stride() == others[2].stride()
+    kept = [t.clone() for t in live]
+    snap.save()
+    for t in live:
+        t.fill_(float("nan"))
+    snap.keep_if(torch.tensor(False))
+    assert all(torch.equal(a, b) for a, b in zip(live, kept))
+    assert weight.is_contiguous(memory_format=torch.channels_last)
