@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lib import bench
+from lib.bench import timing
 from lib.bench.timing import mode_config
 from lib.common.accelerator import resolve_amp
 from lib.models import MODELS
@@ -123,3 +124,17 @@ def test_a_failed_compile_or_a_failing_row_is_recorded_and_the_next_row_runs(no_
     first, second = report["results"]
     assert first["error"] == "OutOfMemoryError: simulated: out of memory"
     assert "InvalidCxxCompiler" in second["compile_failure"] and second["train_img_per_s"] > 0
+
+
+def test_timed_steps_never_cross_an_epoch(monkeypatch):
+    """A new epoch costs two blocking host-to-device copies; 2 x batch images made one every other step, so
+    host_syncs_per_step read ~1 and small models looked slow."""
+    from lib.data import InfiniteBatches
+    from lib.models import IWAE, IWAEConfig
+    from lib.models.vae import VAE_TINY
+
+    epochs, load = [], InfiniteBatches._load_epoch
+    monkeypatch.setattr(InfiniteBatches, "_load_epoch", lambda self, e: epochs.append(e) or load(self, e))
+    cfg = mode_config(MODELS["iwae"].presets["default"][1], "plain", 2)
+    timing.time_training(IWAE(IWAEConfig(**VAE_TINY)), cfg, torch.device("cpu"), warmup=2, steps=5)
+    assert set(epochs) == {0}

@@ -23,6 +23,7 @@ PLAIN = dict(
 FAST = dict(
     amp="auto", compile=True, channels_last="on", fused_optimizer="on", cudnn_benchmark="auto", tf32="auto"
 )
+SYNC_STEPS = 2  # training steps under torch's sync debug mode (CUDA)
 QUIET = dict(
     log_every=10**9, ckpt_every=10**9, n_samples=0, max_bad_steps=10**9
 )  # no records, files or stops
@@ -39,8 +40,11 @@ def mode_config(cfg: TrainConfig, mode: str, batch: int, compile: bool = True) -
 
 def time_training(model, cfg: TrainConfig, device: torch.device, warmup: int, steps: int) -> dict:
     """Training img/s over `steps` loop steps after `warmup` (compilation happens there), peak memory, host syncs
-    per step (CUDA: counted by torch.cuda.set_sync_debug_mode) and skipped updates."""
-    images = torch.randint(0, 256, (2 * cfg.batch_size, 3, 32, 32), dtype=torch.uint8)
+    per step (CUDA: counted by torch.cuda.set_sync_debug_mode) and skipped updates. Every step stays inside one
+    epoch: a new epoch copies its permutation and flips to the device (two blocking copies), which real training
+    does once per epoch and a tiny image set would do every other step."""
+    n_steps = warmup + SYNC_STEPS + steps + 1
+    images = torch.randint(0, 256, (n_steps * cfg.batch_size, 3, 32, 32), dtype=torch.uint8)
     with tempfile.TemporaryDirectory() as folder, backend_flags(cfg, device):
         loop = _Loop(model.to(device), images, cfg, folder, device, 0, 1, {})
         loop.model.train()
@@ -74,7 +78,7 @@ def _compiled_graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
-def count_host_syncs(loop, device: torch.device, n_steps: int = 2) -> dict:
+def count_host_syncs(loop, device: torch.device, n_steps: int = SYNC_STEPS) -> dict:
     """Synchronising CUDA calls per training step (torch's sync debug mode warns on each), and the first one's
     message; None on other devices, where the loop's tests check the same on the CPU."""
     if device.type != "cuda":
