@@ -279,6 +279,24 @@ def _train_a_little(model: NVAE, steps: int = 3) -> None:
         optimizer.step()
 
 
+@pytest.mark.parametrize("free_mb, largest_call", [(20, 8), (None, 100)])
+def test_the_bound_decodes_at_once_only_what_fits_in_free_memory(monkeypatch, free_mb, largest_call):
+    """With 20 MB free, 1 MB per decoded image and batches of 4, half the free memory holds 2 copies per call, so
+    calls decode at most 8 images (k_chunk=25 asked for 100); every image still gets its k = 25 samples. Where free
+    memory is unknown (the CPU) k_chunk stands."""
+    from lib.metrics import likelihood
+
+    torch.manual_seed(0)
+    model, decoded = NVAE(NVAE_TINY), []
+    log_weights = model.log_weights
+    monkeypatch.setattr(model, "log_weights", lambda xb, k: decoded.append(len(xb) * k) or log_weights(xb, k))
+    monkeypatch.setattr(likelihood, "free_memory_bytes", lambda device: free_mb and free_mb * 2**20)
+    monkeypatch.setattr(likelihood, "decoder_bytes_per_image", lambda model, xb: 2**20)
+    out = hierarchical_bounds(model, tiny_images(8), k=25, k_chunk=25, batch_size=4)
+    assert max(decoded) == largest_call and sum(decoded) == 8 * 25
+    assert math.isfinite(out["iw_nats"]) and out["iw_nats"] >= out["elbo_nats"] - 50
+
+
 def test_untrained_bits_per_dim_are_finite_and_near_eight():
     torch.manual_seed(0)
     result = hierarchical_bounds(NVAE(NVAE_TINY).eval(), tiny_images(4), k=4, k_chunk=4, batch_size=4)
