@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from .common.accelerator import compile_fallback_message, is_compile_failure
+from .common.accelerator import compile_fallback_message, is_compile_failure, native_bf16
 from .data import to_float
 
 Score = Callable[[torch.Tensor, int], torch.Tensor]
@@ -109,6 +109,23 @@ def compiled_langevin_step():
 
 
 PRECISIONS = ("fp32", "bf16")
+
+
+def sampler_speed(device: torch.device | str, precision: str = "auto", compile: bool | str = "auto"):
+    """(precision, compile) for a Langevin chain on `device`. precision "auto": bf16 where the device computes it
+    natively (lib.common.accelerator.native_bf16: CUDA capability >= 8, AMX / AVX-512 BF16 CPUs), else fp32.
+    compile "auto": on CUDA only (Inductor's CPU build of a score net takes minutes, longer than a smoke-size
+    chain runs); a compile that fails falls back to eager."""
+    device = torch.device(device)
+    if precision == "auto":
+        precision = "bf16" if native_bf16(device) else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'auto' or one of {list(PRECISIONS)}, got {precision!r}")
+    if compile == "auto":
+        compile = device.type == "cuda"
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
+    return precision, compile
 
 
 def autocast_score(score: Score, device_type: str, precision: str = "fp32") -> Score:

@@ -116,7 +116,9 @@ def time_sampling(draw, device: torch.device, repeats: int) -> dict:
 
 def ncsn_draw(model, n: int, mode: str, compile: bool = True):
     """NCSN.sample itself, one Langevin step per level (+ the Tweedie step): L (+1) evaluations per image."""
-    options = dict(precision="bf16", compile=compile) if mode == "fast" else {}
+    options = (
+        dict(precision="auto", compile=compile) if mode == "fast" else dict(precision="fp32", compile=False)
+    )
     evaluations = model.cfg.n_sigmas + int(model.cfg.denoise)
 
     def draw() -> int:
