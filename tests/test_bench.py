@@ -43,7 +43,7 @@ def test_modes_set_the_loops_speed_switches_and_keep_the_preset():
     preset = MODELS["nvae"].presets["reference"][1]
     plain, fast = (mode_config(preset, mode, 32) for mode in ("plain", "fast"))
     assert plain.amp == "off" and not plain.compile and plain.channels_last == "off" and plain.tf32 == "off"
-    assert fast.amp == "auto" and fast.compile and fast.channels_last == "on"
+    assert fast.amp == "auto" and fast.compile and fast.channels_last == "auto"
     assert fast.fused_optimizer == "auto"  # adamax has no fused kernel
     assert mode_config(MODELS["ncsn"].presets["paper"][1], "fast", 8).fused_optimizer == "on"
     assert fast.optimizer == preset.optimizer and fast.lr == preset.lr and fast.batch_size == 32

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ def test_channels_last_trains_resumes_and_loads_into_a_plain_model(images, tmp_p
     grads = []
     for fmt in ("on", "off"):  # the same network, input and loss in both formats (randn_like would differ:
         loop = tiny_loop(make_model(), images, tmp_path / fmt, channels_last=fmt)  # it fills in memory order)
-        x = speed.batch_format(loop.batches.batch(0), loop.cfg, loop.device)
+        x = speed.batch_format(loop.batches.batch(0), loop.channels_last)
         loop.model.net(x).square().mean().backward()
         grads.append([p.grad for p in loop.model.parameters()])
     for a, b in zip(*grads):
@@ -260,3 +261,19 @@ def test_a_snapshot_keeps_the_live_strides_of_channels_last_tensors():
     snap.keep_if(torch.tensor(False))
     assert all(torch.equal(a, b) for a, b in zip(live, kept))
     assert weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(
+    "family, net, auto_on_cuda",
+    [("ncsn", "unet", False), ("ncsn", "refinenet", False), ("nvae", None, True), ("beta_vae", None, True)],
+)
+def test_channels_last_auto_is_chosen_per_net_and_stays_overridable(family, net, auto_on_cuda):
+    """auto: the networks whose norms convert layouts (GroupNorm, InstanceNorm) stay NCHW on CUDA; off the GPU it
+    is off; on / off force it either way. No CUDA is needed: the choice reads only the device's type."""
+    cfg = MODELS[family].presets["tiny"][0]
+    model = MODELS[family].build(replace(cfg, net=net) if net else cfg)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert speed.channels_last_on(model, TrainConfig(), cuda) is auto_on_cuda
+    assert speed.channels_last_on(model, TrainConfig(), cpu) is False
+    assert speed.channels_last_on(model, TrainConfig(channels_last="on"), cpu) is True
+    assert speed.channels_last_on(model, TrainConfig(channels_last="off"), cuda) is False

@@ -1,6 +1,7 @@
 """Throughput benchmark of the real training loop and samplers: `python -m lib.bench ncsn|vae|nvae|all [options]`.
 
-Per family and net, "plain" (fp32, eager) and "fast" (autocast as amp="auto" picks it + torch.compile + channels-last + fused optimizer
+Per family and net, "plain" (fp32, eager) and "fast" (autocast as amp="auto" picks it + torch.compile + channels-last
+where auto picks it + fused optimizer
 + cuDNN autotuning + TF32) side by side: parameters, GFLOP per image of one training step (forward + backward,
 torch.utils.flop_counter corrected for grouped convolutions) and of one sampling evaluation, training img/s and
 TFLOP/s with the fraction of the device's bf16 peak, sampling evaluations/s, peak memory, host syncs per step (CUDA),
@@ -107,7 +108,7 @@ def header(args, device: torch.device) -> dict:
         "settings": {k: v for k, v in vars(args).items() if k not in ("family", "out")},
         "modes": {
             "plain": "fp32, eager, no channels-last, for-loop/foreach optimizer, no TF32/cuDNN autotune",
-            "fast": "autocast as amp='auto' picks it (bf16 where native, fp16 on older GPUs), torch.compile of the nets (and of the Langevin step), channels-last, "
+            "fast": "autocast as amp='auto' picks it (bf16 where native, fp16 on older GPUs), torch.compile of the nets (and of the Langevin step), channels-last where auto picks it (per net), "
             "fused Adam/AdamW (Adamax: foreach), cuDNN autotune, TF32",
         },
         "reference": REFERENCE,

@@ -21,7 +21,7 @@ PLAIN = dict(
     amp="off", compile=False, channels_last="off", fused_optimizer="off", cudnn_benchmark="off", tf32="off"
 )
 FAST = dict(
-    amp="auto", compile=True, channels_last="on", fused_optimizer="on", cudnn_benchmark="auto", tf32="auto"
+    amp="auto", compile=True, channels_last="auto", fused_optimizer="on", cudnn_benchmark="auto", tf32="auto"
 )
 SYNC_STEPS = 2  # training steps under torch's sync debug mode (CUDA)
 QUIET = dict(
@@ -60,6 +60,7 @@ def time_training(model, cfg: TrainConfig, device: torch.device, warmup: int, st
         seconds = time.perf_counter() - start
         return {
             "precision": loop.precision.amp,  # what amp became on this device (fast: "auto")
+            "channels_last": loop.channels_last,  # what channels_last became for this net and device
             "train_img_per_s": cfg.batch_size * steps / seconds,
             "train_seconds": seconds,
             "graphs_compiled_while_timed": _compiled_graphs() - graphs,  # > 0: raise --warmup

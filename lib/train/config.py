@@ -47,7 +47,7 @@ class TrainConfig:
         "default"  # default | reduce-overhead (CUDA graphs; CUDA only) | max-autotune[-no-cudagraphs]
     )
     channels_last: str = (
-        "auto"  # auto | on | off: NHWC weights and batches (faster convolutions on tensor cores)
+        "auto"  # auto | on | off: NHWC weights and batches (auto: on CUDA for nets that gain, lib.nets)
     )
     fused_optimizer: str = (
         "auto"  # auto | on | off: fused Adam/AdamW kernel (adamax has none: "foreach" instead)

@@ -158,7 +158,8 @@ class _Loop:
     """The loop's state and its small named steps; `train()` is the public entry point."""
 
     def __init__(self, model, x, cfg, folder, device, rank, world, model_config):
-        model = speed.to_memory_format(model, cfg, device)
+        self.channels_last = speed.channels_last_on(model, cfg, device)  # "auto": per net (lib.nets)
+        model = speed.to_memory_format(model, self.channels_last)
         self.model, self.cfg, self.folder, self.device = model, cfg, Path(folder), device
         self.rank, self.world, self.is_main = rank, world, rank == 0
         self.batches = InfiniteBatches(
@@ -305,7 +306,7 @@ class _Loop:
         only once the update is applied (interrupts checks n_updates + n_skipped == step)."""
         x = self.batches.batch(self.step)  # this rank's shard of the global batch
         lr = self._set_lr()  # warm-up / cosine schedule
-        x = speed.batch_format(x, self.cfg, self.device)
+        x = speed.batch_format(x, self.channels_last)
         # model.loss under autocast, then gradients, clipping and finiteness (on the device); eager again if compiling
         # fails on this step (compilation is lazy: a missing compiler shows only now)
         loss, stats, grad_norm, finite = self.compiled.run(

@@ -1,7 +1,7 @@
 """The training loop's speed options, in one place so every family and the benchmark get them the same way:
 the optimizer's implementation (fused / foreach), channels-last memory format, cuDNN autotuning, TF32, and
 torch.compile of the networks (optionally with CUDA graphs). `TrainConfig` (lib.train.config) holds the switches; each
-"auto" means on for CUDA and off elsewhere.
+"auto" means on for CUDA and off elsewhere (channels-last: on CUDA for the networks that gain from it).
 """
 
 from __future__ import annotations
@@ -111,14 +111,23 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
     optimizer.load_state_dict({**saved, "param_groups": groups})
 
 
-def to_memory_format(model: nn.Module, cfg, device: torch.device) -> nn.Module:
-    """The model in channels-last format when switched on (4-D weights only; the rest is unchanged)."""
-    return model.to(memory_format=torch.channels_last) if is_on(cfg.channels_last, device) else model
+def channels_last_on(model: nn.Module, cfg, device: torch.device) -> bool:
+    """cfg.channels_last "on" / "off" as given; "auto": on CUDA unless a network of the model says channels-last
+    does not pay for it (a module attribute `channels_last_auto = False`, set from measurements: lib.nets.ncsn),
+    off elsewhere."""
+    if cfg.channels_last != "auto":
+        return cfg.channels_last == "on"
+    return device.type == "cuda" and all(getattr(m, "channels_last_auto", True) for m in model.modules())
 
 
-def batch_format(x: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
+def to_memory_format(model: nn.Module, on: bool) -> nn.Module:
+    """The model in channels-last format when `on` (4-D weights only; the rest is unchanged)."""
+    return model.to(memory_format=torch.channels_last) if on else model
+
+
+def batch_format(x: torch.Tensor, on: bool) -> torch.Tensor:
     """A batch in the model's memory format."""
-    return x.contiguous(memory_format=torch.channels_last) if is_on(cfg.channels_last, device) else x
+    return x.contiguous(memory_format=torch.channels_last) if on else x
 
 
 def compile_networks(model: nn.Module, cfg, device: torch.device) -> list[str]:
