@@ -17,7 +17,6 @@ Run it from notebooks, or from the shell with `python -m lib.train <model> --key
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 import warnings
@@ -32,22 +31,18 @@ from tqdm.std import tqdm  # text, not a notebook widget: a saved notebook shows
 
 from ..common import accelerator
 from ..common.devices import pick_device, seed_everything
-from ..common.paths import run_dir
 from ..data import InfiniteBatches
 from . import checkpoints as ckpt
 from . import run_folder, speed
 from .config import TrainConfig, lr_at
+from .distributed import distributed_context
 from .ema import EMA
 from .interrupts import Interrupted, StopRequest, interrupted_now, stop_if_asked
 from .log_window import Window
 from .logger import RunLogger
-from .skipping import GuardedStep, SkipCounts, Snapshot
+from .skipping import GuardedStep, NonFiniteError, SkipCounts, Snapshot, all_finite, non_finite_message
 
-__all__ = ["NonFiniteError", "TrainResult", "train"]
-
-
-class NonFiniteError(RuntimeError):
-    """Too many non-finite updates in a row."""
+__all__ = ["NonFiniteError", "TrainResult", "distributed_context", "train"]
 
 
 @dataclass
@@ -59,9 +54,7 @@ class TrainResult:
     img_per_s: float  # training throughput over the whole run: images / wall_seconds (all processes)
     n_skipped: int  # non-finite updates skipped over the whole run
     folder: Path  # the run folder
-    precision: str = (
-        ""  # the autocast precision this session trained in: bf16 | fp16 | off (amp="auto" resolved)
-    )
+    precision: str = ""  # this session's autocast: bf16 | fp16 | off (what amp="auto" became)
 
 
 class _Objective(nn.Module):
@@ -73,18 +66,6 @@ class _Objective(nn.Module):
 
     def forward(self, x: torch.Tensor, step: int):
         return self.model.loss(x, step)
-
-
-def distributed_context() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from torchrun's environment; initialises the process group once."""
-    world, local_rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("LOCAL_RANK", "0"))
-    if world > 1 and torch.cuda.is_available():
-        # NCCL runs a rank's collectives (all_gather_object's buffers too) on the current device: unset, every rank
-        # would use cuda:0 ("duplicate GPU" from NCCL, or a hang at the first checkpoint)
-        torch.cuda.set_device(local_rank)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return int(os.environ.get("RANK", "0")), local_rank, world
 
 
 def train(
@@ -117,13 +98,10 @@ def train(
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
     with speed.backend_flags(cfg, device):  # TF32 and cuDNN autotuning for training only, then as they were
-        return _train(
-            _Loop(model.to(device), x, cfg, _run_folder(run), device, rank, world, model_config or {}),
-            resume,
-            init_from,
-            stop_at,
-            use_wandb,
+        loop = _Loop(
+            model.to(device), x, cfg, run_folder.resolve(run), device, rank, world, model_config or {}
         )
+        return _train(loop, resume, init_from, stop_at, use_wandb)
 
 
 def _train(loop: _Loop, resume: bool, init_from, stop_at: int | None, use_wandb: bool) -> TrainResult:
@@ -141,17 +119,6 @@ def _train(loop: _Loop, resume: bool, init_from, stop_at: int | None, use_wandb:
         finally:
             loop.close()
     return loop.result()
-
-
-def _run_folder(run: str | Path) -> Path:
-    """A Path is the run folder itself; a str is a run name, which must be a plain folder name (runs.run_dir)."""
-    if isinstance(run, os.PathLike):
-        return Path(run)
-    if isinstance(run, str):
-        return run_dir(run)
-    raise TypeError(
-        f"run must be a run name (str) or a folder (pathlib.Path), got {type(run).__name__} {run!r}"
-    )
 
 
 class _Loop:
@@ -202,7 +169,7 @@ class _Loop:
         else:
             seed_everything(self.cfg.seed * 1000 + self.rank)  # a different loop RNG stream per rank
             if init_from is not None:
-                source = _newest(init_from)
+                source = run_folder.newest_checkpoint(init_from)
                 state = ckpt.load_checkpoint(source)  # on the CPU: load_weights copies to the device
                 ckpt.load_weights(self.model, state["model"], source)
                 ckpt.load_weights(self.ema.model, state["ema"], source)
@@ -222,7 +189,7 @@ class _Loop:
         optimizer state are copied to their parameters' device as they load) after checking that it belongs to
         this model config, warning about other changes."""
         run_folder.check_model_config(state.get("model_config") or {}, self.config["model"], path)
-        _warn_if_changed(state["train_config"], asdict(self.cfg), path)
+        run_folder.warn_if_train_config_changed(state["train_config"], asdict(self.cfg), path)
         saved_world = int(state.get("world_size", len(state["rng"])))
         run_folder.warn_if_world_changed(saved_world, self.world, self.cfg.batch_size, path)
         self._load(state, path)
@@ -364,19 +331,9 @@ class _Loop:
     def _check_streak(self) -> None:
         """Raise when a streak of non-finite updates reached max_bad_steps (one host read)."""
         counts = self.counts.read()
-        if counts["bad_streak_end"]:
-            raise NonFiniteError(self._non_finite_message(counts))
-
-    def _non_finite_message(self, counts: dict) -> str:
-        kept = ckpt.list_checkpoints(self.folder)  # only checkpoints with finite weights are written
-        where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written yet"
-        last, n_bad = counts["bad_streak_end"], self.cfg.max_bad_steps
-        return (
-            f"{n_bad} non-finite updates in a row (steps {last - n_bad + 1} to {last}, numbered like checkpoints:"
-            f" checkpoint_N holds the state after step N; checked at step {self.step}; {counts['n_skipped']}"
-            f" skipped in all); none was applied and {where}. "
-            f"Lower lr (now {self.cfg.lr}), set grad_clip, or check the model and data for NaN/inf."
-        )
+        if counts["bad_streak_end"]:  # only checkpoints with finite weights are written: the newest is good
+            kept = ckpt.list_checkpoints(self.folder)
+            raise NonFiniteError(non_finite_message(counts, self.cfg, self.step, kept[-1] if kept else None))
 
     def _out_of_time(self) -> bool:
         """True when cfg.max_minutes has passed (agreed across ranks, so all stop at the same step)."""
@@ -426,7 +383,7 @@ class _Loop:
         else:
             rng = [rng]
         model, ema = self.model.state_dict(), self.ema.model.state_dict()
-        if not _all_finite([*model.values(), *ema.values()]):
+        if not all_finite([*model.values(), *ema.values()]):
             if self.is_main:
                 warnings.warn(
                     f"step {self.step}: the weights are not finite (an exploding update?); no checkpoint "
@@ -465,31 +422,3 @@ class _Loop:
         self.window = Window.from_state(state.get("window"), self.device)
         rngs = state["rng"]
         ckpt.restore_rng(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
-
-
-def _all_finite(tensors) -> bool:
-    """Whether every floating-point tensor is free of NaN and inf (one host read)."""
-    floats = [t for t in tensors if t.is_floating_point()]
-    return not floats or bool(torch.stack([torch.isfinite(t).all() for t in floats]).all())
-
-
-def _warn_if_changed(saved: dict, now: dict, path: Path) -> None:
-    """Resuming under another TrainConfig is allowed (e.g. more steps), but never silently."""
-    defaults = asdict(TrainConfig())  # a field newer than the checkpoint, left at its default, is no change
-    changed = {
-        k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and (k in saved or v != defaults[k])
-    }
-    if changed:
-        listed = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
-        warnings.warn(f"resuming {path} with a changed TrainConfig ({listed})", stacklevel=5)
-
-
-def _newest(source: str | Path) -> Path:
-    """`source` itself if it is a file, else the newest checkpoint in that run folder."""
-    source = Path(source)
-    if source.is_dir():
-        found = ckpt.list_checkpoints(source)
-        if not found:
-            raise ckpt.CheckpointError(f"no checkpoint_*.pt in {source} to initialise from")
-        return found[-1]
-    return source

@@ -21,6 +21,22 @@ import itertools
 import torch
 
 
+class NonFiniteError(RuntimeError):
+    """Too many non-finite updates in a row."""
+
+
+def non_finite_message(counts: dict, cfg, step: int, last_good) -> str:
+    """What NonFiniteError says: the streak's steps (numbered like checkpoints), the last good checkpoint, fixes."""
+    where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
+    last, n_bad = counts["bad_streak_end"], cfg.max_bad_steps
+    return (
+        f"{n_bad} non-finite updates in a row (steps {last - n_bad + 1} to {last}, numbered like checkpoints:"
+        f" checkpoint_N holds the state after step N; checked at step {step}; {counts['n_skipped']}"
+        f" skipped in all); none was applied and {where}. "
+        f"Lower lr (now {cfg.lr}), set grad_clip, or check the model and data for NaN/inf."
+    )
+
+
 class Snapshot:
     """A saved copy of a fixed list of tensors, kept as one flat buffer per (dtype, device); the saved values start
     at zero, which is what a lazily created optimizer state (moments, step count) starts from."""
@@ -150,3 +166,9 @@ class SkipCounts:
         """Restore from a checkpoint's ints (older checkpoints lack the streak: 0)."""
         values = [int(counts.get(name, 0)) for name in self.FIELDS]
         self.values = torch.tensor(values, dtype=torch.int64, device=self.values.device)
+
+
+def all_finite(tensors) -> bool:
+    """Whether every floating-point tensor is free of NaN and inf (one host read)."""
+    floats = [t for t in tensors if t.is_floating_point()]
+    return not floats or bool(torch.stack([torch.isfinite(t).all() for t in floats]).all())
