@@ -298,3 +298,31 @@ def test_make_with_an_empty_venv_imports_lib_from_the_checkout(tmp_path):
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     ).stdout
     assert out.strip().split(":")[0] == str(root)
+
+
+class OverflowsOnce(TinyDenoiser):
+    """A loss 1e30 times too large at step `at`: fp16 gradients overflow there, as a scale of 2^16 first does."""
+
+    def __init__(self, at: int):
+        super().__init__()
+        self.at = at
+
+    def loss(self, x, step):
+        loss, stats = super().loss(x, step)
+        return (loss * 1e30 if step == self.at else loss), stats
+
+
+def test_fp16_the_t4_default_trains_with_loss_scaling_and_resumes_exactly(images, tmp_path):
+    """What amp="auto" picks below compute capability 8, run on the CPU: an overflowing step is skipped and halves
+    the scale (GradScaler), the scale is checkpointed, and a resumed run reaches the whole run's weights."""
+    cfg = TrainConfig(steps=8, amp="fp16", **FAST)
+    torch.manual_seed(0)
+    whole = train(OverflowsOnce(at=5), images, cfg, tmp_path / "whole")
+    assert whole.precision == "fp16" and whole.n_skipped == 1
+    scale = torch.load(tmp_path / "whole" / "checkpoint_0000008.pt", weights_only=True)["scaler"]["scale"]
+    assert scale == 2.0**15  # 2^16 halved once, at the overflow (growth only after 2000 good steps)
+    torch.manual_seed(0)
+    train(OverflowsOnce(at=5), images, cfg, tmp_path / "split", stop_at=4)
+    torch.manual_seed(0)
+    resumed = train(OverflowsOnce(at=5), images, cfg, tmp_path / "split")
+    assert_same_weights(whole.model, resumed.model)

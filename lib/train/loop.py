@@ -139,9 +139,10 @@ class _Loop:
         self.optimizer, fused = speed.make_optimizer(cfg, model.parameters(), device)
         self.guard = GuardedStep(self.optimizer, fused)  # applies an update only where it is finite
         self.precision = accelerator.resolve_amp(cfg.amp, device)  # "auto" decided once, by the device's bf16
-        self.scaler = torch.amp.GradScaler(
-            device.type, enabled=self.precision.grad_scaler and device.type == "cuda"
-        )
+        # fp16 scales the loss (its range underflows small gradients); on the CPU too, so the path a T4 takes by
+        # default runs, and is tested, here
+        scaled = self.precision.grad_scaler and device.type in ("cuda", "cpu")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=scaled)
         self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
         self.compiled = speed.CompiledNetworks(model, cfg, device)  # after the EMA's copy: it samples eagerly
         self.bn_state = Snapshot(model.buffers())  # BN statistics: restored after a skipped step

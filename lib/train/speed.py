@@ -32,7 +32,7 @@ def is_on(switch: str, device: torch.device) -> bool:
 def backend_flags(cfg, device: torch.device):
     """cuDNN autotuning and TF32 as switched (CUDA only), for the block only: they are process-wide settings, and
     TF32 left on reaches everything after training in the same process (torch.cdist's matmul in the nearest-
-    neighbour and precision/recall distances, with ~1e-3 relative rounding). Whatever the block does to them, they
+    neighbour and precision/recall distances, whose inputs TF32 rounds to a 10-bit mantissa). Whatever the block does to them, they
     are put back as they were. Matmuls go through torch.set_float32_matmul_precision and convolutions through
     cudnn.conv.fp32_precision (cudnn.allow_tf32 on a torch without it): the legacy matmul flag after
     set_float32_matmul_precision makes torch.get_float32_matmul_precision() raise (torch 2.14)."""
@@ -49,7 +49,7 @@ def backend_flags(cfg, device: torch.device):
 
 
 def _conv_api():
-    """torch >= 2.9's per-backend precision object for cuDNN convolutions, or None on an older torch."""
+    """The per-backend precision object for cuDNN convolutions (torch 2.14 has it), or None on a torch without."""
     conv = getattr(torch.backends.cudnn, "conv", None)
     return conv if conv is not None and hasattr(conv, "fp32_precision") else None
 
