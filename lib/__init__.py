@@ -21,5 +21,6 @@ module imports its own package and lower layers, never a higher one, and there i
     workbook/  what notebooks use around the models: training (train or load a run), budget, results,
                findings, and the runner (`python -m lib.workbook`, `make workbook`)
     bench/     throughput of the real loop step and samplers, plain vs fast: flops, timing, suites
-               (`python -m lib.bench all --out DIR`; `--tiny` rehearses it on the CPU)
+               (`python -m lib.bench all --out DIR`; `--tiny` rehearses it on the CPU), and the doctor's checks
+    doctor     `python -m lib.doctor`: a new machine checked in minutes (every family's fast path, lib.bench.doctor)
 """

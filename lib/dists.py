@@ -122,7 +122,8 @@ def discretized_mean(mean: torch.Tensor) -> torch.Tensor:
 
 # --- NVAE: elementwise Gaussians with a residual posterior, and the discretized mixture of logistics -------------
 # Vahdat & Kautz (2020) eq. 2: q(z_l | x, z_<l) = N(mu_p + d_mu, sigma_p * exp(d_log_sigma)), so q = p exactly when
-# the encoder's residual (d_mu, d_log_sigma) is zero. DMOL (Salimans et al. 2017, PixelCNN++): per pixel a mixture
+# the encoder's residual (d_mu, d_log_sigma) is zero. With the official code's soft clamp of means and log-scales,
+# the residual is added to the prior's raw (unclamped) parameters and the sum is clamped once (lib.nets.nvae). DMOL (Salimans et al. 2017, PixelCNN++): per pixel a mixture
 # of M components; channel c of component m is a discretized logistic with location mu_mc and log-scale s_mc, and
 # green and blue locations depend linearly on the (8-bit) red and green values: mu_g + c0 x_r, mu_b + c1 x_r + c2 x_g.
 # DMOL parameters: (B, 10 M, H, W) = [logits M | locations 3M | log-scales 3M | raw coefficients 3M], each

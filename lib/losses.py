@@ -146,13 +146,15 @@ def _power_steps(weight: torch.Tensor, u: torch.Tensor, n_iter: int, eps: float 
 def power_iteration(
     weight: torch.Tensor, u: torch.Tensor, n_iter: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Largest singular values sigma = u^T W v (n,), differentiable in W, and the updated u (n, out).
+    """Largest singular values sigma = u^T W v (n,), differentiable in W, and the updated u (n, out), both in
+    fp32 at least (float64 stays float64), also under autocast.
 
     Miyato et al. (2018) Alg. 1, batched over n same-shaped matrices as in NVAE's official code; u persists
     between steps, so one iteration per training step suffices once it has converged."""
-    weight = weight.to(torch.promote_types(weight.dtype, torch.float32))  # fp32 at least, even under autocast
-    u, v = _power_steps(weight.detach(), u.to(weight.dtype), n_iter)
-    sigma = torch.einsum("no,noi,ni->n", u, weight, v)
+    weight = weight.to(torch.promote_types(weight.dtype, torch.float32))
+    with torch.autocast(weight.device.type, enabled=False):  # autocast would run the einsums in bf16 / fp16
+        u, v = _power_steps(weight.detach(), u.to(weight.dtype), n_iter)
+        sigma = torch.einsum("no,noi,ni->n", u, weight, v)
     return sigma, u
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
 
+from .common.accelerator import compile_fallback_message, is_compile_failure, native_bf16
 from .data import to_float
 
 Score = Callable[[torch.Tensor, int], torch.Tensor]
@@ -55,21 +57,42 @@ def _langevin_level(
     compile: bool = False,
 ):
     """T Langevin steps at one level; clamp_fn re-imposes constraints (inpainting) after every step. compile: run
-    each step as one torch.compile'd function of tensors (the noise is still drawn eagerly, in the same order)."""
-    if compile:
-        step, level_ids = compiled_langevin_step(), torch.full((x.shape[0],), level, device=x.device)
+    each step as one torch.compile'd function of tensors (the noise is still drawn eagerly, in the same order);
+    when compiling fails (compilation is lazy: at the first call), the chain goes on eagerly with one warning."""
+    step = compiled_langevin_step() if compile and _COMPILE_FAILURE[0] is None else None
+    if step is not None:
+        level_ids = torch.full((x.shape[0],), level, device=x.device)
         alpha_t = torch.full(
             (), alpha, dtype=x.dtype, device=x.device
         )  # fill kernels: no host-to-device copy
     for t in range(n_steps):
-        if compile:
-            x = step(score, x, level_ids, alpha_t, noise_fn(x))
+        if step is not None:
+            noise = noise_fn(x)
+            new = _compiled_or_none(step, score, x, level_ids, alpha_t, noise)
+            if new is None:  # compiling failed: this step and the rest of the chain eagerly
+                step, new = None, x + 0.5 * alpha * score(x, level) + math.sqrt(alpha) * noise
+            x = new
         else:
             x = x + 0.5 * alpha * score(x, level) + math.sqrt(alpha) * noise_fn(x)  # Alg. 1, line 6
         x = clamp_fn(x) if clamp_fn is not None else x
         if trajectory is not None and keep_every and (t + 1) % keep_every == 0:
             trajectory.append(x.detach().cpu())
     return x
+
+
+_COMPILE_FAILURE: list[str | None] = [None]  # the message of this process's failed compile (then: eager only)
+
+
+def _compiled_or_none(step, score, x, level_ids, alpha_t, noise):
+    """The compiled step's result, or None (with one warning per process) when compiling it fails."""
+    try:
+        return step(score, x, level_ids, alpha_t, noise)
+    except Exception as err:
+        if not is_compile_failure(err):
+            raise
+        _COMPILE_FAILURE[0] = compile_fallback_message("the Langevin step", err, "compile=False in sample()")
+        warnings.warn(_COMPILE_FAILURE[0], stacklevel=4)
+        return None
 
 
 def langevin_step(
@@ -86,6 +109,23 @@ def compiled_langevin_step():
 
 
 PRECISIONS = ("fp32", "bf16")
+
+
+def sampler_speed(device: torch.device | str, precision: str = "auto", compile: bool | str = "auto"):
+    """(precision, compile) for a Langevin chain on `device`. precision "auto": bf16 where the device computes it
+    natively (lib.common.accelerator.native_bf16: CUDA capability >= 8, AMX / AVX-512 BF16 CPUs), else fp32.
+    compile "auto": on CUDA only (Inductor's CPU build of a score net takes minutes, longer than a smoke-size
+    chain runs); a compile that fails falls back to eager."""
+    device = torch.device(device)
+    if precision == "auto":
+        precision = "bf16" if native_bf16(device) else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'auto' or one of {list(PRECISIONS)}, got {precision!r}")
+    if compile == "auto":
+        compile = device.type == "cuda"
+    if not isinstance(compile, bool):
+        raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
+    return precision, compile
 
 
 def autocast_score(score: Score, device_type: str, precision: str = "fp32") -> Score:
@@ -181,11 +221,10 @@ def largest_pairwise_distance(x, chunk: int = 2048, device=None) -> float:
     """Technique 1: sigma_1 = max_{i,j} ||x_i - x_j||_2 over images x (N, ...) (uint8 read as k / 255, or [0, 1])."""
     best = 0.0
     for start in range(0, len(x), chunk):
-        a = to_float(x[start : start + chunk], device).flatten(1)
-        for other in range(start, len(x), chunk):
-            best = max(
-                best, torch.cdist(a, to_float(x[other : other + chunk], device).flatten(1)).max().item()
-            )
+        a = to_float(x[start : start + chunk], device).flatten(1).double()  # float64: cdist's matmul shortcut
+        for other in range(start, len(x), chunk):  # loses precision in float32, more so under TF32
+            b = to_float(x[other : other + chunk], device).flatten(1).double()
+            best = max(best, torch.cdist(a, b).max().item())
     return best
 
 

@@ -89,3 +89,15 @@ def images():
     return torch.randint(
         0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
     )
+
+
+@pytest.fixture
+def no_cxx_compiler():
+    """Inductor without a working C++ compiler (CPU), as on a machine without one: the first compiled call raises
+    InductorError: InvalidCxxCompiler."""
+    import torch._inductor.config as inductor_config
+
+    torch._dynamo.reset()
+    with inductor_config.patch({"cpp.cxx": ("no-such-c++-compiler",)}):
+        yield
+    torch._dynamo.reset()

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from lib import bench
+from lib.bench import timing
 from lib.bench.timing import mode_config
+from lib.common.accelerator import resolve_amp
 from lib.models import MODELS
 
 
@@ -41,7 +43,7 @@ def test_modes_set_the_loops_speed_switches_and_keep_the_preset():
     preset = MODELS["nvae"].presets["reference"][1]
     plain, fast = (mode_config(preset, mode, 32) for mode in ("plain", "fast"))
     assert plain.amp == "off" and not plain.compile and plain.channels_last == "off" and plain.tf32 == "off"
-    assert fast.amp == "bf16" and fast.compile and fast.channels_last == "on"
+    assert fast.amp == "auto" and fast.compile and fast.channels_last == "auto"
     assert fast.fused_optimizer == "auto"  # adamax has no fused kernel
     assert mode_config(MODELS["ncsn"].presets["paper"][1], "fast", 8).fused_optimizer == "on"
     assert fast.optimizer == preset.optimizer and fast.lr == preset.lr and fast.batch_size == 32
@@ -94,10 +96,45 @@ def test_the_tiny_rehearsal_reports_every_family_net_and_mode(tmp_path, capsys):
         assert row["train_tflop_per_s"] == pytest.approx(
             row["gflop_per_image_train_step"] * row["train_img_per_s"] / 1e3, rel=0.01, abs=1e-3
         )
-        assert row["settings"]["amp"] == ("off" if row["mode"] == "plain" else "bf16")
+        assert row["settings"]["amp"] == ("off" if row["mode"] == "plain" else "auto")
+        auto = resolve_amp("auto", "cpu").amp  # bf16 on a CPU with AMX or AVX-512 BF16, else off
+        assert row["precision"] == ("off" if row["mode"] == "plain" else auto)
     iwae = {r["net"]: r["gflop_per_image_train_step"] for r in report["results"] if r["mode"] == "plain"}
     assert iwae["iwae_k1"] < iwae["iwae_k5"] < iwae["iwae_k50"]  # the decoder runs k times per image
     printed = [
         json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"family"')
     ]
     assert printed == report["results"]  # one JSON line per row as it is measured
+
+
+def test_a_failed_compile_or_a_failing_row_is_recorded_and_the_next_row_runs(no_cxx_compiler, monkeypatch):
+    """Without a C++ compiler the fast row trains eagerly and says so; a row that raises is a row with an error."""
+    calls = []
+    time_sampling = bench.time_sampling
+
+    def first_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("simulated: out of memory")
+        return time_sampling(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "time_sampling", first_fails)
+    tiny = ["--tiny", "--device", "cpu", "--steps", "1", "--warmup", "0", "--sample_repeats", "1"]
+    report = bench.main(["vae", "--nets", "beta_vae,iwae_k1", "--modes", "fast", *tiny, "--batch", "2"])
+    first, second = report["results"]
+    assert first["error"] == "OutOfMemoryError: simulated: out of memory"
+    assert "InvalidCxxCompiler" in second["compile_failure"] and second["train_img_per_s"] > 0
+
+
+def test_timed_steps_never_cross_an_epoch(monkeypatch):
+    """A new epoch costs two blocking host-to-device copies; 2 x batch images made one every other step, so
+    host_syncs_per_step read ~1 and small models looked slow."""
+    from lib.data import InfiniteBatches
+    from lib.models import IWAE, IWAEConfig
+    from lib.models.vae import VAE_TINY
+
+    epochs, load = [], InfiniteBatches._load_epoch
+    monkeypatch.setattr(InfiniteBatches, "_load_epoch", lambda self, e: epochs.append(e) or load(self, e))
+    cfg = mode_config(MODELS["iwae"].presets["default"][1], "plain", 2)
+    timing.time_training(IWAE(IWAEConfig(**VAE_TINY)), cfg, torch.device("cpu"), warmup=2, steps=5)
+    assert set(epochs) == {0}

@@ -20,7 +20,7 @@ LAYERS = [  # a module may import its own package and the layers before it, neve
     {"models"},
     {"metrics"},
     {"viz"},
-    {"workbook", "bench"},
+    {"workbook", "bench", "doctor"},  # doctor: the `python -m lib.doctor` entry of lib.bench.doctor
 ]
 
 

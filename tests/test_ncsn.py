@@ -309,8 +309,12 @@ def test_int_and_tensor_levels_give_the_same_score(net):
         assert torch.equal(by_int, model.score(x, np.int64(1)))  # not an int: through torch.as_tensor
 
 
-def test_default_sampling_is_the_old_chain_and_chunks_do_not_change_it():
-    model = tiny_ncsn()
+def test_plain_sampling_is_the_old_chain_and_chunks_do_not_change_it(monkeypatch):
+    """precision="fp32", compile=False is Alg. 1 as annealed_langevin runs it; so is the default ("auto") on a
+    device without native bf16."""
+    from lib import samplers
+
+    model, plain = tiny_ncsn(), dict(precision="fp32", compile=False)
     torch.manual_seed(1)
     x0 = torch.rand(4, 3, 32, 32)
     torch.manual_seed(2)
@@ -318,11 +322,14 @@ def test_default_sampling_is_the_old_chain_and_chunks_do_not_change_it():
         0, 1
     )
     torch.manual_seed(2)
+    assert torch.equal(model.sample(4, x=x0, **plain), old)
+    torch.manual_seed(2)
+    assert torch.equal(model.sample(4, x=x0, batch_size=4, **plain), old)
+    monkeypatch.setattr(samplers, "native_bf16", lambda device: False)
+    torch.manual_seed(2)
     assert torch.equal(model.sample(4, x=x0), old)
     torch.manual_seed(2)
-    assert torch.equal(model.sample(4, x=x0, batch_size=4), old)
-    torch.manual_seed(2)
-    chunked, path = model.sample(4, x=x0, batch_size=3, return_trajectory=True)
+    chunked, path = model.sample(4, x=x0, batch_size=3, return_trajectory=True, **plain)
     assert chunked.shape == old.shape and len(path) == 1 + NCSN_TINY.n_sigmas + 1 and path[0].shape[0] == 4
 
 
@@ -338,10 +345,10 @@ def test_compiled_langevin_step_follows_the_eager_chain_with_one_graph(monkeypat
     monkeypatch.setattr(samplers, "compiled_langevin_step", lambda: step)
     model, x0 = tiny_ncsn(), torch.rand(2, 3, 32, 32)
     torch.manual_seed(3)
-    eager = model.sample(2, x=x0)
+    eager = model.sample(2, x=x0, precision="fp32", compile=False)
     for _ in range(2):
         torch.manual_seed(3)
-        compiled = model.sample(2, x=x0, compile=True)
+        compiled = model.sample(2, x=x0, compile=True, precision="fp32")
         assert torch.allclose(compiled, eager, atol=1e-5)
     assert counters["stats"]["unique_graphs"] == 1
     torch.manual_seed(3)
@@ -349,3 +356,62 @@ def test_compiled_langevin_step_follows_the_eager_chain_with_one_graph(monkeypat
     assert fast.shape == eager.shape and 0 <= fast.min() and fast.max() <= 1
     with pytest.raises(ValueError, match="precision"):
         model.sample(2, precision="fp16")
+
+
+def test_a_langevin_step_that_fails_to_compile_runs_the_eager_chain(no_cxx_compiler, monkeypatch):
+    """Without a C++ compiler the compiled step raises at its first call: the chain goes on eagerly (one
+    warning) and gives the eager chain's samples."""
+    from lib import samplers
+
+    monkeypatch.setattr(samplers, "_COMPILE_FAILURE", [None])
+    model, x0 = tiny_ncsn(), torch.rand(2, 3, 32, 32)
+    torch.manual_seed(3)
+    eager = model.sample(2, x=x0, compile=False)
+    torch.manual_seed(3)
+    with pytest.warns(UserWarning, match="torch.compile failed for the Langevin step") as caught:
+        compiled = model.sample(2, x=x0, compile=True)
+    assert torch.equal(compiled, eager) and len(caught) == 1
+    assert "InvalidCxxCompiler" in samplers._COMPILE_FAILURE[0]
+
+
+@pytest.mark.parametrize(
+    "device, native, expected",
+    [("cuda", True, ("bf16", True)), ("cuda", False, ("fp32", True)), ("cpu", True, ("bf16", False)),
+     ("cpu", False, ("fp32", False))],
+)  # fmt: skip
+def test_the_auto_sampler_is_bf16_where_native_and_compiled_on_cuda(monkeypatch, device, native, expected):
+    from lib import samplers
+
+    monkeypatch.setattr(samplers, "native_bf16", lambda d: native)
+    assert samplers.sampler_speed(device) == expected
+    assert samplers.sampler_speed(device, "fp32", False) == ("fp32", False)  # explicit choices stay
+    with pytest.raises(ValueError, match="compile must be True, False or 'auto'"):
+        samplers.sampler_speed(device, compile="yes")
+
+
+def test_the_bf16_sampler_matches_the_fp32_chain(monkeypatch):
+    """The fast sampler (bf16 score, fp32 chain) against the plain one. Paired (the same start and injected noise),
+    a sample moves by well under 1% of the samples' spread; independent chains have the same per-channel means
+    and spreads within sampling error (4 standard errors of the per-image means)."""
+    from lib import samplers
+
+    monkeypatch.setattr(
+        samplers, "native_bf16", lambda device: True
+    )  # the default is the bf16 chain here too
+    model, n = tiny_ncsn(), 64
+    torch.manual_seed(0)
+    x0 = torch.rand(n, 3, 32, 32)
+    torch.manual_seed(1)
+    plain = model.sample(n, x=x0, precision="fp32", compile=False)
+    torch.manual_seed(1)
+    fast = model.sample(n, x=x0)  # auto: bf16, eager on the CPU
+    assert not torch.equal(fast, plain)  # it is another computation...
+    assert (fast - plain).pow(2).mean().sqrt() < 0.01 * plain.std()  # ...with the same samples to 1%
+    torch.manual_seed(2)
+    other = model.sample(n, precision="fp32", compile=False)
+    torch.manual_seed(3)
+    fast = model.sample(n)
+    a, b = other.mean((2, 3)), fast.mean((2, 3))  # per-image channel means (n, 3)
+    stderr = (a.var(0) / n + b.var(0) / n).sqrt()
+    assert ((a.mean(0) - b.mean(0)).abs() < 4 * stderr).all()
+    assert torch.allclose(other.std((0, 2, 3)), fast.std((0, 2, 3)), rtol=0.05)

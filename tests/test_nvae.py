@@ -138,6 +138,25 @@ def test_residual_posterior_with_zero_residual_is_the_prior():
     assert kl.abs().max().item() < 1e-4
 
 
+def test_a_zero_residual_gives_q_equal_to_p_even_with_a_prior_of_order_one():
+    """NVAE eq. 2 with the soft clamp: q = clamp(raw prior + residual), clamped once. Prior heads whose outputs are
+    of order 1 and zero residual heads give q = p exactly and a KL of 0 (clamping p, adding the residual and
+    clamping again gave group KLs of 1.6e2 to 6.2e6 nats per image here)."""
+    torch.manual_seed(0)
+    model = NVAE(NVAE_TINY).eval()
+    with torch.no_grad():
+        for head in model.net.prior_heads:
+            head.conv.weight.normal_(0, 0.5)
+            head.conv.bias.normal_(
+                0, 2.0
+            )  # raw means and log-scales of order 1, some beyond the clamp's bend
+    _, groups = model.net(tiny_images(2).float() / 255)
+    for q, p, _ in groups[1:]:
+        assert p.mu.abs().max() > 1  # the clamp bends here: 5 tanh(5 tanh(m / 5) / 5) != 5 tanh(m / 5)
+        assert torch.equal(q.mu, p.mu) and torch.equal(q.log_sigma, p.log_sigma)
+    assert model.group_kl(groups).abs().max().item() < 1e-6
+
+
 # --- objective pieces ---------------------------------------------------------------------------------------------
 
 
@@ -260,6 +279,24 @@ def _train_a_little(model: NVAE, steps: int = 3) -> None:
         optimizer.step()
 
 
+@pytest.mark.parametrize("free_mb, largest_call", [(20, 8), (None, 100)])
+def test_the_bound_decodes_at_once_only_what_fits_in_free_memory(monkeypatch, free_mb, largest_call):
+    """With 20 MB free, 1 MB per decoded image and batches of 4, half the free memory holds 2 copies per call, so
+    calls decode at most 8 images (k_chunk=25 asked for 100); every image still gets its k = 25 samples. Where free
+    memory is unknown (the CPU) k_chunk stands."""
+    from lib.metrics import likelihood
+
+    torch.manual_seed(0)
+    model, decoded = NVAE(NVAE_TINY), []
+    log_weights = model.log_weights
+    monkeypatch.setattr(model, "log_weights", lambda xb, k: decoded.append(len(xb) * k) or log_weights(xb, k))
+    monkeypatch.setattr(likelihood, "free_memory_bytes", lambda device: free_mb and free_mb * 2**20)
+    monkeypatch.setattr(likelihood, "decoder_bytes_per_image", lambda model, xb: 2**20)
+    out = hierarchical_bounds(model, tiny_images(8), k=25, k_chunk=25, batch_size=4)
+    assert max(decoded) == largest_call and sum(decoded) == 8 * 25
+    assert math.isfinite(out["iw_nats"]) and out["iw_nats"] >= out["elbo_nats"] - 50
+
+
 def test_untrained_bits_per_dim_are_finite_and_near_eight():
     torch.manual_seed(0)
     result = hierarchical_bounds(NVAE(NVAE_TINY).eval(), tiny_images(4), k=4, k_chunk=4, batch_size=4)
@@ -291,6 +328,30 @@ def test_bf16_autocast_keeps_the_objective_in_fp32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss, stats = model.loss(tiny_images(4).float() / 255, 0)
     assert loss.dtype == torch.float32 and torch.isfinite(loss) and stats["kl"].dtype == torch.float32
+
+
+def test_under_autocast_the_dmol_head_runs_in_fp32():
+    """The decoder's last features come out of bf16 layers; the head that turns them into the mixture's
+    parameters is fp32, so the likelihood sees unrounded locations, scales and coefficients."""
+    torch.manual_seed(0)
+    model = NVAE(NVAE_TINY).eval()
+    features = []
+    model.net.post.register_forward_hook(lambda module, args, out: features.append(out))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = model.net(tiny_images(2).float() / 255)
+    assert features[0].dtype == torch.bfloat16 and out.dtype == torch.float32
+    with torch.no_grad():
+        assert torch.equal(out, model.net.out(features[0].float()))
+
+
+def test_power_iteration_is_fp32_under_autocast():
+    torch.manual_seed(0)
+    weight, u = torch.randn(3, 6, 5), torch.nn.functional.normalize(torch.randn(3, 6), dim=1)
+    sigma, u_new = power_iteration(weight, u, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sigma_amp, u_amp = power_iteration(weight.bfloat16(), u, 5)
+    assert sigma_amp.dtype == u_amp.dtype == torch.float32
+    assert torch.allclose(sigma_amp, power_iteration(weight.bfloat16().float(), u, 5)[0], rtol=1e-6)
 
 
 def test_tiny_preset_is_registered():

@@ -412,3 +412,49 @@ def test_the_same_data_copy_elsewhere_is_the_same_data_but_another_copy_is_not(i
         train(
             make_model(), images, cfg, folder, model_config=config("torchvision's pickled batches", "/data/a")
         )
+
+
+# --- a damaged newest checkpoint -------------------------------------------------------------------------
+
+
+def _damage(path, how: str) -> bytes:
+    data = path.read_bytes()
+    path.write_bytes(data[:1000] if how == "truncated" else b"\0" * len(data))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("how", ["truncated", "zeroed"])
+def test_a_damaged_newest_checkpoint_is_moved_aside_and_the_run_resumes_from_the_previous(
+    images, tmp_path, how
+):
+    """A disk that filled up mid-write (or a corrupted copy) leaves the previous checkpoint: the run resumes from it
+    exactly, keeps the bad file under another name and says so."""
+    cfg = TrainConfig(steps=12, **FAST)
+    whole = train(make_model(), images, cfg, tmp_path / "whole")
+    train(make_model(), images, cfg, tmp_path / "run", stop_at=8)
+    newest = ckpt.checkpoint_path(tmp_path / "run", 8)
+    bad = _damage(newest, how)
+    with pytest.warns(
+        UserWarning, match=r"checkpoint_0000008\.pt is unreadable.*resuming from .*checkpoint_0000004"
+    ):
+        resumed = train(make_model(seed=5), images, cfg, tmp_path / "run")
+    assert resumed.step == 12
+    assert_same_weights(whole.model, resumed.model)  # steps 5 to 12 again, exactly as the whole run took them
+    assert (tmp_path / "run" / "checkpoint_0000008.pt.damaged").read_bytes() == bad
+    logged = [[r["step"] for r in read_jsonl(tmp_path / run / "metrics.jsonl")] for run in ("run", "whole")]
+    assert logged[0] == logged[1]  # the curve continues from step 4, without the dropped steps twice
+
+
+def test_when_no_checkpoint_loads_the_error_names_each_and_the_fix_and_moves_nothing(images, tmp_path):
+    train(make_model(), images, TrainConfig(steps=8, **FAST), tmp_path / "run")
+    for step in (4, 8):
+        _damage(ckpt.checkpoint_path(tmp_path / "run", step), "truncated")
+    with pytest.raises(
+        ckpt.CheckpointError,
+        match=r"no checkpoint .* loads: checkpoint_0000008.*checkpoint_0000004.*resume=False",
+    ):
+        train(make_model(), images, TrainConfig(steps=12, **FAST), tmp_path / "run")
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "run")] == [
+        "checkpoint_0000004.pt",
+        "checkpoint_0000008.pt",
+    ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ def test_channels_last_trains_resumes_and_loads_into_a_plain_model(images, tmp_p
     grads = []
     for fmt in ("on", "off"):  # the same network, input and loss in both formats (randn_like would differ:
         loop = tiny_loop(make_model(), images, tmp_path / fmt, channels_last=fmt)  # it fills in memory order)
-        x = speed.batch_format(loop.batches.batch(0), loop.cfg, loop.device)
+        x = speed.batch_format(loop.batches.batch(0), loop.channels_last)
         loop.model.net(x).square().mean().backward()
         grads.append([p.grad for p in loop.model.parameters()])
     for a, b in zip(*grads):
@@ -239,3 +240,40 @@ def test_a_stop_after_an_exploding_update_writes_no_checkpoint_and_says_so(image
     err = capsys.readouterr().err
     assert "at step 7/12: no checkpoint written now; the newest is" in err and "checkpoint_0000004.pt" in err
     assert [p.name for p in ckpt.list_checkpoints(tmp_path / "run")] == ["checkpoint_0000004.pt"]
+
+
+def test_a_snapshot_keeps_the_live_strides_of_channels_last_tensors():
+    """Views with the live tensors' strides let torch's batched copy take its one-kernel path (with NCHW views of
+    channels-last weights it copied tensor by tensor); the values round-trip either way."""
+    weight = torch.randn(4, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    others = [
+        torch.randn(7),
+        torch.randn(6, 3)[:, :2],
+        torch.randn(2, 3, 1, 1),
+    ]  # 1-D, a gapped view, size-1 dims
+    snap = Snapshot([weight, *others])
+    live, saved_views = snap.groups[0][0], snap.groups[0][1]
+    assert saved_views[0].stride() == weight.stride() and saved_views[3].stride() == others[2].stride()
+    kept = [t.clone() for t in live]
+    snap.save()
+    for t in live:
+        t.fill_(float("nan"))
+    snap.keep_if(torch.tensor(False))
+    assert all(torch.equal(a, b) for a, b in zip(live, kept))
+    assert weight.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize(
+    "family, net, auto_on_cuda",
+    [("ncsn", "unet", False), ("ncsn", "refinenet", False), ("nvae", None, True), ("beta_vae", None, True)],
+)
+def test_channels_last_auto_is_chosen_per_net_and_stays_overridable(family, net, auto_on_cuda):
+    """auto: the networks whose norms convert layouts (GroupNorm, InstanceNorm) stay NCHW on CUDA; off the GPU it
+    is off; on / off force it either way. No CUDA is needed: the choice reads only the device's type."""
+    cfg = MODELS[family].presets["tiny"][0]
+    model = MODELS[family].build(replace(cfg, net=net) if net else cfg)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert speed.channels_last_on(model, TrainConfig(), cuda) is auto_on_cuda
+    assert speed.channels_last_on(model, TrainConfig(), cpu) is False
+    assert speed.channels_last_on(model, TrainConfig(channels_last="on"), cpu) is True
+    assert speed.channels_last_on(model, TrainConfig(channels_last="off"), cuda) is False

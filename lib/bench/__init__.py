@@ -1,6 +1,7 @@
 """Throughput benchmark of the real training loop and samplers: `python -m lib.bench ncsn|vae|nvae|all [options]`.
 
-Per family and net, "plain" (fp32, eager) and "fast" (bf16 autocast + torch.compile + channels-last + fused optimizer
+Per family and net, "plain" (fp32, eager) and "fast" (autocast as amp="auto" picks it + torch.compile + channels-last
+where auto picks it + fused optimizer
 + cuDNN autotuning + TF32) side by side: parameters, GFLOP per image of one training step (forward + backward,
 torch.utils.flop_counter corrected for grouped convolutions) and of one sampling evaluation, training img/s and
 TFLOP/s with the fraction of the device's bf16 peak, sampling evaluations/s, peak memory, host syncs per step (CUDA),
@@ -77,6 +78,18 @@ def measure(case: Case, mode: str, flops: dict, args, device: torch.device, peak
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
 
 
+def _measure_or_record(case: Case, mode: str, flops: dict, args, device: torch.device, peak) -> dict:
+    """measure(), or a row naming the error, so one failing row (a compile that cannot run here, memory) does not
+    end the benchmark: the next row runs."""
+    try:
+        return measure(case, mode, flops, args, device, peak)
+    except Exception as err:  # any failure of one row; the report names it
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        return {"net": case.net, "mode": mode, **flops, "error": f"{type(err).__name__}: {first}"}
+
+
 def device_slug(name: str) -> str:
     """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'; a CPU is 'cpu'."""
     return "cpu" if name.startswith("cpu") else re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -95,7 +108,7 @@ def header(args, device: torch.device) -> dict:
         "settings": {k: v for k, v in vars(args).items() if k not in ("family", "out")},
         "modes": {
             "plain": "fp32, eager, no channels-last, for-loop/foreach optimizer, no TF32/cuDNN autotune",
-            "fast": "bf16 autocast, torch.compile of the nets (and of the Langevin step), channels-last, "
+            "fast": "autocast as amp='auto' picks it (bf16 where native, fp16 on older GPUs), torch.compile of the nets (and of the Langevin step), channels-last where auto picks it (per net), "
             "fused Adam/AdamW (Adamax: foreach), cuDNN autotune, TF32",
         },
         "reference": REFERENCE,
@@ -124,7 +137,7 @@ def run(args) -> dict:
                         "skipped": f"budget of {args.budget_s}s spent",
                     }
                 else:
-                    row = measure(case, mode, flops, args, device, report["peak_bf16_tflops"])
+                    row = _measure_or_record(case, mode, flops, args, device, report["peak_bf16_tflops"])
                 report["results"].append({"family": family, **row})
                 report["elapsed_s"] = round(time.monotonic() - start, 1)
                 if out is not None:

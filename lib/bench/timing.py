@@ -1,5 +1,5 @@
 """Timing the real code: the training loop's own step (lib.train.loop's `_Loop.train_step`: forward, backward, guarded
-update, EMA, counters, log sums) and each family's own sampler, in a "plain" (fp32, eager) or "fast" (bf16 autocast,
+update, EMA, counters, log sums) and each family's own sampler, in a "plain" (fp32, eager) or "fast" (autocast as amp="auto" picks it,
 torch.compile, channels-last, fused optimizer, cuDNN autotuning, TF32) mode."""
 
 from __future__ import annotations
@@ -11,17 +11,19 @@ from dataclasses import replace
 
 import torch
 
+from ..common.accelerator import autocast
 from ..train.config import TrainConfig
-from ..train.loop import _autocast, _Loop
-from ..train.speed import FUSED
+from ..train.loop import _Loop
+from ..train.speed import FUSED, backend_flags
 from .flops import peak_memory_mb, reset_peak, sync
 
 PLAIN = dict(
     amp="off", compile=False, channels_last="off", fused_optimizer="off", cudnn_benchmark="off", tf32="off"
 )
 FAST = dict(
-    amp="bf16", compile=True, channels_last="on", fused_optimizer="on", cudnn_benchmark="auto", tf32="auto"
+    amp="auto", compile=True, channels_last="auto", fused_optimizer="on", cudnn_benchmark="auto", tf32="auto"
 )
+SYNC_STEPS = 2  # training steps under torch's sync debug mode (CUDA)
 QUIET = dict(
     log_every=10**9, ckpt_every=10**9, n_samples=0, max_bad_steps=10**9
 )  # no records, files or stops
@@ -38,9 +40,12 @@ def mode_config(cfg: TrainConfig, mode: str, batch: int, compile: bool = True) -
 
 def time_training(model, cfg: TrainConfig, device: torch.device, warmup: int, steps: int) -> dict:
     """Training img/s over `steps` loop steps after `warmup` (compilation happens there), peak memory, host syncs
-    per step (CUDA: counted by torch.cuda.set_sync_debug_mode) and skipped updates."""
-    images = torch.randint(0, 256, (2 * cfg.batch_size, 3, 32, 32), dtype=torch.uint8)
-    with tempfile.TemporaryDirectory() as folder:
+    per step (CUDA: counted by torch.cuda.set_sync_debug_mode) and skipped updates. Every step stays inside one
+    epoch: a new epoch copies its permutation and flips to the device (two blocking copies), which real training
+    does once per epoch and a tiny image set would do every other step."""
+    n_steps = warmup + SYNC_STEPS + steps + 1
+    images = torch.randint(0, 256, (n_steps * cfg.batch_size, 3, 32, 32), dtype=torch.uint8)
+    with tempfile.TemporaryDirectory() as folder, backend_flags(cfg, device):
         loop = _Loop(model.to(device), images, cfg, folder, device, 0, 1, {})
         loop.model.train()
         for _ in range(warmup):
@@ -54,12 +59,16 @@ def time_training(model, cfg: TrainConfig, device: torch.device, warmup: int, st
         sync(device)
         seconds = time.perf_counter() - start
         return {
+            "precision": loop.precision.amp,  # what amp became on this device (fast: "auto")
+            "channels_last": loop.channels_last,  # what channels_last became for this net and device
             "train_img_per_s": cfg.batch_size * steps / seconds,
             "train_seconds": seconds,
             "graphs_compiled_while_timed": _compiled_graphs() - graphs,  # > 0: raise --warmup
             "peak_memory_train_mb": peak_memory_mb(device),
             **syncs,
             "skipped_updates": loop.counts.read()["n_skipped"],
+            # set when torch.compile failed and the loop fell back to eager: then these are eager numbers
+            "compile_failure": loop.compiled.failure,
         }
 
 
@@ -70,7 +79,7 @@ def _compiled_graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
-def count_host_syncs(loop, device: torch.device, n_steps: int = 2) -> dict:
+def count_host_syncs(loop, device: torch.device, n_steps: int = SYNC_STEPS) -> dict:
     """Synchronising CUDA calls per training step (torch's sync debug mode warns on each), and the first one's
     message; None on other devices, where the loop's tests check the same on the CPU."""
     if device.type != "cuda":
@@ -108,7 +117,9 @@ def time_sampling(draw, device: torch.device, repeats: int) -> dict:
 
 def ncsn_draw(model, n: int, mode: str, compile: bool = True):
     """NCSN.sample itself, one Langevin step per level (+ the Tweedie step): L (+1) evaluations per image."""
-    options = dict(precision="bf16", compile=compile) if mode == "fast" else {}
+    options = (
+        dict(precision="auto", compile=compile) if mode == "fast" else dict(precision="fp32", compile=False)
+    )
     evaluations = model.cfg.n_sigmas + int(model.cfg.denoise)
 
     def draw() -> int:
@@ -122,7 +133,7 @@ def prior_draw(model, n: int, mode: str, device: torch.device):
     """model.sample(n) (one decoder / top-down pass per image) under the mode's autocast."""
 
     def draw() -> int:
-        with _autocast(device, "bf16" if mode == "fast" else "off"):
+        with autocast("auto" if mode == "fast" else "off", device):
             model.eval().sample(n)
         return n
 
@@ -136,7 +147,7 @@ def iwae_eval_draw(
     from ..metrics import importance_log_likelihood
 
     def draw() -> int:
-        with _autocast(device, "bf16" if mode == "fast" else "off"):
+        with autocast("auto" if mode == "fast" else "off", device):
             importance_log_likelihood(model.eval(), x, k=k, k_chunk=k_chunk)
         return len(x)
 

@@ -29,6 +29,7 @@ import torch
 from ..common import devices, files, paths
 from ..data import load_cifar10, to_uint8
 from .classifier import TrainedClassifier, ensure_classifier
+from .pixels import l2_distances
 
 PR_K = 3  # k of the k-NN radii (Kynkäänniemi et al. 2019 use k = 3)
 
@@ -70,7 +71,7 @@ def _knn_radii(f: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
     """Distance from each row of f (N, F) to its k-th nearest other row."""
     radii = []
     for start in range(0, len(f), chunk):
-        d = torch.cdist(f[start : start + chunk], f)  # (chunk, N); self at distance 0
+        d = l2_distances(f[start : start + chunk], f)  # (chunk, N); self at distance 0
         radii.append(d.topk(k + 1, dim=1, largest=False).values[:, -1])
     return torch.cat(radii)
 
@@ -80,7 +81,7 @@ def _covered(queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, 
     """Fraction of queries inside at least one ball (centre_i, radius_i)."""
     inside = []
     for start in range(0, len(queries), chunk):
-        d = torch.cdist(queries[start : start + chunk], centres)  # (chunk, M)
+        d = l2_distances(queries[start : start + chunk], centres)  # (chunk, M), float64 like the radii
         inside.append((d <= radii[None, :]).any(dim=1))
     return torch.cat(inside).float().mean()
 

@@ -14,6 +14,7 @@ import contextlib
 
 import torch
 
+from ..common.accelerator import free_memory_bytes
 from ..common.progress import Progress
 from ..data import to_float
 from ..losses import bits_per_dim, iwae_bound
@@ -96,23 +97,29 @@ def reconstruction_error(model, x, batch_size: int = 256, device=None) -> float:
     return total / count
 
 
+MEMORY_FRACTION = 0.5  # of the device's free memory that one decoder call of the bound may take
+PROBE_COPIES = 4  # copies of one image in the call that measures the decoder's memory per image
+
+
 @torch.no_grad()
 def hierarchical_bounds(model, x, k: int = 100, k_chunk: int = 25, batch_size: int = 50, device=None) -> dict:
     """Mean ELBO (analytic group KLs), the importance-weighted bound L_k (k = 100 by default, 1000 optional) and
-    the mean KL of each latent group (nats) over images x (uint8 or [0, 1]); k samples are drawn k_chunk at a time."""
+    the mean KL of each latent group (nats) over images x (uint8 or [0, 1]); k samples are drawn k_chunk at a time,
+    fewer where batch_size x k_chunk decoded images would not fit in the device's free memory (fitting_k_chunk)."""
     if k < 1 or k_chunk < 1:
         raise ValueError(f"k and k_chunk must be >= 1, got k={k}, k_chunk={k_chunk}")
     device = device or next(model.parameters()).device
-    elbo, bound, kl = [], [], []
+    elbo, bound, kl, chunk = [], [], [], None
     with _eval_mode(model), Progress(len(x), f"ELBO and L_{k}", "img", final_line=k > 1) as bar:
         for xb in _batches(x, batch_size, device):
             bar.update(len(xb))
             log_px, kl_b = model.elbo_terms(xb)
             elbo.append((log_px - kl_b.sum(1)).cpu())
             kl.append(kl_b.cpu())
-            log_w = torch.cat(
-                [model.log_weights(xb, min(k_chunk, k - done)) for done in range(0, k, k_chunk)]
-            )
+            chunk = chunk or fitting_k_chunk(
+                model, xb, min(k_chunk, k)
+            )  # sized once, on the first (largest) batch
+            log_w = torch.cat([model.log_weights(xb, min(chunk, k - done)) for done in range(0, k, chunk)])
             bound.append(iwae_bound(log_w).cpu())  # (k, B) -> (B,)
     elbo, bound = torch.cat(elbo).mean().item(), torch.cat(bound).mean().item()
     return {
@@ -124,6 +131,29 @@ def hierarchical_bounds(model, x, k: int = 100, k_chunk: int = 25, batch_size: i
         "bpd_iw": bits_per_dim(-bound),
         "kl_per_group_nats": torch.cat(kl).mean(0).tolist(),
     }
+
+
+def fitting_k_chunk(model, xb: torch.Tensor, k_chunk: int) -> int:
+    """The most copies per log_weights call, at most k_chunk, whose len(xb) x copies decoded images fit in
+    MEMORY_FRACTION of the device's free memory. A hierarchical decoder holds every group's activations (NVAE's
+    reference size: 6.4-6.9 MB per image in fp32, as issue 23 measured on a CPU), so 100 images x 25 copies need
+    ~17 GB: more than a T4 has. Where free memory is unknown (CPU), k_chunk as given."""
+    free = free_memory_bytes(xb.device)
+    if free is None:
+        return k_chunk
+    per_image = decoder_bytes_per_image(model, xb)
+    return max(1, min(k_chunk, int(MEMORY_FRACTION * free // (per_image * len(xb)))))
+
+
+def decoder_bytes_per_image(model, xb: torch.Tensor) -> int:
+    """Peak CUDA memory of log_weights per decoded image, measured on PROBE_COPIES copies of one image (CUDA only:
+    fitting_k_chunk asks only where the free memory is known)."""
+    device = xb.device
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    model.log_weights(xb[:1], PROBE_COPIES)
+    return max(1, (torch.cuda.max_memory_allocated(device) - before) // PROBE_COPIES)
 
 
 @torch.no_grad()

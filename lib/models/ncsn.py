@@ -23,6 +23,7 @@ from ..samplers import (
     autocast_score,
     geometric_sigmas,
     largest_pairwise_distance,
+    sampler_speed,
     technique2_n_sigmas,
     technique4_step_lr,
 )
@@ -118,16 +119,19 @@ class NCSN(nn.Module):
         x: torch.Tensor | None = None,
         return_trajectory: bool = False,
         keep_every: int | None = None,
-        precision: str = "fp32",
-        compile: bool = False,
+        precision: str = "auto",
+        compile: bool | str = "auto",
         batch_size: int | None = None,
         **options,
     ):
         """n images (n, 3, 32, 32) in [0, 1] by Alg. 1 from uniform noise (or from x); options: n_steps_each,
         step_lr, denoise. With return_trajectory, also the list of (unclamped) snapshots. Speed: precision="bf16"
         evaluates the net under bf16 autocast (the chain stays fp32), compile=True runs each Langevin step as one
-        compiled function, batch_size runs the chains in chunks of that many (default: all n at once)."""
+        compiled function, batch_size runs the chains in chunks of that many (default: all n at once). "auto"
+        (the default) is bf16 where the device computes it natively and compiled on CUDA (samplers.sampler_speed);
+        precision="fp32", compile=False is the plain chain."""
         x = torch.rand(n, 3, 32, 32, device=self.sigmas.device) if x is None else x
+        precision, compile = sampler_speed(x.device, precision, compile)
         score = autocast_score(self.score, x.device.type, precision)
         chunks = x.split(batch_size or len(x))
         outs = [

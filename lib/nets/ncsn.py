@@ -23,6 +23,11 @@ class ScoreUNet(nn.Module):
     """U-Net score model: (x (B, 3, H, W), sigma (B,)) -> score (B, 3, H, W)."""
 
     conditioning = "sigma"
+    # channels-last under TrainConfig.channels_last="auto": off. Its GroupNorms convert layouts twice each (torch
+    # 2.11, issue 23). Measured on the loop's own step (lib.train.loop, as lib.bench times it) on a 2-core Xeon
+    # with AMX, one thread, nf=32, batch 16, CPU time per image: bf16 15.1 ms NCHW vs 16.2 ms channels-last
+    # (fp32: 24.0 vs 20.2). channels_last="on" still forces it.
+    channels_last_auto = False
 
     def __init__(
         self,
@@ -199,6 +204,10 @@ class RefineNet(nn.Module):
     """NCSN's CondRefineNetDilated: (x (B, 3, H, W), level (B,) long) -> score (B, 3, H, W); ~30M params at nf=128."""
 
     conditioning = "level"
+    # channels-last under TrainConfig.channels_last="auto": off. InstanceNorm++ converts layouts twice per norm;
+    # measured as for ScoreUNet (nf=32, batch 16, one thread): bf16 44.7 ms NCHW vs 52.1 ms channels-last per image
+    # (fp32: 68.9 vs 76.7). "on" still forces it.
+    channels_last_auto = False
 
     def __init__(self, nf: int = 128, n_classes: int = 10, in_ch: int = 3):
         super().__init__()

@@ -2,13 +2,16 @@
 
     config       TrainConfig (every field with its meaning) and lr_at, the warm-up / cosine schedule
     loop         train(): the loop as small named steps, TrainResult, NonFiniteError
-    checkpoints  atomic checkpoints and RNG state
-    run_folder   one process per run folder (a lock), fresh starts moved aside, config checks on resume
+    checkpoints  atomic checkpoints and RNG state; a damaged newest one is moved aside on resume
+    run_folder   run names, one process per run folder (a lock), fresh starts moved aside, config checks on resume
+    distributed  torchrun's rank, local rank and world size, each rank on its own GPU, the process group
     interrupts   SIGTERM / Ctrl-C: checkpoint the current step, then stop
-    skipping     non-finite updates skipped on the device (fused found_inf, or a flat snapshot put back)
+    skipping     non-finite updates skipped on the device (fused found_inf, or a flat snapshot put back), the
+                 error after too many in a row
     log_window   the log window's device-side sums and what a checkpoint keeps of them
     ema          the EMA of the weights that sampling and evaluation use
-    speed        fused optimizer, channels-last, compile, cuDNN autotuning, TF32
+    speed        fused optimizer, channels-last (per net), compile (and its eager fallback), cuDNN autotuning and
+                 TF32 (for training only)
     logger       metrics.jsonl, mirrored to wandb
     cli          `python -m lib.train MODEL --key value ...`
 

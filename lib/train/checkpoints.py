@@ -2,7 +2,8 @@
 
 A checkpoint is a plain dict of state_dicts, numbers and tensors (never pickled objects), so it loads with
 `torch.load(weights_only=True)`. Files are `checkpoint_<step>.pt` in the run folder, written through a temp
-file and a rename; the newest `keep` are kept, so a file damaged after writing still leaves its predecessor.
+file and a rename; the newest `keep` are kept, so a file damaged after writing still leaves its predecessor, which
+a resume then uses (`load_newest_readable` moves the damaged file aside).
 `isolated_rng` runs side work (sample grids) on its own seeded stream and puts every global RNG back, so that
 work never shifts the training draws a checkpoint records.
 """
@@ -13,6 +14,7 @@ import contextlib
 import io
 import random
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +24,15 @@ from ..common.files import atomic_write_bytes
 
 PATTERN = re.compile(r"^checkpoint_(\d+)\.pt$")
 REQUIRED_KEYS = ("step", "model", "ema", "optimizer", "train_config")
+DAMAGED_SUFFIX = ".damaged"  # a checkpoint that failed to load, kept for inspection
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be used; the message names the file and what to do."""
+    """A checkpoint that cannot be used; the message names the file and what to do, `why` the bare reason."""
+
+    def __init__(self, message: str, why: str = ""):
+        super().__init__(message)
+        self.why = why or message
 
 
 def checkpoint_path(folder: str | Path, step: int) -> Path:
@@ -60,11 +67,50 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} does not exist") from None
     except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for damaged files
-        raise CheckpointError(_damaged_message(path, f"{type(err).__name__}: {err}")) from err
+        why = f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+        raise CheckpointError(_damaged_message(path, why), why) from err
     missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
-        raise CheckpointError(_damaged_message(path, f"missing keys {missing}"))
+        raise CheckpointError(_damaged_message(path, f"missing keys {missing}"), f"missing keys {missing}")
     return state
+
+
+def load_newest_readable(paths: list[Path], move_aside: bool = True) -> tuple[Path, dict]:
+    """(path, state) of the newest of `paths` (oldest first) that loads. A newer one that does not (truncated by a
+    full disk, corrupted) is moved aside to <name>.damaged, never deleted, with a warning; under DDP only rank 0
+    moves (move_aside), and a file another rank moved meanwhile counts as damaged. CheckpointError when none
+    loads (then nothing is moved)."""
+    damaged = []
+    for path in reversed(paths):
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as err:
+            damaged.append((path, err.why))
+            continue
+        for bad, why in damaged:
+            where = _move_aside(bad) if move_aside and bad.exists() else None
+            kept = f"moved aside to {where.name}" if where else "left for rank 0 to move aside"
+            warnings.warn(
+                f"checkpoint {bad} is unreadable (truncated or corrupt?): {why}; resuming from the newest "
+                f"readable one, {path.name}, instead ({bad.name} {kept}, not deleted)",
+                stacklevel=3,
+            )
+        return path, state
+    listed = "; ".join(f"{p.name}: {why}" for p, why in damaged)
+    raise CheckpointError(
+        f"no checkpoint in {paths[-1].parent} loads: {listed}. Start afresh with resume=False (it moves this run "
+        "aside), or restore a good copy of one of them."
+    )
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename a damaged checkpoint to <name>.damaged (or .damaged-2, ...), out of list_checkpoints' sight."""
+    target, n = path.with_name(path.name + DAMAGED_SUFFIX), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}{DAMAGED_SUFFIX}-{n}")
+    path.rename(target)
+    return target
 
 
 def load_weights(module: torch.nn.Module, weights: dict, path: str | Path) -> None:
@@ -111,14 +157,15 @@ def capture_rng() -> dict:
 
 
 def restore_rng(state: dict) -> None:
-    """Inverse of capture_rng."""
+    """Inverse of capture_rng. Each tensor is read through .cpu() first: RNG states are host data, and a state
+    loaded with map_location=<accelerator> holds accelerator tensors, which .numpy() refuses (TypeError)."""
     random.setstate(_python_state_from_tensor(state["python"]))
     torch.set_rng_state(state["torch"].cpu())
     np_state = state["numpy"]
     np.random.set_state(
         (
             "MT19937",
-            np_state["keys"].numpy().astype(np.uint32),
+            np_state["keys"].cpu().numpy().astype(np.uint32),
             np_state["pos"],
             np_state["has_gauss"],
             np_state["gauss"],
@@ -155,5 +202,5 @@ def _python_state_to_tensor(state: tuple) -> dict:
 
 
 def _python_state_from_tensor(saved: dict) -> tuple:
-    values = saved["state"].tolist()
+    values = saved["state"].cpu().tolist()
     return values[0], tuple(values[1:]), saved["gauss"]

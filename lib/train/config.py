@@ -32,7 +32,7 @@ class TrainConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 = no clipping
     ema_decay: float = 0.999  # EMA of weights; ramps as min(decay, (1+t)/(10+t)) when ema_warmup
     ema_warmup: bool = True  # ramp the EMA decay so short runs are not stuck near the initial weights
-    amp: str = "auto"  # auto (bf16 on CUDA, off elsewhere) | bf16 | fp16 | off
+    amp: str = "auto"  # auto (bf16 where native: CUDA >= 8.0, AMX/AVX-512 BF16 CPUs; older GPUs fp16) | bf16 | fp16 | off
     max_bad_steps: int = 20  # non-finite updates in a row before the run stops with an error
     flip: bool = True  # random horizontal flips of training images
     seed: int = 0  # seeds the data order, flips and the loop's RNG
@@ -47,7 +47,7 @@ class TrainConfig:
         "default"  # default | reduce-overhead (CUDA graphs; CUDA only) | max-autotune[-no-cudagraphs]
     )
     channels_last: str = (
-        "auto"  # auto | on | off: NHWC weights and batches (faster convolutions on tensor cores)
+        "auto"  # auto | on | off: NHWC weights and batches (auto: on CUDA for nets that gain, lib.nets)
     )
     fused_optimizer: str = (
         "auto"  # auto | on | off: fused Adam/AdamW kernel (adamax has none: "foreach" instead)

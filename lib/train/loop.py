@@ -1,7 +1,8 @@
 """The one training loop shared by every model family (the model interface: `loss` and `sample`).
 
 A model offers `loss(x, step) -> (loss, stats)` and `sample(n) -> (n, 3, 32, 32) in [0, 1]`. `train()` adds
-what every family needs, identically, so comparisons are fair: bf16 autocast on CUDA, an EMA of the weights
+what every family needs, identically, so comparisons are fair: autocast where the device computes bf16 natively
+(fp16 with loss scaling on older GPUs; lib.common.accelerator decides `amp="auto"`), an EMA of the weights
 (sampling and evaluation use it), gradient clipping, skipping of non-finite updates (VDVAE's "poisoned"
 updates) with a clear error after `max_bad_steps` in a row, warm-up and cosine learning-rate decay, sample
 grids, a tqdm bar, JSON-lines metrics (mirrored to wandb), atomic checkpoints with exact resume, and
@@ -15,9 +16,8 @@ Run it from notebooks, or from the shell with `python -m lib.train <model> --key
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -29,23 +29,20 @@ from torch import nn
 from torchvision.utils import save_image
 from tqdm.std import tqdm  # text, not a notebook widget: a saved notebook shows the bar's last state
 
+from ..common import accelerator
 from ..common.devices import pick_device, seed_everything
-from ..common.paths import run_dir
 from ..data import InfiniteBatches
 from . import checkpoints as ckpt
 from . import run_folder, speed
 from .config import TrainConfig, lr_at
+from .distributed import distributed_context
 from .ema import EMA
 from .interrupts import Interrupted, StopRequest, interrupted_now, stop_if_asked
 from .log_window import Window
 from .logger import RunLogger
-from .skipping import GuardedStep, SkipCounts, Snapshot
+from .skipping import GuardedStep, NonFiniteError, SkipCounts, Snapshot, all_finite, non_finite_message
 
-__all__ = ["NonFiniteError", "TrainResult", "train"]
-
-
-class NonFiniteError(RuntimeError):
-    """Too many non-finite updates in a row."""
+__all__ = ["NonFiniteError", "TrainResult", "distributed_context", "train"]
 
 
 @dataclass
@@ -57,6 +54,7 @@ class TrainResult:
     img_per_s: float  # training throughput over the whole run: images / wall_seconds (all processes)
     n_skipped: int  # non-finite updates skipped over the whole run
     folder: Path  # the run folder
+    precision: str = ""  # this session's autocast: bf16 | fp16 | off (what amp="auto" became)
 
 
 class _Objective(nn.Module):
@@ -68,23 +66,6 @@ class _Objective(nn.Module):
 
     def forward(self, x: torch.Tensor, step: int):
         return self.model.loss(x, step)
-
-
-def distributed_context() -> tuple[int, int, int]:
-    """(rank, local_rank, world_size) from torchrun's environment; initialises the process group once."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
-
-
-def _autocast(device: torch.device, amp: str):
-    """The autocast context for cfg.amp ('auto' = bf16 on CUDA only)."""
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" else "off"
-    if amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def train(
@@ -116,7 +97,15 @@ def train(
     device = torch.device(device) if device else pick_device()
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
-    loop = _Loop(model.to(device), x, cfg, _run_folder(run), device, rank, world, model_config or {})
+    with speed.backend_flags(cfg, device):  # TF32 and cuDNN autotuning for training only, then as they were
+        loop = _Loop(
+            model.to(device), x, cfg, run_folder.resolve(run), device, rank, world, model_config or {}
+        )
+        return _train(loop, resume, init_from, stop_at, use_wandb)
+
+
+def _train(loop: _Loop, resume: bool, init_from, stop_at: int | None, use_wandb: bool) -> TrainResult:
+    cfg = loop.cfg
     with StopRequest() as loop.stop_request:
         try:
             loop.start(resume=resume, init_from=init_from, use_wandb=use_wandb)
@@ -132,23 +121,12 @@ def train(
     return loop.result()
 
 
-def _run_folder(run: str | Path) -> Path:
-    """A Path is the run folder itself; a str is a run name, which must be a plain folder name (runs.run_dir)."""
-    if isinstance(run, os.PathLike):
-        return Path(run)
-    if isinstance(run, str):
-        return run_dir(run)
-    raise TypeError(
-        f"run must be a run name (str) or a folder (pathlib.Path), got {type(run).__name__} {run!r}"
-    )
-
-
 class _Loop:
     """The loop's state and its small named steps; `train()` is the public entry point."""
 
     def __init__(self, model, x, cfg, folder, device, rank, world, model_config):
-        speed.set_backend_flags(cfg, device)
-        model = speed.to_memory_format(model, cfg, device)
+        self.channels_last = speed.channels_last_on(model, cfg, device)  # "auto": per net (lib.nets)
+        model = speed.to_memory_format(model, self.channels_last)
         self.model, self.cfg, self.folder, self.device = model, cfg, Path(folder), device
         self.rank, self.world, self.is_main = rank, world, rank == 0
         self.batches = InfiniteBatches(
@@ -160,10 +138,13 @@ class _Loop:
             self.objective = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
         self.optimizer, fused = speed.make_optimizer(cfg, model.parameters(), device)
         self.guard = GuardedStep(self.optimizer, fused)  # applies an update only where it is finite
-        fp16 = cfg.amp == "fp16" and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+        self.precision = accelerator.resolve_amp(cfg.amp, device)  # "auto" decided once, by the device's bf16
+        # fp16 scales the loss (its range underflows small gradients); on the CPU too, so the path a T4 takes by
+        # default runs, and is tested, here
+        scaled = self.precision.grad_scaler and device.type in ("cuda", "cpu")
+        self.scaler = torch.amp.GradScaler(device.type, enabled=scaled)
         self.ema = EMA(model, cfg.ema_decay, cfg.ema_warmup)
-        self.compiled = speed.compile_networks(model, cfg, device)  # after the EMA's copy: it samples eagerly
+        self.compiled = speed.CompiledNetworks(model, cfg, device)  # after the EMA's copy: it samples eagerly
         self.bn_state = Snapshot(model.buffers())  # BN statistics: restored after a skipped step
         self.counts = SkipCounts(cfg.max_bad_steps, device)  # skips and streaks, on the device
         self.window = Window()  # the log window's sums, on the device
@@ -172,6 +153,7 @@ class _Loop:
             "model": model_config,
             "world_size": world,
             "n_params": sum(p.numel() for p in model.parameters()),
+            "precision": {"amp": self.precision.amp, "why": self.precision.why},  # what amp="auto" became
         }
         self.step, self.wall_before, self.logger, self.bar = 0, 0.0, None, None
         self.lock, self.stop_request, self.saved_step = None, None, None  # set by start(), train(), _save()
@@ -183,26 +165,32 @@ class _Loop:
         weights). Every check that can refuse the run comes before the first write of run records."""
         self.lock = run_folder.claim(self.folder, resume, self.is_main, self.world, self.device)
         existing = ckpt.list_checkpoints(self.folder) if resume else []
-        if existing:
-            self._resume_from(existing[-1])
+        if existing:  # the newest that loads; a damaged newer one is moved aside, with a warning
+            self._resume_from(*ckpt.load_newest_readable(existing, move_aside=self.is_main))
         else:
             seed_everything(self.cfg.seed * 1000 + self.rank)  # a different loop RNG stream per rank
             if init_from is not None:
-                source = _newest(init_from)
-                state = ckpt.load_checkpoint(source, self.device)
+                source = run_folder.newest_checkpoint(init_from)
+                state = ckpt.load_checkpoint(source)  # on the CPU: load_weights copies to the device
                 ckpt.load_weights(self.model, state["model"], source)
                 ckpt.load_weights(self.ema.model, state["ema"], source)
         if self.is_main:
             self.logger = RunLogger(
                 self.folder, self.config, use_wandb=use_wandb, resume_at=self.step if existing else None
             )
+            print(
+                f"{self.folder.name}: {self.precision.describe()} on {self.device}",
+                file=sys.stderr,
+                flush=True,
+            )
         self.session_start, self.session_step0 = time.monotonic(), self.step
 
-    def _resume_from(self, path: Path) -> None:
-        """Load `path` after checking that it belongs to this model config, warning about other changes."""
-        state = ckpt.load_checkpoint(path, self.device)
+    def _resume_from(self, path: Path, state: dict) -> None:
+        """Load checkpoint `state` (read from `path` on the CPU: RNG states are host data, and the weights and
+        optimizer state are copied to their parameters' device as they load) after checking that it belongs to
+        this model config, warning about other changes."""
         run_folder.check_model_config(state.get("model_config") or {}, self.config["model"], path)
-        _warn_if_changed(state["train_config"], asdict(self.cfg), path)
+        run_folder.warn_if_train_config_changed(state["train_config"], asdict(self.cfg), path)
         saved_world = int(state.get("world_size", len(state["rng"])))
         run_folder.warn_if_world_changed(saved_world, self.world, self.cfg.batch_size, path)
         self._load(state, path)
@@ -237,6 +225,7 @@ class _Loop:
             images / max(seconds, 1e-9),
             self.n_skipped,
             self.folder,
+            self.precision.amp,
         )
 
     @property
@@ -285,8 +274,12 @@ class _Loop:
         only once the update is applied (interrupts checks n_updates + n_skipped == step)."""
         x = self.batches.batch(self.step)  # this rank's shard of the global batch
         lr = self._set_lr()  # warm-up / cosine schedule
-        loss, stats = self._forward(speed.batch_format(x, self.cfg, self.device))  # model.loss under autocast
-        grad_norm, finite = self._backward(loss)  # gradients, clipping, finiteness (on the device)
+        x = speed.batch_format(x, self.channels_last)
+        # model.loss under autocast, then gradients, clipping and finiteness (on the device); eager again if compiling
+        # fails on this step (compilation is lazy: a missing compiler shows only now)
+        loss, stats, grad_norm, finite = self.compiled.run(
+            lambda: self._forward_backward(x), self._undo_forward
+        )
         self._update(finite)  # optimizer + EMA where finite, else a counted skip
         self.counts.add(finite, self.step + 1)  # steps are numbered like checkpoints (1-based)
         self.window.add(loss, stats, grad_norm, finite)
@@ -299,11 +292,19 @@ class _Loop:
             group["lr"] = lr
         return lr
 
+    def _forward_backward(self, x):
+        loss, stats = self._forward(x)
+        return (loss, stats, *self._backward(loss))
+
     def _forward(self, x):
         self.bn_state.save()
-        with _autocast(self.device, self.cfg.amp):
+        with accelerator.autocast(self.precision, self.device):
             loss, stats = self.objective(x, self.step)
         return loss.float(), stats
+
+    def _undo_forward(self) -> None:
+        """Put back the BatchNorm statistics a failed forward pass changed (the gradients are reset anyway)."""
+        self.bn_state.keep_if(torch.zeros((), dtype=torch.bool, device=self.device))
 
     def _backward(self, loss) -> tuple[torch.Tensor, torch.Tensor]:
         """(grad_norm, finite): the norm before clipping and a 0-dim bool tensor, both left on the device."""
@@ -331,19 +332,9 @@ class _Loop:
     def _check_streak(self) -> None:
         """Raise when a streak of non-finite updates reached max_bad_steps (one host read)."""
         counts = self.counts.read()
-        if counts["bad_streak_end"]:
-            raise NonFiniteError(self._non_finite_message(counts))
-
-    def _non_finite_message(self, counts: dict) -> str:
-        kept = ckpt.list_checkpoints(self.folder)  # only checkpoints with finite weights are written
-        where = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written yet"
-        last, n_bad = counts["bad_streak_end"], self.cfg.max_bad_steps
-        return (
-            f"{n_bad} non-finite updates in a row (steps {last - n_bad + 1} to {last}, numbered like checkpoints:"
-            f" checkpoint_N holds the state after step N; checked at step {self.step}; {counts['n_skipped']}"
-            f" skipped in all); none was applied and {where}. "
-            f"Lower lr (now {self.cfg.lr}), set grad_clip, or check the model and data for NaN/inf."
-        )
+        if counts["bad_streak_end"]:  # only checkpoints with finite weights are written: the newest is good
+            kept = ckpt.list_checkpoints(self.folder)
+            raise NonFiniteError(non_finite_message(counts, self.cfg, self.step, kept[-1] if kept else None))
 
     def _out_of_time(self) -> bool:
         """True when cfg.max_minutes has passed (agreed across ranks, so all stop at the same step)."""
@@ -393,7 +384,7 @@ class _Loop:
         else:
             rng = [rng]
         model, ema = self.model.state_dict(), self.ema.model.state_dict()
-        if not _all_finite([*model.values(), *ema.values()]):
+        if not all_finite([*model.values(), *ema.values()]):
             if self.is_main:
                 warnings.warn(
                     f"step {self.step}: the weights are not finite (an exploding update?); no checkpoint "
@@ -432,31 +423,3 @@ class _Loop:
         self.window = Window.from_state(state.get("window"), self.device)
         rngs = state["rng"]
         ckpt.restore_rng(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
-
-
-def _all_finite(tensors) -> bool:
-    """Whether every floating-point tensor is free of NaN and inf (one host read)."""
-    floats = [t for t in tensors if t.is_floating_point()]
-    return not floats or bool(torch.stack([torch.isfinite(t).all() for t in floats]).all())
-
-
-def _warn_if_changed(saved: dict, now: dict, path: Path) -> None:
-    """Resuming under another TrainConfig is allowed (e.g. more steps), but never silently."""
-    defaults = asdict(TrainConfig())  # a field newer than the checkpoint, left at its default, is no change
-    changed = {
-        k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and (k in saved or v != defaults[k])
-    }
-    if changed:
-        listed = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
-        warnings.warn(f"resuming {path} with a changed TrainConfig ({listed})", stacklevel=5)
-
-
-def _newest(source: str | Path) -> Path:
-    """`source` itself if it is a file, else the newest checkpoint in that run folder."""
-    source = Path(source)
-    if source.is_dir():
-        found = ckpt.list_checkpoints(source)
-        if not found:
-            raise ckpt.CheckpointError(f"no checkpoint_*.pt in {source} to initialise from")
-        return found[-1]
-    return source

@@ -1,5 +1,6 @@
-"""Guards of a run folder, so that nothing in it is lost or mixed up: one writer at a time, a fresh start that
-moves the earlier run aside, stale temp files swept, and a resume refused when the model config changed.
+"""Guards of a run folder, so that nothing in it is lost or mixed up: run names resolved to folders, one writer at a
+time, a fresh start that moves the earlier run aside, stale temp files swept, a resume refused when the model
+config changed and warned about when the training config did.
 
 `RunLock` is an exclusive `fcntl.flock` on `<folder>/.lock`, which records the holder's pid and host; the kernel
 drops it when its process dies, so a killed run never leaves a stale lock behind (the file stays, unlocked).
@@ -14,12 +15,15 @@ import re
 import socket
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from ..common.paths import run_dir
 from . import checkpoints as ckpt
+from .config import TrainConfig
 
 LOCK_NAME = ".lock"
 PREVIOUS_PREFIX = "previous-"
@@ -186,3 +190,36 @@ def _plain(config: dict) -> dict:
     if isinstance(plain.get("data"), str):
         plain["data"] = DATA_LOCATION.sub("", plain["data"])
     return plain
+
+
+def resolve(run: str | Path) -> Path:
+    """A Path is the run folder itself; a str is a run name, which must be a plain folder name (runs.run_dir)."""
+    if isinstance(run, os.PathLike):
+        return Path(run)
+    if isinstance(run, str):
+        return run_dir(run)
+    raise TypeError(
+        f"run must be a run name (str) or a folder (pathlib.Path), got {type(run).__name__} {run!r}"
+    )
+
+
+def warn_if_train_config_changed(saved: dict, now: dict, path: Path) -> None:
+    """Resuming under another TrainConfig is allowed (e.g. more steps), but never silently."""
+    defaults = asdict(TrainConfig())  # a field newer than the checkpoint, left at its default, is no change
+    changed = {
+        k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v and (k in saved or v != defaults[k])
+    }
+    if changed:
+        listed = ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
+        warnings.warn(f"resuming {path} with a changed TrainConfig ({listed})", stacklevel=5)
+
+
+def newest_checkpoint(source: str | Path) -> Path:
+    """`source` itself if it is a file, else the newest checkpoint in that run folder."""
+    source = Path(source)
+    if source.is_dir():
+        found = ckpt.list_checkpoints(source)
+        if not found:
+            raise ckpt.CheckpointError(f"no checkpoint_*.pt in {source} to initialise from")
+        return found[-1]
+    return source

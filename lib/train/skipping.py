@@ -21,6 +21,22 @@ import itertools
 import torch
 
 
+class NonFiniteError(RuntimeError):
+    """Too many non-finite updates in a row."""
+
+
+def non_finite_message(counts: dict, cfg, step: int, last_good) -> str:
+    """What NonFiniteError says: the streak's steps (numbered like checkpoints), the last good checkpoint, fixes."""
+    where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written yet"
+    last, n_bad = counts["bad_streak_end"], cfg.max_bad_steps
+    return (
+        f"{n_bad} non-finite updates in a row (steps {last - n_bad + 1} to {last}, numbered like checkpoints:"
+        f" checkpoint_N holds the state after step N; checked at step {step}; {counts['n_skipped']}"
+        f" skipped in all); none was applied and {where}. "
+        f"Lower lr (now {cfg.lr}), set grad_clip, or check the model and data for NaN/inf."
+    )
+
+
 class Snapshot:
     """A saved copy of a fixed list of tensors, kept as one flat buffer per (dtype, device); the saved values start
     at zero, which is what a lazily created optimizer state (moments, step count) starts from."""
@@ -34,10 +50,7 @@ class Snapshot:
             sizes = [t.numel() for t in live]
             saved, scratch = (torch.zeros(sum(sizes), dtype=dtype, device=device) for _ in range(2))
             starts = [0, *itertools.accumulate(sizes)][:-1]
-            views = [
-                [flat.narrow(0, s, t.numel()).view(t.shape) for s, t in zip(starts, live)]
-                for flat in (saved, scratch)
-            ]
+            views = [[_view_like(flat, s, t) for s, t in zip(starts, live)] for flat in (saved, scratch)]
             self.groups.append((live, views[0], views[1], saved, scratch))
 
     @torch.no_grad()
@@ -54,6 +67,25 @@ class Snapshot:
             torch._foreach_copy_(scratch_views, live)
             torch.where(keep.to(saved.device), scratch, saved, out=scratch)
             torch._foreach_copy_(live, scratch_views)
+
+
+def _view_like(flat: torch.Tensor, start: int, t: torch.Tensor) -> torch.Tensor:
+    """t.numel() elements of `flat` from `start`, viewed with t's own strides when t is dense (channels-last weights
+    and their optimizer state): torch's batched _foreach_copy_ takes its one-kernel path only when source and
+    destination strides agree, and falls back to one copy per tensor otherwise (thousands per step for NVAE)."""
+    if _is_dense(t):
+        return flat.as_strided(t.shape, t.stride(), flat.storage_offset() + start)
+    return flat.narrow(0, start, t.numel()).view(t.shape)
+
+
+def _is_dense(t: torch.Tensor) -> bool:
+    """Whether t's elements fill exactly t.numel() consecutive slots in some order (no gaps, no overlaps)."""
+    size = 1
+    for stride, length in sorted((st, n) for st, n in zip(t.stride(), t.shape) if n != 1):
+        if stride != size:
+            return False
+        size *= length
+    return True
 
 
 def state_tensors(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
@@ -134,3 +166,9 @@ class SkipCounts:
         """Restore from a checkpoint's ints (older checkpoints lack the streak: 0)."""
         values = [int(counts.get(name, 0)) for name in self.FIELDS]
         self.values = torch.tensor(values, dtype=torch.int64, device=self.values.device)
+
+
+def all_finite(tensors) -> bool:
+    """Whether every floating-point tensor is free of NaN and inf (one host read)."""
+    floats = [t for t in tensors if t.is_floating_point()]
+    return not floats or bool(torch.stack([torch.isfinite(t).all() for t in floats]).all())

@@ -1,15 +1,24 @@
 """The training loop's speed options, in one place so every family and the benchmark get them the same way:
 the optimizer's implementation (fused / foreach), channels-last memory format, cuDNN autotuning, TF32, and
 torch.compile of the networks (optionally with CUDA graphs). `TrainConfig` (lib.train.config) holds the switches; each
-"auto" means on for CUDA and off elsewhere.
+"auto" means on for CUDA and off elsewhere (channels-last: on CUDA for the networks that gain from it).
 """
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 from torch import nn
 
+from ..common.accelerator import compile_fallback_message, is_compile_failure
+from . import checkpoints as ckpt
 from .config import FUSED
+
+T = TypeVar("T")
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax}
 
@@ -19,13 +28,63 @@ def is_on(switch: str, device: torch.device) -> bool:
     return switch == "on" or (switch == "auto" and device.type == "cuda")
 
 
-def set_backend_flags(cfg, device: torch.device) -> None:
-    """cuDNN autotuning and TF32 as switched (process-wide torch settings, so a later loop with other switches, e.g.
-    the benchmark's plain mode after its fast one, sets them back); nothing changes off CUDA."""
-    if device.type != "cuda":
-        return
-    torch.backends.cudnn.benchmark = is_on(cfg.cudnn_benchmark, device)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = is_on(cfg.tf32, device)
+@contextlib.contextmanager
+def backend_flags(cfg, device: torch.device):
+    """cuDNN autotuning and TF32 as switched (CUDA only), for the block only: they are process-wide settings, and
+    TF32 left on reaches everything after training in the same process (torch.cdist's matmul in the nearest-
+    neighbour and precision/recall distances, whose inputs TF32 rounds to a 10-bit mantissa). Whatever the block does to them, they
+    are put back as they were. Matmuls go through torch.set_float32_matmul_precision and convolutions through
+    cudnn.conv.fp32_precision (cudnn.allow_tf32 on a torch without it): the legacy matmul flag after
+    set_float32_matmul_precision makes torch.get_float32_matmul_precision() raise (torch 2.14)."""
+    saved = _read_flags()
+    try:
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = is_on(cfg.cudnn_benchmark, device)
+            tf32 = is_on(cfg.tf32, device)
+            torch.set_float32_matmul_precision("high" if tf32 else "highest")
+            _set_conv_tf32(tf32)
+        yield
+    finally:
+        _write_flags(saved)
+
+
+def _conv_api():
+    """The per-backend precision object for cuDNN convolutions (torch 2.14 has it), or None on a torch without."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    return conv if conv is not None and hasattr(conv, "fp32_precision") else None
+
+
+def _set_conv_tf32(on: bool) -> None:
+    if _conv_api() is not None:
+        _conv_api().fp32_precision = "tf32" if on else "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = on
+
+
+def _read_flags() -> dict:
+    conv = _conv_api()
+    flags = {"benchmark": torch.backends.cudnn.benchmark}
+    flags["conv"] = conv.fp32_precision if conv is not None else torch.backends.cudnn.allow_tf32
+    try:
+        flags["matmul"] = torch.get_float32_matmul_precision()
+    except (
+        RuntimeError
+    ):  # the caller mixed the legacy and the new API: keep the per-backend values as they are
+        backends = (torch.backends.cuda.matmul, torch.backends.mkldnn.matmul)
+        flags["matmul_backends"] = [(b, b.fp32_precision) for b in backends if hasattr(b, "fp32_precision")]
+    return flags
+
+
+def _write_flags(flags: dict) -> None:
+    torch.backends.cudnn.benchmark = flags["benchmark"]
+    if _conv_api() is not None:
+        _conv_api().fp32_precision = flags["conv"]
+    else:
+        torch.backends.cudnn.allow_tf32 = flags["conv"]
+    if "matmul" in flags:
+        torch.set_float32_matmul_precision(flags["matmul"])
+    for backend, value in flags.get("matmul_backends", []):
+        backend.fp32_precision = value
 
 
 def make_optimizer(cfg, params, device: torch.device) -> tuple[torch.optim.Optimizer, bool]:
@@ -52,14 +111,23 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
     optimizer.load_state_dict({**saved, "param_groups": groups})
 
 
-def to_memory_format(model: nn.Module, cfg, device: torch.device) -> nn.Module:
-    """The model in channels-last format when switched on (4-D weights only; the rest is unchanged)."""
-    return model.to(memory_format=torch.channels_last) if is_on(cfg.channels_last, device) else model
+def channels_last_on(model: nn.Module, cfg, device: torch.device) -> bool:
+    """cfg.channels_last "on" / "off" as given; "auto": on CUDA unless a network of the model says channels-last
+    does not pay for it (a module attribute `channels_last_auto = False`, set from measurements: lib.nets.ncsn),
+    off elsewhere."""
+    if cfg.channels_last != "auto":
+        return cfg.channels_last == "on"
+    return device.type == "cuda" and all(getattr(m, "channels_last_auto", True) for m in model.modules())
 
 
-def batch_format(x: torch.Tensor, cfg, device: torch.device) -> torch.Tensor:
+def to_memory_format(model: nn.Module, on: bool) -> nn.Module:
+    """The model in channels-last format when `on` (4-D weights only; the rest is unchanged)."""
+    return model.to(memory_format=torch.channels_last) if on else model
+
+
+def batch_format(x: torch.Tensor, on: bool) -> torch.Tensor:
     """A batch in the model's memory format."""
-    return x.contiguous(memory_format=torch.channels_last) if is_on(cfg.channels_last, device) else x
+    return x.contiguous(memory_format=torch.channels_last) if on else x
 
 
 def compile_networks(model: nn.Module, cfg, device: torch.device) -> list[str]:
@@ -80,3 +148,41 @@ def compile_networks(model: nn.Module, cfg, device: torch.device) -> list[str]:
     for name in names:
         getattr(model, name).compile(mode=mode)
     return names
+
+
+class CompiledNetworks:
+    """The model's compiled networks and the fallback to eager when compiling fails. Compilation is lazy, so a
+    missing C++ compiler or an unusable Triton raises at the first step (forward or backward), not here: `run`
+    then undoes what the failed attempt changed, runs the networks eagerly from then on, warns once and redoes
+    the step. Until a compiled step has succeeded, the RNG state before it is kept, so the redone step draws what
+    an eager run draws. `failure` keeps the message (the benchmark records it)."""
+
+    def __init__(self, model: nn.Module, cfg, device: torch.device):
+        self.model, self.names = model, compile_networks(model, cfg, device)
+        self.failure: str | None = None
+        self._proven = False  # a compiled step has run: later steps need no RNG copy
+
+    def run(self, step: Callable[[], T], undo: Callable[[], None]) -> T:
+        """step(), or, when it fails inside torch.compile, undo() and step() again uncompiled."""
+        rng = ckpt.capture_rng() if self.names and not self._proven else None
+        try:
+            out = step()
+            self._proven = True
+            return out
+        except Exception as err:
+            if not self.names or not is_compile_failure(err):
+                raise
+            self._fall_back(err)
+        undo()
+        if rng is not None:
+            ckpt.restore_rng(rng)
+        return step()
+
+    def _fall_back(self, err: Exception) -> None:
+        self.failure = compile_fallback_message(
+            f"the networks {self.names}", err, "TrainConfig(compile=False) (CLI: --compile false)"
+        )
+        warnings.warn(self.failure, stacklevel=4)
+        for name in self.names:
+            getattr(self.model, name)._compiled_call_impl = None  # nn.Module.compile's hook: back to eager
+        self.names = []
