@@ -9,7 +9,8 @@ says at the end where its time went.
      plan: the steps that fit the minutes left, every schedule laid over them.
   2. the first phase: the run itself trains under the first plan for FIRST_SHARE of the budget (at most
      FIRST_MAX_SHARE of the planned steps, in case the probe underrated the pace), writing at least FIRST_RECORDS
-     metrics records, so its pace is measured over those windows without the first one (start-up, warm-up).
+     metrics records, so its pace is measured over those windows without the first one (start-up, warm-up) and
+     load spikes (pooled with the probe's steps when fewer than FIRST_MIN_WINDOWS are left).
   3. the re-plan, once: the run's pace and the fixed cost of a training session (start-up, warm-up, the closing
      checkpoint and sample grid: the first phase's time beyond its steps at that pace) turn the minutes left into
      the steps that fit; every schedule is laid over them again (the first plan is kept when they differ by at most
@@ -180,9 +181,9 @@ def _run_first_phase(job: _Run, plan: TrainingPlan, stop_at, log) -> tuple[Train
     if end < plan.first_stop and result.step == end:
         return result, plan  # stopped where the caller asked: the re-plan waits for the phase's end
     batch, records = job.train_cfg.batch_size, files.read_jsonl(job.folder / "metrics.jsonl")
-    pace = plans.run_img_per_s(records, step0, batch)
+    pace = plans.first_phase_pace(plan, records, step0, batch)
     if not math.isfinite(pace):  # no record in this session (it resumed at the phase's end): all of them
-        pace, seconds, step0 = plans.run_img_per_s(records, 0, batch), 0.0, result.step
+        pace, seconds, step0 = plans.first_phase_pace(plan, records, 0, batch), 0.0, result.step
     session = max(0.0, seconds - (result.step - step0) * batch / pace)
     steps = plans.replanned_steps(plan, result.step, session, pace, batch)
     plan = replace(

@@ -39,6 +39,7 @@ PLAN_PROBE_SHARE = 0.05  # plan_training's window: with no re-plan after it, the
 FIRST_SHARE = 0.1  # the first phase trains this share of the budget, then the run re-plans
 FIRST_MAX_SHARE = 0.25  # ... and at most this share of the first plan's steps
 FIRST_RECORDS = 10  # metrics records the first phase writes at least: its pace is measured over them
+FIRST_MIN_WINDOWS = 3  # with fewer timed windows, the first phase's pace is pooled with the probe's
 KEEP_WITHIN = 0.03  # the re-plan keeps the first plan when the steps that fit differ by at most this share
 OUTLIER = 2.0  # a metrics window this many times off the median pace is a load spike, not the run's pace
 
@@ -238,19 +239,42 @@ def first_phase(plan: TrainingPlan, train_cfg: TrainConfig) -> TrainingPlan:
     return replace(plan, first_stop=stop, first_log_every=log_every, first_minutes=FIRST_SHARE * plan.minutes)
 
 
-def run_img_per_s(records: list[dict], since_step: int, batch_size: int) -> float:
-    """Images per second of the metrics windows after `since_step` (one session's): their images over their time,
-    without the session's first window (start-up, warm-up) unless it is the only one, and without windows more
-    than OUTLIER times off the median pace (a load spike on a shared machine, either way); NaN when there is none."""
+def timed_windows(records: list[dict], since_step: int) -> list[tuple[int, float]]:
+    """(steps, img/s) of the metrics windows after `since_step` (one session's), without the session's first window
+    (start-up, warm-up) unless it is the only one, and without windows more than OUTLIER times off the median pace
+    (a load spike on a shared machine, either way)."""
     later = [r for r in records if r["step"] > since_step]
     starts = [since_step] + [r["step"] for r in later[:-1]]
     windows = [(r["step"] - start, r["img_per_s"]) for start, r in zip(starts, later)]
     timed = windows[1:] or windows
     if not timed:
-        return math.nan
+        return []
     median = statistics.median(pace for _, pace in timed)
-    kept = [(n, pace) for n, pace in timed if median / OUTLIER <= pace <= median * OUTLIER]
+    return [(n, pace) for n, pace in timed if median / OUTLIER <= pace <= median * OUTLIER]
+
+
+def run_img_per_s(records: list[dict], since_step: int, batch_size: int) -> float:
+    """Images per second of the timed windows after `since_step`: their images over their time (NaN: none)."""
+    kept = timed_windows(records, since_step)
+    if not kept:
+        return math.nan
     return sum(n for n, _ in kept) * batch_size / sum(n * batch_size / pace for n, pace in kept)
+
+
+def first_phase_pace(plan: TrainingPlan, records: list[dict], since_step: int, batch_size: int) -> float:
+    """The pace the re-plan uses: the first phase's timed windows after `since_step`; with fewer than
+    FIRST_MIN_WINDOWS of them (a probe that underrated the pace stops the phase at its step cap early), pooled with
+    the probe's timed steps, images over time of both, since one or two windows are one or two samples of a noisy
+    machine. NaN when the phase has no window."""
+    kept = timed_windows(records, since_step)
+    if not kept:
+        return math.nan
+    images = sum(n for n, _ in kept) * batch_size
+    seconds = sum(n * batch_size / pace for n, pace in kept)
+    if len(kept) < FIRST_MIN_WINDOWS and plan.probe_steps:
+        images += plan.probe_steps * batch_size
+        seconds += plan.probe_steps * batch_size / plan.probe_img_per_s
+    return images / seconds
 
 
 def replanned_steps(
