@@ -306,38 +306,27 @@ NVAE_TINY = NVAEConfig(
 )
 # Adamax, lr 1e-2 with warm-up then cosine to 1e-4, as the official code; its L2 weight decay of 3e-4 acts on a
 # nats-per-image loss, ours is per dimension, hence 3e-4 / 3072. 140k steps of 64 = 200 epochs of the 45k split.
+NVAE_TRAIN = TrainConfig(
+    steps=140_000,
+    batch_size=64,
+    lr=1e-2,
+    optimizer="adamax",
+    weight_decay=1e-7,
+    warmup_steps=3_500,
+    schedule="cosine",
+    min_lr_ratio=0.01,
+    ema_decay=0.9999,
+    n_samples=64,
+    ckpt_every=2_000,
+)
 PRESETS = {  # name -> (model config, TrainConfig)
     "reference": (
         replace(NVAE_REFERENCE, kl_warmup_steps=42_000),
-        TrainConfig(
-            steps=140_000,
-            batch_size=64,
-            lr=1e-2,
-            optimizer="adamax",
-            weight_decay=1e-7,
-            warmup_steps=3_500,
-            schedule="cosine",
-            min_lr_ratio=0.01,
-            ema_decay=0.9999,
-            n_samples=64,
-            ckpt_every=2_000,
-        ),
+        NVAE_TRAIN,
     ),
     "official_small": (
         replace(NVAE_OFFICIAL_SMALL, kl_warmup_steps=42_000),
-        TrainConfig(
-            steps=140_000,
-            batch_size=64,
-            lr=1e-2,
-            optimizer="adamax",
-            weight_decay=1e-7,
-            warmup_steps=3_500,
-            schedule="cosine",
-            min_lr_ratio=0.01,
-            ema_decay=0.9999,
-            n_samples=64,
-            ckpt_every=2_000,
-        ),
+        NVAE_TRAIN,
     ),
     "tiny": (
         NVAE_TINY,

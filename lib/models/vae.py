@@ -37,12 +37,7 @@ def _check_vae_config(cfg) -> None:
 @dataclass(frozen=True)
 class BetaVAEConfig:
     latent_dim: int = 128  # L, size of z
-    widths: tuple[int, ...] = (
-        64,
-        128,
-        256,
-        512,
-    )  # encoder channels per stride-2 stage (decoder mirrors them)
+    widths: tuple[int, ...] = (64, 128, 256, 512)  # encoder channels per stride-2 stage, mirrored
     likelihood: str = "logistic"  # discretized p(x|z): logistic | gaussian (lib.dists)
     beta: float = 1.0  # beta, the KL weight (Higgins et al. 2017); 1 = the ELBO
     capacity_max: float = 0.0  # C_max in nats (Burgess et al. 2018); 0 = plain beta-ELBO
@@ -62,12 +57,7 @@ class BetaVAEConfig:
 @dataclass(frozen=True)
 class IWAEConfig:
     latent_dim: int = 128  # L, size of z
-    widths: tuple[int, ...] = (
-        64,
-        128,
-        256,
-        512,
-    )  # encoder channels per stride-2 stage (decoder mirrors them)
+    widths: tuple[int, ...] = (64, 128, 256, 512)  # encoder channels per stride-2 stage, mirrored
     likelihood: str = "logistic"  # discretized p(x|z): logistic | gaussian (lib.dists)
     k: int = 5  # k, importance samples per image in the training bound
     objective: str = "iwae"  # iwae: L_k (Burda eq. 8) | vae: the mean of k ELBO samples
