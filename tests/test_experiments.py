@@ -14,7 +14,7 @@ from lib.common import files
 from lib.models import MODELS
 from lib.train.config import TrainConfig
 from lib.train.loop import TrainResult
-from lib.workbook import budget, experiments, profiles
+from lib.workbook import budget, experiments, profiles, training
 
 
 class _Copy:  # what record_experiment reads of a data copy
@@ -34,17 +34,23 @@ def test_fit_trains_the_steps_a_budget_plans_and_loads_a_finished_run(images, is
     plan = budget.TrainingPlan(minutes=0.5, probe_img_per_s=10.0, steps=6, epochs=1.5, probe_seconds=0.1)
     asked = []
 
-    def planned(model, model_cfg, tcfg, x, run, device, minutes):
-        asked.append(minutes)
-        return model_cfg, replace(tcfg, steps=plan.steps), plan
+    def within(
+        minutes, name, model_cfg, tcfg, x, run, device, **args
+    ):  # the budget's run, at the plan's steps
+        asked.append((minutes, args))
+        model_cfg, tcfg = budget.fit_schedules(model_cfg, tcfg, plan.steps)
+        return training.train_or_load(name, model_cfg, tcfg, x, run, device, **args), plan
 
-    monkeypatch.setattr(budget, "plan_training", planned)
+    monkeypatch.setattr(budget, "train_within", within)
     watch, run = budget.Stopwatch(), isolated_outputs / "runs" / "bv"
-    fitted = experiments.fit("beta_vae", cfg, train_cfg, images, run, "cpu", 0.5, watch, "training (bv)")
-    assert asked == [0.5] and fitted.plan == plan and fitted.train_cfg.steps == 6 and fitted.result.step == 6
+    fitted = experiments.fit(
+        "beta_vae", cfg, train_cfg, images, run, "cpu", 0.5, watch, "training (bv)", seed=3
+    )
+    assert asked == [(0.5, {"seed": 3})] and fitted.plan == plan and fitted.result.step == 6
+    assert fitted.train_cfg.steps == 6 and fitted.train_cfg.max_minutes == train_cfg.max_minutes
     assert "training (bv)" in watch.parts
     again = experiments.fit(
-        "beta_vae", cfg, fitted.train_cfg, images, run, "cpu"
+        "beta_vae", fitted.model_cfg, fitted.train_cfg, images, run, "cpu", seed=3
     )  # finished: loaded as it is
     assert again.result.step == 6 and again.plan is None
     assert len(files.read_jsonl(run / "metrics.jsonl")) == len(

@@ -14,7 +14,7 @@ from lib import samplers
 from lib.common import paths
 from lib.common.paths import PROFILES
 from lib.models import MODELS
-from lib.workbook import findings, profiles, setups
+from lib.workbook import findings, profiles, runner, setups
 from lib.workbook.profiles import Default, Fixed, Row, Table
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -246,3 +246,44 @@ def test_the_tables_are_data_without_code():
     )
     calls = {n.func.id for n in ast.walk(tables.value) if isinstance(n, ast.Call)}
     assert calls <= {"Table", "Row", "Fixed", "Default"}
+
+
+CPU_BUDGET_MINUTES = 45  # the cpu profile's promise: each notebook in about 45 minutes on 2-4 cores
+
+
+def cpu_training_minutes(S) -> float:
+    """The training minutes a notebook's cpu settings commit to before evaluation (budgets end on time)."""
+    if S.notebook == "beta_vae":
+        return len(defaults("beta_vae")["BETAS"]) * S.train_minutes
+    if S.notebook == "iwae":  # the equal-wall view is exact; the equal-epochs view is capped per model
+        return len(S.settings) * S.wall_minutes
+    if S.notebook == "nvae":
+        return 2 * S.debug_minutes + S.full_minutes + S.continue_minutes
+    return getattr(S, "train_minutes", 0.0)
+
+
+@pytest.mark.parametrize("table", sorted(profiles.TABLES))
+def test_the_cpu_profile_trains_for_real_within_its_budget_and_keys_its_outputs(table, capsys, tmp_path):
+    S = profiles.settings(table, defaults(table, PROFILE="cpu"))
+    assert S.profile == "cpu" and not S.smoke and S.run_suffix == "-cpu" and not paths.is_smoke()
+    assert 0 <= cpu_training_minutes(S) <= 0.75 * CPU_BUDGET_MINUTES  # a quarter left for evaluation
+    if hasattr(S, "preset"):
+        assert S.preset != "tiny", "the cpu profile trains the real presets"
+    if table in ("beta_vae", "iwae"):  # L_k with its k and images, at most 200,000 decoder passes per model
+        assert S.k >= 100 and S.n_ll >= 200 and S.k * S.n_ll <= 200_000
+    if table == "ncsn":  # the real U-Net, NCSN's L = 10 ladder, a bank that fd_c10 measures in full
+        assert S.model_cfg.n_sigmas == 10 and S.train_cfg.batch_size == 32 and S.n_fid == S.n_bank == 200
+        assert S.run_name == "ncsn-reference-cpu"
+    if table == "nvae":
+        assert all(str(folder).endswith("-cpu") for folder in S.runs.values())
+        assert S.stage["full"][0].kl_warmup_steps == int(0.3 * S.stage["full"][1].steps)
+    assert runner.executed_dir("cpu", tmp_path) == tmp_path / "notebooks" / "cpu"
+    assert runner.executed_dir("full", tmp_path) == tmp_path / "notebooks"
+    assert runner.executed_dir("smoke", tmp_path) == tmp_path / "smoke" / "notebooks"
+
+
+def test_a_reader_value_wins_in_the_cpu_profile():
+    S = profiles.settings(
+        "beta_vae", defaults("beta_vae", PROFILE="cpu", MAX_MINUTES=2.0, K_EVAL=100), quiet=True
+    )
+    assert S.train_minutes == 2.0 and S.k == 100 and S.n_ll == 300

@@ -12,7 +12,8 @@ from pathlib import Path
 
 TRUTHY = ("1", "true", "yes", "on")
 FALSY = ("0", "false", "no", "off")
-PROFILES = ("smoke", "short", "full")  # CPU/CI checks | one H100-class GPU, <= 8 min a notebook | hours
+# CPU/CI checks | one H100-class GPU, <= 8 min a notebook | hours | real runs on a 2-4 core CPU, <= ~45 min a notebook
+PROFILES = ("smoke", "short", "full", "cpu")
 KINDS = ("runs", "results", "cache", "classifier", "figures", "notebooks")  # the folders under outputs/
 
 

@@ -17,7 +17,7 @@ import torch
 
 from .. import data, metrics
 from ..common import files, paths
-from ..models import beta_vae_tag, build, reestimate_bn
+from ..models import beta_vae_tag, reestimate_bn
 from ..train.checkpoints import list_checkpoints
 from ..train.config import TrainConfig
 from ..train.loop import TrainResult
@@ -47,20 +47,23 @@ def fit(
     minutes: float = 0.0,
     watch: budget.Stopwatch | None = None,
     label: str = "training",
-    **train_or_load_args,
+    **train_args,
 ) -> Fitted:
-    """`train_or_load` within a budget: with `minutes`, a probe of the loop turns them into steps and lays the
-    schedules over those steps (budget.plan_training; the plan is stored with the run and reused when it is
-    loaded), so the run ends with its schedules complete; minutes = 0 trains train_cfg.steps. The training is
+    """Train (or resume, or load) a run: with `minutes`, within that budget (budget.train_within: a probe, one
+    re-plan from the run's own pace, every schedule laid over the steps that fit and complete; the plan, planned
+    vs actual, is stored with the run and reused when it is loaded); minutes = 0 trains train_cfg.steps
+    (train_or_load). train_args: data, seed, init_from and the stored extras (e.g. preset). The training is
     timed as `label` by `watch`."""
     plan = None
-    if minutes:
-        seed = train_or_load_args.get("seed", 0)
-        model_cfg, train_cfg, plan = budget.plan_training(
-            build(name, model_cfg, seed), model_cfg, train_cfg, x_train, run, device, minutes
-        )
     with watch(label) if watch else nullcontext():
-        result = train_or_load(name, model_cfg, train_cfg, x_train, run, device, **train_or_load_args)
+        if minutes:
+            result, plan = budget.train_within(
+                minutes, name, model_cfg, train_cfg, x_train, run, device, **train_args
+            )
+            model_cfg, fitted_cfg = budget.fit_schedules(model_cfg, train_cfg, plan.steps)
+            train_cfg = replace(fitted_cfg, max_minutes=train_cfg.max_minutes)
+        else:
+            result = train_or_load(name, model_cfg, train_cfg, x_train, run, device, **train_args)
     return Fitted(result, model_cfg, train_cfg, plan)
 
 

@@ -1,13 +1,15 @@
 """Run the workbook: every numbered notebook, in order, headlessly through papermill (`make workbook`).
 
-    python -m lib.workbook [--profile auto|smoke|short|full] [--only 00 03 ...] [-p NAME VALUE ...] [-y YAML]
+    python -m lib.workbook [--profile auto|smoke|short|full|cpu] [--only 00 03 ...] [-p NAME VALUE ...] [-y YAML]
                            [--timeout MIN]
 
 Profiles: smoke (CPU and CI: checks code, not science), short (one H100-class GPU, each notebook about 8 minutes
-with sampling and evaluation), full (real budgets, hours). `auto` reads $WORKBOOK_PROFILE, then $WORKBOOK_SMOKE
+with sampling and evaluation), full (real budgets, hours), cpu (real runs on a 2-4 core CPU, each notebook about 45
+minutes). `auto` reads $WORKBOOK_PROFILE, then $WORKBOOK_SMOKE
 (1: smoke, 0: full), then picks `full` on a CUDA machine and `smoke` elsewhere; each notebook gets
 $WORKBOOK_PROFILE, $WORKBOOK_SMOKE and the PROFILE and SMOKE parameters to match (-p PROFILE or SMOKE is refused:
-use --profile). Executed notebooks go to outputs/notebooks/ (short, full) or outputs/smoke/notebooks/ (smoke). A
+use --profile). Executed notebooks go to outputs/notebooks/ (short, full), outputs/notebooks/cpu/ (cpu) or
+outputs/smoke/notebooks/ (smoke). A
 failing notebook does not stop the others; notebooks whose metadata says they read the others' results (01, 06)
 run last, and one whose metadata says it shows figures fails if its execution shows none; the summary table lists
 each one's status, minutes, figures and key figure (what it passed to `lib.workbook.results.report_key_figure`),
@@ -96,6 +98,18 @@ def choose_profile(requested: str) -> str:
         return paths.profile(requested)
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
+
+
+def executed_dir(profile: str, outputs: Path | None = None) -> Path:
+    """Where the executed notebooks of `profile` go: outputs/notebooks/ (short, full), outputs/notebooks/cpu/
+    (cpu: they sit beside a GPU profile's) or outputs/smoke/notebooks/ (smoke); `outputs` replaces outputs/."""
+    smoke = profile == "smoke"
+    folder = (
+        paths.output_dir("notebooks", smoke)
+        if outputs is None
+        else outputs / ("smoke/notebooks" if smoke else "notebooks")
+    )
+    return folder / "cpu" if profile == "cpu" else folder
 
 
 def find_notebooks(folder: Path, only: list[str] | None) -> list[Path]:
@@ -227,7 +241,8 @@ def main(
         default="auto",
         choices=("auto", *PROFILES),
         help="smoke: small and fast (CPU, CI); short: one H100-class GPU, about 8 minutes a "
-        "notebook; full: real budgets (hours); auto: full with CUDA, else smoke",
+        "notebook; full: real budgets (hours); cpu: real runs on a 2-4 core CPU, about 45 minutes a notebook; "
+        "auto: full with CUDA, else smoke",
     )
     parser.add_argument("--only", nargs="+", help="notebook name prefixes to run, e.g. 00 03")
     parser.add_argument(
@@ -256,12 +271,7 @@ def main(
     shares = parameters_for(notebooks, overrides)
     if profile == "smoke" and smoke_notice(overrides):
         print(smoke_notice(overrides), flush=True)
-    smoke = profile == "smoke"
-    target = (
-        paths.output_dir("notebooks", smoke)
-        if outputs is None
-        else outputs / ("smoke/notebooks" if smoke else "notebooks")
-    )
+    target = executed_dir(profile, outputs)
     outcomes = []
     for i, notebook in enumerate(notebooks, 1):
         print(f"[{i}/{len(notebooks)}] {notebook.stem} ...", flush=True)
