@@ -7,9 +7,9 @@ training configs built from them), and prints in a few lines what was chosen and
 
 A table row names a size, the parameter a reader sets for it (None: the profile alone decides), its value in each
 profile (one column per profile, in `paths.PROFILES` order, so a fourth profile is one more column) and why.
-A reader's value (a parameter that is not None) is used in short and full, where the column is only the default;
+A reader's value (a parameter that is not None) is used in cpu, short and full, where the column is only the default;
 smoke keeps its own sizes, small enough for a CPU, and says in one printed line which given values it replaced.
-A cell Fixed(value) is the profile's value even over a reader's in short or full (said so when it replaces one);
+A cell Fixed(value) is the profile's value even over a reader's in cpu, short or full (said so when it replaces one);
 a cell Default(value) is only a default in smoke too (a reader's value wins there).
 """
 
