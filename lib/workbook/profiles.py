@@ -7,10 +7,10 @@ training configs built from them), and prints in a few lines what was chosen and
 
 A table row names a size, the parameter a reader sets for it (None: the profile alone decides), its value in each
 profile (one column per profile, in `paths.PROFILES` order, so a fourth profile is one more column) and why.
-A reader's value (a parameter that is not None) is used in cpu, short and full, where the column is only the default;
-smoke keeps its own sizes, small enough for a CPU, and says in one printed line which given values it replaced.
-A cell Fixed(value) is the profile's value even over a reader's in cpu, short or full (said so when it replaces one);
-a cell Default(value) is only a default in smoke too (a reader's value wins there).
+A reader's value (a parameter that is not None) is used in cpu, short and full, where the column is only the
+default; smoke keeps its own sizes, small enough for a CPU, and says in one printed line which given values it
+replaced. A cell Fixed(value) is the profile's value even over a reader's in cpu, short or full (said so when it
+replaces one); a cell Default(value) is only a default in smoke too (a reader's value wins there).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ TABLES = {
             "histograms and mean images on the first 5,000 training images; counts and duplicates on all",
             "every statistic on all 60,000 images (nothing trains, so short is full)",
             "every statistic on all 60,000 images",
-            'every statistic on all 60,000 images (a few minutes on 2 cores: nothing trains)',
+            "every statistic on all 60,000 images (under a minute on 2 cores: nothing trains)",
         ),
         rows=(
             Row("n_stats", None, (5_000, None, None, None),
@@ -85,9 +85,12 @@ TABLES = {
             "the committed results and the smoke results (which check code, not science)",
             "the committed results only",
             "the committed results only",
-            'the committed results only',
+            "the committed results only",
         ),
-        rows=(Row("include_smoke_results", None, (True, False, False, False), "smoke results are listed only in smoke"),),
+        rows=(
+            Row("include_smoke_results", None, (True, False, False, False),
+                "smoke results are listed only in smoke"),
+        ),
     ),
     "ncsn": Table(
         why=(
@@ -97,27 +100,35 @@ TABLES = {
             "NCSNv2's technique 4 gives for that T: 201 network evaluations per sample instead of 5,001, which "
             "leaves time for a 1,000-image bank",
             "the preset as given, 20 minutes of training, a 2,000-image bank",
-            "the reference U-Net for 25 minutes at batch 32 (bf16 autocast on a CPU with native bf16: about 11 images/s on 2 cores, so about 17,000 images, a third of an epoch), the ladder shrunk to L = 10 levels down to 0.01 with T = 10 Langevin steps and technique 4's step size: 101 network evaluations per sample (about 40 a second), for a 200-image bank (about 8 minutes) and 36 shown samples",
+            "the reference U-Net for 25 minutes at batch 32 (bf16 autocast on a CPU with native bf16: about "
+            "11 images/s on 2 cores, so about 17,000 images, a third of an epoch), the ladder shrunk to L = "
+            "10 levels down to 0.01 with T = 10 Langevin steps and technique 4's step size: 101 network "
+            "evaluations per sample (about 40 a second), for a 200-image bank (about 8 minutes) and 36 shown"
+            " samples",
         ),
         rows=(
             Row("preset", "PRESET", ("tiny", "reference", "reference", "reference"),
                 "paper (RefineNet, L=10) | reference (U-Net, L=50) | ncsnv2 | tiny (the CPU)"),
             Row("train_minutes", "MAX_MINUTES", (0.0, 4.0, 20.0, 25.0),
                 "training budget; a probe turns it into steps (0: STEPS, or the preset's); smoke trains by steps"),
-            Row("steps", "STEPS", (40, None, None, None), "optimizer steps instead of a budget; None: from the budget"),
+            Row("steps", "STEPS", (40, None, None, None),
+                "optimizer steps instead of a budget; None: from the budget"),
             Row("batch_size", "BATCH_SIZE", (None, None, None, 32), "None: the preset's (128; tiny: 16)"),
             Row("lr", "LR", (None, None, None, None), "None: the preset's"),
             Row("sigma_max", "SIGMA_MAX", (None, None, None, None), "sigma_1; None: the preset's"),
             Row("sigma_min", "SIGMA_MIN", (None, 0.01, None, 0.01), "sigma_L; None: the preset's"),
             Row("n_sigmas", "N_SIGMAS", (None, 10, None, 10), "L; None: the preset's"),
-            Row("n_steps_each", "N_STEPS_EACH", (None, 20, None, 10), "T, Langevin steps per level; None: the preset's"),
+            Row("n_steps_each", "N_STEPS_EACH", (None, 20, None, 10),
+                "T, Langevin steps per level; None: the preset's"),
             Row("step_lr", "STEP_LR", (None, TECHNIQUE_4, None, TECHNIQUE_4),
                 "epsilon of Algorithm 1; None: the preset's; 'technique 4': NCSNv2's rule for the final L and T"),
             Row("denoise", None, (None, True, None, True),
                 "the final denoising step x + sigma_L^2 s(x, sigma_L); None: the preset's"),
             Row("n_train", None, (512, None, None, None), "training images; None: the 45k fit split"),
-            Row("n_show", "N_SAMPLES", (16, 64, 64, 36), "samples in the grids, trajectories and neighbour search"),
-            Row("n_bank", "N_BANK_SAMPLES", (16, 1_000, N_BANK, 200), "samples stored in the bank for notebook 06"),
+            Row("n_show", "N_SAMPLES", (16, 64, 64, 36),
+                "samples in the grids, trajectories and neighbour search"),
+            Row("n_bank", "N_BANK_SAMPLES", (16, 1_000, N_BANK, 200),
+                "samples stored in the bank for notebook 06"),
             Row("n_fid", "N_FID", (0, 1_000, 1_000, 200),
                 "bank samples behind fd_c10 (at most the bank); smoke: none, fd_c10 is checked in 06"),
             Row("n_pairwise", None, (500, None, None, None),
@@ -126,12 +137,15 @@ TABLES = {
     ),
     "beta_vae": Table(
         why=(
-            "the tiny preset, 40 steps on 512 training images, 256 test images, k = 64: the CPU in about a minute",
+            "the tiny preset, 40 steps on 512 training images, 256 test images, k = 64: the CPU in about a "
+            "minute",
             "1 minute of training per beta (four betas), then L_k at k = 1,000 on 500 test images per beta: k "
             "decoder passes per image is the evaluation's whole cost, so it is cut 10x from the full k = 5,000 "
             "on 1,000 images",
             "8 minutes of training per beta, L_5000 on 1,000 test images",
-            '6 minutes of training per beta at batch 64 (four betas: about 1,200 steps each on 2 cores), then L_500 on 300 test images per beta (150,000 decoder passes, about 2.5 minutes at some 1,000 passes a second); the ELBO terms and active units on all 10,000 test images',
+            "6 minutes of training per beta at batch 64 (four betas: about 1,200 steps each on 2 cores), "
+            "then L_500 on 300 test images per beta (150,000 decoder passes, about 2.5 minutes at some 1,000"
+            " passes a second); the ELBO terms and active units on all 10,000 test images",
         ),
         rows=(
             Row("preset", None, ("tiny", "default", "default", "default"), "the tiny VAE fits a CPU"),
@@ -144,7 +158,8 @@ TABLES = {
             Row("log_every", None, (10, None, None, None), "steps per logged record; None: the preset's"),
             Row("n_train", None, (512, None, None, None), "training images; None: the 45k fit split"),
             Row("n_test", None, (256, None, None, None), "test images; None: the 10k test split"),
-            Row("k", "K_EVAL", (64, 1_000, 5_000, 500), "k of the importance-weighted estimate L_k of log p(x)"),
+            Row("k", "K_EVAL", (64, 1_000, 5_000, 500),
+                "k of the importance-weighted estimate L_k of log p(x)"),
             Row("n_ll", "N_LIKELIHOOD", (128, 500, 1_000, 300),
                 "test images for L_k (k decoder passes each); the other numbers use every test image"),
             Row("n_bank", None, (16, 1_000, N_BANK, 500), "samples kept as uint8 beside each results file"),
@@ -157,11 +172,15 @@ TABLES = {
             "4 models in 2 views in about 8 minutes: 2 epochs each, 0.5 minutes each at equal wall time, L_k at "
             "k = 1,000 on 300 test images (k decoder passes per image dominate the evaluation)",
             "5 epochs and 5 minutes per model, L_5000 on 1,000 test images",
-            'one epoch of 5,000 training images per model (k = 50 trains at about 8 images/s on 2 cores: 10 minutes), 2.5 minutes per model at equal wall time, L_500 on 200 test images per model (100,000 decoder passes, about 1.5 minutes) and active units on 2,000: a test of the two claims at a few hundred steps',
+            "one epoch of 5,000 training images per model (k = 50 trains at about 8 images/s on 2 cores: 10 "
+            "minutes), 2.5 minutes per model at equal wall time, L_500 on 200 test images per model (100,000"
+            " decoder passes, about 1.5 minutes) and active units on 2,000: a test of the two claims at a "
+            "few hundred steps",
         ),
         rows=(
             Row("preset", None, ("tiny", "default", "default", "default"), "the tiny VAE fits a CPU"),
-            Row("epochs", "EPOCHS", (1.0, 2.0, 5.0, 1.0), "equal-epochs view: passes over the training images per model"),
+            Row("epochs", "EPOCHS", (1.0, 2.0, 5.0, 1.0),
+                "equal-epochs view: passes over the training images per model"),
             Row("max_minutes", "MAX_MINUTES", (0.0, 10.0, 10.0, 15.0),
                 "cap per model in the equal-epochs view (0: none); a stopped run resumes"),
             Row("wall_minutes", "EQUAL_WALL_MINUTES", (0.05, 0.5, 5.0, 2.5),
@@ -173,8 +192,10 @@ TABLES = {
             Row("ckpt_every", None, (8, None, None, None), "steps per checkpoint; None: the preset's"),
             Row("n_train", None, (512, None, None, 5_000), "training images; None: the 45k fit split"),
             Row("n_test", None, (256, None, None, 2_000), "test images; None: the 10k test split"),
-            Row("k", "K_EVAL", (64, 1_000, 5_000, 500), "k of the evaluation estimate, the same for every model"),
-            Row("n_ll", "N_LIKELIHOOD", (128, 300, 1_000, 200), "test images for that estimate (k decoder passes each)"),
+            Row("k", "K_EVAL", (64, 1_000, 5_000, 500),
+                "k of the evaluation estimate, the same for every model"),
+            Row("n_ll", "N_LIKELIHOOD", (128, 300, 1_000, 200),
+                "test images for that estimate (k decoder passes each)"),
             Row("n_bank", None, (16, 1_000, N_BANK, 200), "samples kept as uint8 beside each results file"),
         ),
     ),
@@ -184,13 +205,18 @@ TABLES = {
             "the reference-like config (2 scales, 64 channels, 3 groups per scale): 0.75 minutes for each debug "
             "run, 3 for stage 2, 1 for stage 3, then L_100 on 1,000 test images",
             "10 minutes for each debug run, 45 for stage 2, 15 for stage 3, then L_100 on the whole test split",
-            'the reference-like config (about 8 images/s on 2 cores with bf16): 2.5 minutes for each debug run, 20 for stage 2 (about 10,000 images: a fifth of an epoch), 6 for stage 3, then L_20 on 300 validation and 300 test images (k forward passes each) and a 200-sample bank after a 1,000-sample BatchNorm re-estimation',
+            "the reference-like config (about 8 images/s on 2 cores with bf16): 2.5 minutes for each debug "
+            "run, 18 for stage 2 (about 9,000 images: a fifth of an epoch), 6 for stage 3; the evaluation "
+            "runs in fp32 at about 10 forward passes a second, so the validation ELBO is on 200 images and "
+            "L_10 on 200 test images (2,000 passes, about 4 minutes); a 200-sample bank after a "
+            "1,000-sample BatchNorm re-estimation",
         ),
         rows=(
-            Row("preset", None, ("tiny", "reference", "reference", "reference"), "the tiny config fits a CPU"),
+            Row("preset", None, ("tiny", "reference", "reference", "reference"),
+                "the tiny config fits a CPU"),
             Row("debug_minutes", "DEBUG_MINUTES", (0.0, 0.75, 10.0, 2.5),
                 "budget of each stage-1 run; a probe turns minutes into steps; smoke trains by steps"),
-            Row("full_minutes", "FULL_MINUTES", (0.0, 3.0, 45.0, 20.0),
+            Row("full_minutes", "FULL_MINUTES", (0.0, 3.0, 45.0, 18.0),
                 "budget of stage 2: its steps come from a probe, its KL warm-up is 30% of them"),
             Row("continue_minutes", "CONTINUE_MINUTES", (0.0, 1.0, 15.0, 6.0),
                 "budget of stage 3 (fresh LR and KL warm-ups over its steps)"),
@@ -199,13 +225,14 @@ TABLES = {
             Row("full_steps", None, (40, None, None, None), "stage-2 schedule; None: the preset's"),
             Row("continue_steps", "CONTINUE_STEPS", (20, 30_000, 30_000, 30_000),
                 "stage-3 schedule the budget is fitted to: warm-ups keep their share of these steps"),
-            Row("continue_warmup", None, (4, 1_000, 1_000, 1_000), "stage-3 LR warm-up steps (of continue_steps)"),
+            Row("continue_warmup", None, (4, 1_000, 1_000, 1_000),
+                "stage-3 LR warm-up steps (of continue_steps)"),
             Row("continue_kl_warmup", "CONTINUE_KL_WARMUP", (10, 3_000, 3_000, 3_000),
                 "stage 3's fresh KL warm-up window within its steps"),
             Row("n_fit", None, (512, None, None, None), "training images; None: the 45k fit split"),
-            Row("n_val", None, (64, 1_000, None, 300), "validation images for model selection; None: all 5k"),
-            Row("n_test", None, (64, 1_000, None, 300), "test images, reported once; None: all 10k"),
-            Row("k", "IW_K", (8, 100, 100, 20), "k of the importance-weighted bound (1000: 10x slower)"),
+            Row("n_val", None, (64, 1_000, None, 200), "validation images for model selection; None: all 5k"),
+            Row("n_test", None, (64, 1_000, None, 200), "test images, reported once; None: all 10k"),
+            Row("k", "IW_K", (8, 100, 100, 10), "k of the importance-weighted bound (1000: 10x slower)"),
             Row("k_chunk", None, (8, 25, 25, 10), "posterior samples per decoder pass"),
             Row("eval_batch", None, (32, 100, 100, 50), "test images per evaluation batch"),
             Row("bn_batches", None, (2, 20, 20, 10), "BatchNorm re-estimation before sampling: batches"),
@@ -215,25 +242,33 @@ TABLES = {
     ),
     "comparison": Table(
         why=(
-            "small sets so the whole notebook runs in about a minute on 2 CPU cores; the numbers check the code",
+            "small sets so the whole notebook runs in about a minute on 2 CPU cores; the numbers check the "
+            "code",
             "the calibration on 10,000 test images and every bank (short and full differ only in the models)",
             "the calibration on 10,000 test images and every bank",
-            'fd_c10 against 10,000 training images, the calibration on 1,000 test images, FID/KID of each bank against as many training images as it holds (n vs n: at most 500 images through the Inception, about 40 s at 13 images/s; FID at n = 500 reads higher than at 50,000, see the floor column)',
+            "fd_c10 against 10,000 training images, the calibration on 1,000 test images, FID/KID of each "
+            "bank against as many training images as it holds (n vs n: at most 500 images through the "
+            "Inception, about 40 s at 13 images/s; FID at n = 500 reads higher than at 50,000, see the floor"
+            " column)",
         ),
         rows=(
             Row("n_reference", None, (5_000, None, None, 10_000),
                 "training images behind the reference statistics; None: all 50,000"),
             Row("n_cal", None, (500, 10_000, 10_000, 1_000), "images per calibration measurement"),
-            Row("n_spread", None, ((100, 250, 500), (1_000, 5_000, 10_000), (1_000, 5_000, 10_000), (250, 500, 1_000)),
+            Row("n_spread", None,
+                ((100, 250, 500), (1_000, 5_000, 10_000), (1_000, 5_000, 10_000), (250, 500, 1_000)),
                 "sample counts of the spread study"),
             Row("n_repeats", None, (3, 5, 5, 3), "random subsets per sample count"),
-            Row("n_bank_from_ckpt", None, (200, N_BANK, N_BANK, 200), "samples drawn from a checkpoint without a bank"),
+            Row("n_bank_from_ckpt", None, (200, N_BANK, N_BANK, 200),
+                "samples drawn from a checkpoint without a bank"),
             Row("n_fid", "N_FID_FULL", (0, 0, 0, 0),
                 "FID/KID from this many fresh samples of each checkpoint (papers: 50,000); 0: from the banks"),
             Row("n_fid_bank", "N_FID_SMOKE", (Default(20), Fixed(None), Fixed(None), Fixed(None)),
                 "bank images FID measures in smoke (about 13 images/s on 2 CPU cores); None: the whole bank"),
-            Row("bn_batches", None, (2, 20, 20, 10), "NVAE: decoder BatchNorm re-estimated before sampling (05)"),
-            Row("bn_batch", None, (32, 500, 500, 100), "NVAE BatchNorm re-estimation: prior samples per batch"),
+            Row("bn_batches", None, (2, 20, 20, 10),
+                "NVAE: decoder BatchNorm re-estimated before sampling (05)"),
+            Row("bn_batch", None, (32, 500, 500, 100),
+                "NVAE BatchNorm re-estimation: prior samples per batch"),
         ),
     ),
 }
