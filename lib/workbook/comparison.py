@@ -47,15 +47,18 @@ def fd_meter(classifier, cifar, S, device) -> Callable:
 
 def bank_fd_c10(bank, n: int, cifar, device, smoke: bool):
     """fd_c10 of the first n images of a model's bank (notebook 02), or None with the reason printed: n = 0
-    (the profile measures none) or no classifier trained yet (notebook 06 or `python -m lib.metrics
-    train-classifier` trains it)."""
+    (the profile measures none) or no classifier stored yet (the runner, `python -m lib.workbook`, trains it
+    before the first notebook that measures fd_c10; so do notebook 06 and `python -m lib.metrics train-classifier`)."""
     if n <= 0:
         print("fd_c10: not measured in this profile (n_fid = 0)")
         return None
     try:
         classifier = metrics.load_classifier(smoke, device=device)
     except FileNotFoundError as missing:
-        print(f"fd_c10: pending ({missing})")
+        print(
+            f"fd_c10: not measured, no classifier stored yet ({missing}; the runner, python -m lib.workbook, "
+            "trains it before this notebook)"
+        )
         return None
     measured = metrics.fd_c10(bank[:n], reference="train", classifier=classifier, cifar=cifar, smoke=smoke)
     print(measured)  # names the data copy it was measured on
