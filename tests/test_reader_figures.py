@@ -126,3 +126,49 @@ def test_the_printed_config_names_only_what_differs_from_the_preset():
     assert line == f"TrainConfig of preset 'tiny': the preset's, except steps 40 (preset {train_cfg.steps:,})"
     assert setups.config_changes(model_cfg, model_cfg, "NCSNConfig") == "NCSNConfig: the preset's, unchanged"
     assert len(setups.preset_changes(S, "ncsn", model_cfg).splitlines()) == 2
+
+
+def test_loading_the_fid_network_saves_no_torch_jit_warning_into_a_notebook():
+    import warnings
+
+    from lib.metrics import inception
+
+    try:
+        path = inception.network_path()
+    except inception.InceptionUnavailable as err:
+        pytest.skip(str(err))
+    inception._load.cache_clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        inception.load_network(path, device="cpu")
+        warnings.warn(
+            "another FutureWarning", FutureWarning, stacklevel=1
+        )  # only torch.jit.load's is silenced
+    assert [str(w.message) for w in caught] == ["another FutureWarning"]
+
+
+def test_the_fid_sentence_comes_from_the_values_used():
+    from lib.workbook import comparison
+
+    plan = comparison.fid_plan(types.SimpleNamespace(n_fid=0, n_fid_bank=20))
+    assert plan.startswith("FID/KID: from its first 20 bank images") and "N_FID_FULL = 0" in plan
+    assert "whole sample bank" in comparison.fid_plan(types.SimpleNamespace(n_fid=0, n_fid_bank=None))
+    assert "from 5,000 fresh samples" in comparison.fid_plan(
+        types.SimpleNamespace(n_fid=5000, n_fid_bank=None)
+    )
+
+
+def test_the_runs_read_by_06_are_one_line_naming_only_the_exceptions():
+    from lib.workbook import results
+
+    entry = lambda name, net, source: {"experiment": name, "net": net, "source": source}
+    runs = [entry(f"beta_vae-beta{b}", object(), "bank") for b in (1, 2, 4)]
+    line = results.gathered_line(runs + [entry("ncsn-tiny", None, "none")])
+    assert "\n" not in line
+    assert line == (
+        "4 run(s) read: checkpoint loaded for 3, none for 1 (ncsn-tiny); 3 with samples from its bank; "
+        "1 with no samples (ncsn-tiny)"
+    )
+    assert (
+        results.gathered_line(runs) == "3 run(s) read: checkpoint loaded for 3; 3 with samples from its bank"
+    )

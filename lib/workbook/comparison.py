@@ -157,6 +157,21 @@ def fid_label(n: int) -> str:
     return name + ("" if n >= N_FID_PAPERS else f" (not comparable with papers' {N_FID_PAPERS // 1000}k)")
 
 
+def fid_plan(S) -> str:
+    """What FID/KID measure in this run, from the values used (S.n_fid: fresh checkpoint samples, 0: none;
+    S.n_fid_bank: the bank images measured, None: the whole bank), as measure_fid does it."""
+    bank = f"its first {S.n_fid_bank:,} bank images" if S.n_fid_bank else "its whole sample bank"
+    if S.n_fid:
+        return (
+            f"FID/KID: from {S.n_fid:,} fresh samples of each model's checkpoint (papers use 50,000), from {bank} "
+            "where there is no checkpoint; against as many training images"
+        )
+    return (
+        f"FID/KID: from {bank} for each model, against as many training images (N_FID_FULL = {S.n_fid}: no fresh "
+        "checkpoint samples; papers use 50,000, so these read higher)"
+    )
+
+
 def measure_fid(entries: list[dict], S, cifar, device, bank_seed: int, prepare: Callable) -> str:
     """Each entry's FID/KID (entry["fid"], None without images) with the committed real-data floor at the same
     n; images: S.n_fid fresh samples of the checkpoint (drawn with the banks' seed) when S.n_fid > 0, else the

@@ -315,11 +315,30 @@ def gather(
                 device=record.get("device", "?"),
             )
         )
-        log(
-            f"{exp}: run folder {record.get('run')} ({'checkpoint loaded' if loaded else 'no checkpoint'}); "
-            f"{entries[-1]['n_samples']:,} samples from {entries[-1]['source']}; test bound {bound or 'none'}"
-        )
+    if entries:
+        log(gathered_line(entries))
     return entries
+
+
+def gathered_line(entries: list[dict]) -> str:
+    """One line for all the runs `gather` read: how many had a checkpoint and where their samples came from,
+    naming only the runs that are the exception (the table below lists every run with its samples and bound)."""
+    named = lambda group: (  # the minority is named, the rest only counted
+        f" ({', '.join(e['experiment'] for e in group)})" if 2 * len(group) <= len(entries) else ""
+    )
+    missing = [e for e in entries if e["net"] is None]
+    sources = {src: [e for e in entries if e["source"] == src] for src in ("bank", "checkpoint", "none")}
+    parts = [
+        f"{len(entries)} run(s) read: checkpoint loaded for {len(entries) - len(missing)}"
+        + (f", none for {len(missing)}{named(missing)}" if missing else "")
+    ]
+    said = {
+        "bank": "samples from its bank",
+        "checkpoint": "samples drawn from its checkpoint",
+        "none": "no samples",
+    }
+    parts += [f"{len(group)} with {said[src]}{named(group)}" for src, group in sources.items() if group]
+    return "; ".join(parts)
 
 
 # --- the family table -----------------------------------------------------------------------------------------
