@@ -172,3 +172,15 @@ def test_the_runs_read_by_06_are_one_line_naming_only_the_exceptions():
     assert (
         results.gathered_line(runs) == "3 run(s) read: checkpoint loaded for 3; 3 with samples from its bank"
     )
+
+
+def test_short_work_saves_no_progress_bar_only_its_final_line(capsys):
+    from lib.common.progress import Progress
+
+    with Progress(16, "classifier features", "img", final_line=False) as bar:
+        bar.update(16)
+    with Progress(16, "sampling", "img") as bar:
+        bar.update(16)
+    out, err = capsys.readouterr()
+    assert err == ""  # no 0% bar and no blank line where it was cleared
+    assert out.startswith("sampling: 16 / 16 img in ") and out.count("\n") == 1

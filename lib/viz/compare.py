@@ -321,6 +321,7 @@ def fid_real_floor_figure(cal: dict) -> Figure:
             right.axhline(base, color="grey", ls="--", lw=1, label="clean test vs train")
             right.legend(fontsize=7, frameon=False)
         right.set(
+            xlabel="what was done to the test images",
             ylabel="FID",
             title=f"degraded test images vs train (n = {degraded[0]['n']:,} vs "
             f"{degraded[0]['n_reference']:,})",

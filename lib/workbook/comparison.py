@@ -188,8 +188,9 @@ def measure_fid(entries: list[dict], S, cifar, device, bank_seed: int, prepare: 
         return f"FID/KID skipped: {err}"
     return (
         "FID/KID: TF FID Inception pool3 features, against as many training images as samples (n beside "
-        "each; FID is biased upwards at small n). FID real floor: real test images against as many training "
-        "images, from outputs/results/fid_calibration.json (python -m lib.metrics.fid_calibration)"
+        "each; FID is biased upwards at small n). Each FID line above names the real-data floor at its n (real "
+        "test images against as many training images, from outputs/results/fid_calibration.json) where the "
+        "calibration has one"
     )
 
 
