@@ -60,6 +60,9 @@ def test_sample_panels_put_each_label_above_its_own_grid():
     assert [ax.get_title() for ax in grids] == [label for label, _ in panels]
     assert {ax.images[0].get_array().shape for ax in grids} == {(6 * 34 + 2, 5 * 34 + 2, 3)}  # 30 images each
     assert "30 samples per model" in fig._suptitle.get_text()
+    many = viz.sample_panels([(f"run {i}", panels[1][1]) for i in range(41)], 16)
+    width, height = many.get_size_inches()
+    assert 0.5 < height / width < 1.5  # 41 models: a squarish figure, not a strip four grids wide
 
 
 def test_grid_panels_side_by_side_and_show_grid_keep_the_label_on_their_grid():

@@ -104,10 +104,12 @@ def degradation_examples(original, degradations: dict[str, list[tuple]]) -> Figu
     return fig
 
 
-def sample_panels(panels: Sequence[tuple[str, object]], n_show: int = 32, ncols: int = 4) -> Figure:
-    """Panels of image grids (label, images (B, 3, H, W)) laid out ncols per row, each label above its own grid
+def sample_panels(panels: Sequence[tuple[str, object]], n_show: int = 32, ncols: int | None = None) -> Figure:
+    """Panels of image grids (label, images (B, 3, H, W)) laid out ncols per row (None: 4, more once there are
+    over 16 panels, so 40 models make a squarish figure rather than a tall strip), each label above its own grid
     (lib.viz.core.grid_panels); every grid shows the same number of images in complete rows (full_rows of the
     smallest set), so no grid ends in a half-empty row."""
+    ncols = ncols or max(4, math.ceil(math.sqrt(len(panels))))
     n = min([n_show] + [len(images) for _, images in panels])
     grid_cols, n = full_rows(n)
     return grid_panels(
