@@ -128,7 +128,8 @@ def test_bank_fd_c10_says_why_it_measured_nothing(monkeypatch, capsys):
 
     monkeypatch.setattr(metrics, "load_classifier", missing)
     assert comparison.bank_fd_c10(np.zeros((4, 3, 32, 32)), 4, None, "cpu", smoke=True) is None
-    assert "fd_c10: pending (no classifier" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "fd_c10: not measured, no classifier stored yet (no classifier" in out and "the runner" in out
 
 
 def test_tracking_says_where_the_runs_are_without_touching_the_network(tmp_path, monkeypatch):
@@ -213,3 +214,36 @@ def test_smoke_results_are_read_only_when_asked_for(tmp_path):
         "smoke",
         "results",
     )
+
+
+def test_the_measured_table_has_one_row_per_family_and_profile_with_the_best_run():
+    base = {"data": {"source": "folder", "format": "jpeg", "lossy": True}, "device": "cpu", "steps": 10}
+    runs = [
+        {
+            **base,
+            "experiment": f"beta_vae-beta{b}",
+            "model": "beta_vae",
+            "wall_minutes": 1.0,
+            "metrics": {"bpd_k": bpd, "k_eval": 64, "bpd_elbo": bpd + 0.1},
+        }
+        for b, bpd in ((1, 4.6), (2, 4.4), (4, 4.5))
+    ]
+    ncsn = {
+        **base,
+        "experiment": "ncsn-tiny",
+        "model": "ncsn",
+        "wall_minutes": 2.0,
+        "metrics": {"fd_c10": 9.5},
+    }
+    empty = {**base, "experiment": "x", "model": "nvae", "metrics": {"kl": 1.0}}
+    records = [(r, True) for r in runs] + [(ncsn, True), (ncsn | {"profile": "cpu"}, False), (empty, True)]
+    table = literature.measured_table(records)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| family")]
+    assert len(rows) == 3  # beta-VAE smoke, NCSN smoke, NCSN cpu; the NVAE record measured nothing
+    assert rows[0].startswith("| β-VAE | smoke | 3 | 4.400 (L_64, beta_vae-beta2) | – |")
+    assert "| 3.0 min on cpu |" in rows[0]
+    assert rows[1].startswith("| NCSN | smoke | 1 | – | 9.500 (ncsn-tiny) |") and rows[2].startswith(
+        "| NCSN | cpu |"
+    )
+    assert table.count("\n| ") == 3  # what notebook 01 counts for its finding
+    assert literature.measured_table([(empty, True)]) == ""

@@ -104,9 +104,14 @@ def test_a_recorded_experiment_reads_back_with_its_bank_model_and_table_row(imag
     assert bank["seed"] == 1 and np.array_equal(bank["images"], expected)
     assert entries[0]["net"] is not None and (entries[0]["bpd"], entries[0]["bound"]) == (4.5, "L_64")
     table = results.comparison_table(entries, results.missing_families(records)).splitlines()
-    assert len(table) == 2 + 1 + 3  # header, rule, the model, three missing families
-    assert "| beta_vae | beta_vae-beta1 | bank (12) | 4.500 | L_64 |" in table[2]
-    assert table[-1].startswith("| NVAE | missing")
+    assert len(table) == 2 + 1 + 3 + 2  # header, rule, the model, three missing families, a blank, the note
+    assert table[0].count("|") == len(results.COLUMNS) + 1 <= 9  # the ~8 columns a reader compares
+    assert table[2].startswith("| beta_vae-beta1 | bank (12) | 4.500 (L_64) | – | – | – |")
+    assert table[5].startswith("| NVAE | missing") and table[5].count("|") == table[0].count("|")
+    assert (
+        table[-1].startswith("Data copy: ")
+        and "parameters, steps and img/s are in its results file" in table[-1]
+    )
 
 
 def test_without_a_bank_gather_draws_from_the_checkpoint_with_the_banks_seed(images, isolated_outputs):

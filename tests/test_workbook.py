@@ -291,3 +291,65 @@ def test_autoreload_is_a_no_op_outside_ipython():
     from lib.workbook.notebook import autoreload
 
     assert autoreload() is False
+
+
+def test_the_classifier_is_ready_before_the_first_notebook_that_measures_fd_c10(
+    tmp_path, monkeypatch, capsys
+):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    names = {"00_data": {}, "02_ncsn": {"uses_classifier": True}, "03_vae": {}, "06_compare": {}}
+    names["06_compare"] = {"uses_classifier": True, "reads_results": True}
+    for name, meta in names.items():
+        write_notebook(folder / f"{name}.ipynb", "x = 1", parameters="SMOKE = False")
+        nb = nbformat.read(folder / f"{name}.ipynb", as_version=4)
+        nb.metadata["workbook"] = meta
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    order = []
+
+    def fake_run(notebook, output, parameters, profile, timeout_min):
+        order.append(notebook.stem)
+        return workbook.Outcome(notebook.stem, "ok", 0.0, "")
+
+    def fake_classifier(profile):
+        order.append(f"classifier ({profile})")
+        return "fd_c10 classifier: ready"
+
+    monkeypatch.setattr(workbook, "run_one", fake_run)
+    monkeypatch.setattr(workbook, "prepare_classifier", fake_classifier)
+    assert workbook.main(["--profile", "smoke"], notebooks_dir=folder, outputs=tmp_path / "out") == 0
+    assert order == ["00_data", "classifier (smoke)", "02_ncsn", "03_vae", "06_compare"]  # once, before 02
+    order.clear()
+    assert (
+        workbook.main(["--profile", "smoke", "--only", "06"], notebooks_dir=folder, outputs=tmp_path / "o")
+        == 0
+    )
+    assert order == ["classifier (smoke)", "06_compare"]
+    order.clear()
+    assert (
+        workbook.main(["--profile", "smoke", "--only", "00", "03"], notebooks_dir=folder, outputs=tmp_path)
+        == 0
+    )
+    assert order == ["00_data", "03_vae"]  # no notebook measures fd_c10: no classifier
+    assert "fd_c10 classifier: ready" in capsys.readouterr().out
+
+
+def test_preparing_the_classifier_loads_a_stored_one_and_reports_a_failure(tmp_path, monkeypatch):
+    from lib.metrics import classifier
+
+    monkeypatch.setenv("WORKBOOK_OUTPUTS", str(tmp_path))
+    stored = types.SimpleNamespace(test_accuracy=0.5)
+    calls = []
+    monkeypatch.setattr(classifier, "ensure_classifier", lambda **kw: calls.append(kw) or stored)
+    (tmp_path / "smoke" / "classifier").mkdir(parents=True)
+    (tmp_path / "smoke" / "classifier" / "classifier.json").write_text("{}")
+    line = workbook.prepare_classifier("smoke")
+    assert calls == [{"smoke": True, "log": None}]
+    assert "tiny" in line and "50.0%" in line and "loaded" in line
+    assert "trained" in workbook.prepare_classifier("full") and calls[-1]["smoke"] is False
+
+    def broken(**kw):
+        raise FileNotFoundError("no CIFAR-10 here")
+
+    monkeypatch.setattr(classifier, "ensure_classifier", broken)
+    assert "FAILED (FileNotFoundError: no CIFAR-10 here)" in workbook.prepare_classifier("smoke")

@@ -2,8 +2,9 @@
 features) that stay readable in a saved notebook.
 
 tqdm's notebook widget is saved as a bar frozen at 0% (the widget state is not in the .ipynb), so these bars
-are plain text on stderr (updated in place by Jupyter and terminals, at most every `mininterval` seconds), and
-on closing they print one final line to stdout: what was done, the count and the time, e.g.
+are plain text on stderr (updated in place by Jupyter and terminals, at most every `mininterval` seconds, and only
+once the work has taken that long, so short work saves no bar into a notebook), and on closing they print one final
+line to stdout: what was done, the count and the time, e.g.
 `sampling: 2,000 / 2,000 img in 41.3 s (48.4 img/s)`.
 """
 
@@ -36,6 +37,7 @@ class Progress:
             desc=desc,
             unit=unit,
             mininterval=mininterval,
+            delay=mininterval,  # work done sooner shows no bar at all: no 0% bars saved into a notebook
             file=sys.stderr,
             leave=False,
             dynamic_ncols=False,

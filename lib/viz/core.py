@@ -37,6 +37,7 @@ __all__ = [
     "SMOKE_BANNER",
     "as_images",
     "figure_png",
+    "grid_panels",
     "image_grid",
     "labelled_grid",
     "readable_log_axis",
@@ -149,8 +150,54 @@ def show_grid(x, nrow: int = 8, title: str | None = None, ax=None, pad: int = 2)
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=3)  # close to its own grid, not to what is above it
     return ax.figure
+
+
+@stamped
+def grid_panels(
+    panels: Sequence[tuple[str, object]],
+    nrow: int = 8,
+    ncols: int = 2,
+    title: str | None = None,
+    panel_inches: float | None = None,
+) -> Figure:
+    """Image grids side by side, `ncols` per row of the figure, each (label, images (B, 3, H, W)) drawn as
+    `image_grid(images, nrow)` with its label directly ABOVE its own grid: every figure row reserves the height
+    of its labels above its grids, so no label sits under the grid of the row above. All grids are drawn at one
+    scale (`panel_inches`: the width of the widest grid; None: 1/40 inch per pixel, at most 12 inches a row)."""
+    if not panels:
+        raise ValueError("grid_panels needs at least one (label, images) panel")
+    grids = [image_grid(images, nrow) for _, images in panels]
+    ncols = max(1, min(ncols, len(panels)))
+    nrows = math.ceil(len(panels) / ncols)
+    widest = max(g.shape[1] for g in grids)
+    scale = panel_inches / widest if panel_inches else min(1 / 40, 12 / ncols / widest)
+    cell_w = widest * scale
+    row_h = [max(g.shape[0] for g in grids[r * ncols : (r + 1) * ncols]) * scale for r in range(nrows)]
+    label_h = [
+        0.1 + 0.15 * max(str(t).count("\n") + 1 for t, _ in panels[r * ncols : (r + 1) * ncols])
+        for r in range(nrows)
+    ]
+    gap, margin, head = 0.15, 0.05, (0.35 if title else 0.0)
+    width = ncols * cell_w + (ncols - 1) * gap + 2 * margin
+    height = head + sum(row_h) + sum(label_h) + (nrows - 1) * gap + 2 * margin
+    fig = plt.figure(figsize=(width, height))
+    plt.close(fig)
+    top = height - margin - head  # inches from the bottom: the top of the current figure row
+    for r in range(nrows):
+        for c, ((label, _), grid) in enumerate(zip(panels[r * ncols : (r + 1) * ncols], grids[r * ncols :])):
+            h, w = grid.shape[0] * scale, grid.shape[1] * scale
+            left = margin + c * (cell_w + gap)
+            bottom = top - label_h[r] - h
+            ax = fig.add_axes((left / width, bottom / height, w / width, h / height))
+            ax.imshow(grid, interpolation="nearest")
+            ax.set_axis_off()
+            ax.set_title(label, fontsize=8, pad=3)
+        top -= label_h[r] + row_h[r] + gap
+    if title:
+        fig.suptitle(title, fontsize=10, y=1 - margin / height, va="top")
+    return fig
 
 
 def readable_log_axis(ax, axis: str = "y") -> None:

@@ -47,15 +47,18 @@ def fd_meter(classifier, cifar, S, device) -> Callable:
 
 def bank_fd_c10(bank, n: int, cifar, device, smoke: bool):
     """fd_c10 of the first n images of a model's bank (notebook 02), or None with the reason printed: n = 0
-    (the profile measures none) or no classifier trained yet (notebook 06 or `python -m lib.metrics
-    train-classifier` trains it)."""
+    (the profile measures none) or no classifier stored yet (the runner, `python -m lib.workbook`, trains it
+    before the first notebook that measures fd_c10; so do notebook 06 and `python -m lib.metrics train-classifier`)."""
     if n <= 0:
         print("fd_c10: not measured in this profile (n_fid = 0)")
         return None
     try:
         classifier = metrics.load_classifier(smoke, device=device)
     except FileNotFoundError as missing:
-        print(f"fd_c10: pending ({missing})")
+        print(
+            f"fd_c10: not measured, no classifier stored yet ({missing}; the runner, python -m lib.workbook, "
+            "trains it before this notebook)"
+        )
         return None
     measured = metrics.fd_c10(bank[:n], reference="train", classifier=classifier, cifar=cifar, smoke=smoke)
     print(measured)  # names the data copy it was measured on
@@ -154,6 +157,21 @@ def fid_label(n: int) -> str:
     return name + ("" if n >= N_FID_PAPERS else f" (not comparable with papers' {N_FID_PAPERS // 1000}k)")
 
 
+def fid_plan(S) -> str:
+    """What FID/KID measure in this run, from the values used (S.n_fid: fresh checkpoint samples, 0: none;
+    S.n_fid_bank: the bank images measured, None: the whole bank), as measure_fid does it."""
+    bank = f"its first {S.n_fid_bank:,} bank images" if S.n_fid_bank else "its whole sample bank"
+    if S.n_fid:
+        return (
+            f"FID/KID: from {S.n_fid:,} fresh samples of each model's checkpoint (papers use 50,000), from {bank} "
+            "where there is no checkpoint; against as many training images"
+        )
+    return (
+        f"FID/KID: from {bank} for each model, against as many training images (N_FID_FULL = {S.n_fid}: no fresh "
+        "checkpoint samples; papers use 50,000, so these read higher)"
+    )
+
+
 def measure_fid(entries: list[dict], S, cifar, device, bank_seed: int, prepare: Callable) -> str:
     """Each entry's FID/KID (entry["fid"], None without images) with the committed real-data floor at the same
     n; images: S.n_fid fresh samples of the checkpoint (drawn with the banks' seed) when S.n_fid > 0, else the
@@ -170,8 +188,9 @@ def measure_fid(entries: list[dict], S, cifar, device, bank_seed: int, prepare: 
         return f"FID/KID skipped: {err}"
     return (
         "FID/KID: TF FID Inception pool3 features, against as many training images as samples (n beside "
-        "each; FID is biased upwards at small n). FID real floor: real test images against as many training "
-        "images, from outputs/results/fid_calibration.json (python -m lib.metrics.fid_calibration)"
+        "each; FID is biased upwards at small n). Each FID line above names the real-data floor at its n (real "
+        "test images against as many training images, from outputs/results/fid_calibration.json) where the "
+        "calibration has one"
     )
 
 

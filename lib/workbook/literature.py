@@ -221,13 +221,14 @@ MEASURED_HEADER = (
 
 
 def measured_finding(records: list[tuple[dict, bool]], n_rows: int) -> str:
-    """How many real and smoke results files gave how many comparable rows, and on which data copy."""
+    """How many real and smoke results files gave how many comparable rows (measured_table's, one per family and
+    profile, or measured_rows'), and on which data copy."""
     real = [r for r, smoke in records if not smoke]
     families = sorted({r.get("model", "?") for r in real})
     lossy = any(r.get("data", {}).get("lossy") for r, _ in records)
     return (
         f"Finding: {len(real)} real results file(s) ({', '.join(families) or 'none yet'}) and "
-        f"{len(records) - len(real)} smoke file(s) give {n_rows} comparable metric row(s); every workbook number "
+        f"{len(records) - len(real)} smoke file(s) give {n_rows} comparable row(s); every workbook number "
         f"above is on the {'lossy JPEG copy' if lossy else 'data copy named in its row'}, so it ranks models "
         "within the workbook rather than against the published column."
     )
@@ -295,3 +296,50 @@ def calibration_findings(cal: dict) -> list[str]:
             f"FIDs measured here on {copy} at a few thousand samples."
         )
     return lines
+
+
+def _profile(record: dict, is_smoke: bool) -> str:
+    return "smoke" if is_smoke else str(record.get("profile") or "full")
+
+
+def measured_table(records: list[tuple[dict, bool]]) -> str:
+    """The workbook's own numbers as one compact Markdown table: one row per model family and profile (not one
+    per metric of every run), with how many runs it has, the best test bits/dim (the tightest bound,
+    results.tightest_test_bound) and the best fd_c10 among them with the run that reached it, the data copies,
+    the summed compute and the family's published figures (for orientation only). '' when no record holds a
+    bits/dim or a distance; every run's own numbers stay in its results file."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for record, is_smoke in records:
+        groups.setdefault((record.get("model", "?"), _profile(record, is_smoke)), []).append(record)
+    rows = []
+    for (family, profile), runs in groups.items():
+        bounds = [(*results.tightest_test_bound(r.get("metrics", {})), r["experiment"]) for r in runs]
+        bounds = [b for b in bounds if b[0] is not None]
+        fds = [
+            (r["metrics"]["fd_c10"], r["experiment"])
+            for r in runs
+            if isinstance(r.get("metrics", {}).get("fd_c10"), (int, float))
+        ]
+        if not bounds and not fds:
+            continue
+        best_bpd = min(bounds) if bounds else None
+        best_fd = min(fds) if fds else None
+        copies = sorted({_copy_and_compute(r)[0] for r in runs})
+        minutes = sum(r.get("wall_minutes") or 0.0 for r in runs)
+        devices = ", ".join(sorted({str(r.get("device", "?")) for r in runs}))
+        rows.append(
+            f"| {results.FAMILIES.get(family, family)} | {profile} | {len(runs)} | "
+            + (f"{best_bpd[0]:.3f} ({best_bpd[1]}, {best_bpd[2]})" if best_bpd else "–")
+            + " | "
+            + (f"{best_fd[0]:.3f} ({best_fd[1]})" if best_fd else "–")
+            + f" | {'; '.join(copies)} | {minutes:.1f} min on {devices} | {published_for(family)} |"
+        )
+    if not rows:
+        return ""
+    header = (
+        "| family | profile | runs | best test bits/dim (bound, run) | best fd_c10 (run) | data copy | "
+        "training compute (all runs) | published (original pixels) |\n|---|---|---|---|---|---|---|---|"
+    )
+    return "\n".join([header, *rows]) + (
+        "\n\nOne row per family and profile: the best of its runs. Every run's metrics are in its results file."
+    )

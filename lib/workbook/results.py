@@ -315,11 +315,30 @@ def gather(
                 device=record.get("device", "?"),
             )
         )
-        log(
-            f"{exp}: run folder {record.get('run')} ({'checkpoint loaded' if loaded else 'no checkpoint'}); "
-            f"{entries[-1]['n_samples']:,} samples from {entries[-1]['source']}; test bound {bound or 'none'}"
-        )
+    if entries:
+        log(gathered_line(entries))
     return entries
+
+
+def gathered_line(entries: list[dict]) -> str:
+    """One line for all the runs `gather` read: how many had a checkpoint and where their samples came from,
+    naming only the runs that are the exception (the table below lists every run with its samples and bound)."""
+    named = lambda group: (  # the minority is named, the rest only counted
+        f" ({', '.join(e['experiment'] for e in group)})" if 2 * len(group) <= len(entries) else ""
+    )
+    missing = [e for e in entries if e["net"] is None]
+    sources = {src: [e for e in entries if e["source"] == src] for src in ("bank", "checkpoint", "none")}
+    parts = [
+        f"{len(entries)} run(s) read: checkpoint loaded for {len(entries) - len(missing)}"
+        + (f", none for {len(missing)}{named(missing)}" if missing else "")
+    ]
+    said = {
+        "bank": "samples from its bank",
+        "checkpoint": "samples drawn from its checkpoint",
+        "none": "no samples",
+    }
+    parts += [f"{len(group)} with {said[src]}{named(group)}" for src, group in sources.items() if group]
+    return "; ".join(parts)
 
 
 # --- the family table -----------------------------------------------------------------------------------------
@@ -332,67 +351,50 @@ def fmt(value, spec: str = "{:.3f}") -> str:
     return spec.format(value)
 
 
-COLUMNS = [
-    "model",
+COLUMNS = [  # the few a reader compares; params, steps, img/s stay in the results files, KID in the FID lines
     "experiment",
     "samples (n)",
-    "test bits/dim",
-    "bound",
-    "fd_c10",
-    "× floor (same n)",
-    "precision",
-    "recall",
+    "test bits/dim (bound)",
+    "fd_c10 (× floor, same n)",
+    "precision / recall",
     "FID (n)",
-    "FID real floor (same n)",
-    "KID (n)",
     "s / 1k samples",
-    "params",
-    "steps",
     "train minutes",
-    "img/s",
-    "data copy",
-    "device",
 ]
 
 
 def comparison_table(entries: list[dict], missing: list[str], smoke: bool | None = None) -> str:
-    """The comparison as a markdown table, one row per entry (keys of `gather`, plus `fd` and `floor` FDResults
-    and an optional `fid` dict with fid, kid, kid_std, n and the real-data `floor` at that n), then one row per
-    missing family; in smoke mode (smoke=None reads $WORKBOOK_SMOKE) a bold line above it says the numbers check
-    the code only."""
+    """The comparison as a markdown table of the COLUMNS a reader compares, one row per entry (keys of `gather`,
+    plus `fd` and `floor` FDResults and an optional `fid` dict with fid, n and more), then one row per missing
+    family, and a line saying what else the results files hold and which data copies and devices the rows come
+    from; in smoke mode (smoke=None reads $WORKBOOK_SMOKE) a bold line above it says the numbers check the code
+    only."""
     rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for m in entries:
         fd, fl, fid = m.get("fd"), m.get("floor"), m.get("fid") or {}
-        copy = f"{m['data'].get('format', '?')}{' (lossy)' if m['data'].get('lossy') else ''}"
-        n_fid = f" (n = {fid['n']:,})" if fid.get("n") else ""
+        ratio = f" ({fd.fd / fl.fd:.1f}×)" if fd and fl else ""
         cells = [
-            m["model"],
             m["experiment"],
             f"{m['source']} ({m['n_samples']:,})",
-            fmt(m["bpd"]),
-            m["bound"] or "–",
-            fmt(fd and fd.fd),
-            fmt(fd.fd / fl.fd if fd and fl else None, "{:.1f}"),
-            fmt(fd and fd.precision),
-            fmt(fd and fd.recall),
-            fmt(fid.get("fid"), "{:.2f}") + n_fid,
-            fmt(fid.get("floor"), "{:.2f}"),
-            (
-                fmt(fid.get("kid"), "{:.4f}")
-                + (f" ± {fid['kid_std']:.4f}" if fid.get("kid_std") else "")
-                + n_fid
-                if fid.get("kid") is not None
-                else "–"
-            ),
+            fmt(m["bpd"]) + (f" ({m['bound']})" if m["bound"] else ""),
+            fmt(fd and fd.fd) + ratio,
+            f"{fmt(fd.precision, '{:.2f}')} / {fmt(fd.recall, '{:.2f}')}" if fd else "–",
+            fmt(fid.get("fid"), "{:.2f}") + (f" ({fid['n']:,})" if fid.get("n") else ""),
             fmt(m["seconds_per_1k"], "{:.1f}"),
-            fmt(m["n_params"], "{:,}"),
-            fmt(m["steps"], "{:,}"),
             fmt(m["wall_minutes"], "{:.1f}"),
-            fmt(m["img_per_s"], "{:,.0f}"),
-            copy,
-            m["device"],
         ]
         rows.append("| " + " | ".join(str(c) for c in cells) + " |")
     rows += [f"| {name} | missing: no results file yet |" + " |" * (len(COLUMNS) - 2) for name in missing]
+    copies = sorted(
+        {f"{m['data'].get('format', '?')}{' (lossy)' if m['data'].get('lossy') else ''}" for m in entries}
+    )
+    devices = sorted({str(m["device"]) for m in entries})
+    if entries:
+        rows += [
+            "",
+            f"Data copy: {', '.join(copies)}; device: {', '.join(devices)}. Each model's parameters, steps and "
+            "img/s are in its results file; KID and the real-data FID floor, where FID was measured, in the FID "
+            "lines above.",
+        ]
     banner = smoke_line(smoke)
     return (f"**{banner}**\n\n" if banner else "") + "\n".join(rows)

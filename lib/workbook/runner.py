@@ -11,7 +11,10 @@ $WORKBOOK_PROFILE, $WORKBOOK_SMOKE and the PROFILE and SMOKE parameters to match
 use --profile). Executed notebooks go to outputs/notebooks/ (short, full), outputs/notebooks/cpu/ (cpu) or
 outputs/smoke/notebooks/ (smoke). A
 failing notebook does not stop the others; notebooks whose metadata says they read the others' results (01, 06)
-run last, and one whose metadata says it shows figures fails if its execution shows none; the summary table lists
+run last, and one whose metadata says it shows figures fails if its execution shows none. Before the first notebook
+whose metadata says it uses the fd_c10 classifier (02, 06), the runner loads it, or trains and stores it when none is
+stored (lib.metrics.ensure_classifier: the tiny one in smoke), so no notebook reads its fd_c10 as pending. The summary
+table lists
 each one's status, minutes, figures and key figure (what it passed to `lib.workbook.results.report_key_figure`),
 and the exit status is 1 if any failed. -p and -y read values as papermill's own options do (-y for lists:
 `-y "BETAS: [4.0]"`); a name that no selected notebook assigns in its cell tagged `parameters` is refused before
@@ -58,6 +61,28 @@ def readers_last(notebooks: list[Path]) -> list[Path]:
     """The notebooks in order, those that read the others' results (01, 06) moved after the rest."""
     reads = {nb: bool(workbook_metadata(nb).get("reads_results")) for nb in notebooks}
     return [nb for nb in notebooks if not reads[nb]] + [nb for nb in notebooks if reads[nb]]
+
+
+def uses_classifier(notebook: Path) -> bool:
+    """Whether the notebook's metadata says it measures fd_c10 (`uses_classifier`: 02, 06)."""
+    return bool(workbook_metadata(notebook).get("uses_classifier"))
+
+
+def prepare_classifier(profile: str) -> str:
+    """Load the fd_c10 classifier of `profile`, or train and store it when none is stored (the tiny one in smoke);
+    returns one line saying which. Never raises: a failure is reported and the notebooks say what they miss."""
+    from ..metrics import classifier
+
+    smoke = profile == "smoke"
+    folder = classifier.classifier_dir(smoke)
+    stored = (folder / "classifier.json").is_file()
+    start = time.monotonic()
+    try:
+        trained = classifier.ensure_classifier(smoke=smoke, log=None)
+    except Exception as err:  # no data, no memory: the notebooks report fd_c10 as not measured
+        return f"fd_c10 classifier: FAILED ({failure_line(err)}); notebooks that use it go on without it"
+    how = "loaded" if stored else f"trained in {time.monotonic() - start:.0f} s and stored"
+    return f"fd_c10 classifier ({'tiny, ' if smoke else ''}test accuracy {trained.test_accuracy:.1%}): {how} in {folder}"
 
 
 def count_figures(executed: Path) -> int:
@@ -274,6 +299,8 @@ def main(
     target = executed_dir(profile, outputs)
     outcomes = []
     for i, notebook in enumerate(notebooks, 1):
+        if uses_classifier(notebook) and not any(uses_classifier(nb) for nb in notebooks[: i - 1]):
+            print(prepare_classifier(profile), flush=True)  # before the first notebook that measures fd_c10
         print(f"[{i}/{len(notebooks)}] {notebook.stem} ...", flush=True)
         outcome = run_one(notebook, target / notebook.name, shares[notebook], profile, args.timeout)
         print(

@@ -8,7 +8,7 @@ technique 1 (sigma_1 from the data's largest pairwise distance) and technique 4 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from types import SimpleNamespace
 
 from .. import samplers
@@ -149,3 +149,31 @@ def nvae(S: SimpleNamespace, params: dict) -> list[str]:
     }
     S.runs = {name: paths.run_dir(f"nvae_{name}{S.run_suffix}", smoke=S.smoke) for name in NVAE_RUNS}
     return []
+
+
+def config_changes(cfg, preset, name: str = "config") -> str:
+    """One line naming only the fields of dataclass `cfg` that differ from `preset` (the whole repr of a config
+    says nothing a reader can find in it): `name: the preset's, except steps 20 (preset 10,000), ...`."""
+    shown = lambda v: f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else repr(v)
+    changed = [
+        f"{f.name} {shown(getattr(cfg, f.name))} (preset {shown(getattr(preset, f.name))})"
+        for f in fields(cfg)
+        if getattr(cfg, f.name) != getattr(preset, f.name)
+    ]
+    return (
+        f"{name}: the preset's, except {', '.join(changed)}"
+        if changed
+        else f"{name}: the preset's, unchanged"
+    )
+
+
+def preset_changes(S: SimpleNamespace, family: str, model_cfg=None) -> str:
+    """What this notebook changed in its preset's configs (S.preset of `family`): the TrainConfig, and the model
+    config when `model_cfg` is given, one line each."""
+    preset_model, preset_train = MODELS[family].presets[S.preset]
+    lines = [config_changes(S.train_cfg, preset_train, f"TrainConfig of preset {S.preset!r}")]
+    if model_cfg is not None:
+        lines.append(
+            config_changes(model_cfg, preset_model, f"{type(model_cfg).__name__} of preset {S.preset!r}")
+        )
+    return "\n".join(lines)
