@@ -226,7 +226,9 @@ def compare_curves(
     )
     if smooth and any(len(r) >= MIN_POINTS_TO_SMOOTH for r in loaded.values()):
         h = max(1, round(smooth / (1 - smooth)))
-        title = f"{title}\n(faint: logged values; bold: smoothed by a local line over ±{h} points)"
+        title = (
+            f"{title}\n(faint: logged values; bold: smoothed by a local line over ±{h} point{'s' * (h != 1)})"
+        )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
