@@ -132,3 +132,44 @@ def test_a_loaded_result_reports_the_throughput_of_its_checkpoint(tmp_path):
     info = {"step": 100, "wall_seconds": 50.0, "train_config": {"batch_size": 64}}
     result = experiments.loaded_result("model", info, tmp_path)
     assert result.img_per_s == 128.0 and result.ema == result.model == "model" and result.folder == tmp_path
+
+
+def _iwae_row(objective: str, k: int, bpd: float, steps: int = 16) -> dict:
+    return dict(
+        model=f"{objective} k={k}",
+        k=k,
+        bpd_k=bpd,
+        n_active=k % 7,
+        train_bound=-100.0 + k,
+        steps=steps,
+        minutes=0.1 * k,
+        latent_dim=8,
+    )
+
+
+def test_iwae_figures_put_the_vae_on_the_iwae_axes_and_both_views_side_by_side():
+    S = types.SimpleNamespace(k=64, epochs=1.0, wall_minutes=0.05)
+    rows = [_iwae_row("VAE", 1, 8.1), *(_iwae_row("IWAE", k, 8.0 - 0.01 * k) for k in (1, 5, 50))]
+    fig = experiments.iwae_k_figure(rows, S, "JPEG copy", "equal epochs: 1 epoch")
+    assert len(fig.axes) == 3 and "equal epochs: 1 epoch" in fig._suptitle.get_text()
+    bpd = fig.axes[0]
+    assert bpd.get_ylabel() == "test bits/dim (L_64, JPEG copy)" and bpd.get_xlabel().startswith("training k")
+    iwae, vae = bpd.lines
+    assert list(iwae.get_xdata()) == [1, 5, 50] and list(vae.get_xdata()) == [1]  # the VAE at its k
+    assert list(vae.get_ydata()) == [8.1] and vae.get_linestyle() == "None"
+    assert fig.axes[1].get_ylabel() == "active units of 8"
+    wall = [_iwae_row("VAE", 1, 8.2, 3), *(_iwae_row("IWAE", k, 8.1, 4 - k // 25) for k in (1, 5, 50))]
+    fig = experiments.iwae_wall_figure(rows, wall, S, "JPEG copy")
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [
+        "IWAE, equal epochs (1 epoch)",
+        "IWAE, equal wall time (0.05 min)",
+        "VAE, equal epochs (1 epoch)",
+        "VAE, equal wall time (0.05 min)",
+    ]
+    steps = fig.axes[1]
+    assert steps.get_ylabel() == "optimizer steps per model" and len(steps.lines) == 4
+    assert (
+        list(steps.lines[1].get_ydata()) == [4, 4, 2]
+        and fig.axes[2].get_ylabel() == "training wall time [min]"
+    )

@@ -47,6 +47,22 @@ def test_budget_spread_reports_epochs_and_warns_on_uneven_steps():
     assert "a: 100 steps = 1.00 epochs" in even and "WARNING" not in even
     uneven = findings.budget_spread([{"model": "a", "steps": 300}, {"model": "b", "steps": 100}], 3200, 32)
     assert "WARNING" in uneven and "3.0x" in uneven
+    one = findings.budget_spread([{"model": "a", "steps": 1}], 512, 32)
+    assert "a: 1 step = 0.06 epochs" in one and "1 steps" not in one
+
+
+def test_counted_is_plural_unless_the_number_reads_one():
+    assert [findings.counted(n, "step") for n in (0, 1, 2, 1_600)] == [
+        "0 steps",
+        "1 step",
+        "2 steps",
+        "1,600 steps",
+    ]
+    assert (
+        findings.counted(1.0, "epoch", "g") == "1 epoch"
+        and findings.counted(0.5, "epoch", "g") == "0.5 epochs"
+    )
+    assert findings.counted(1.0, "epoch", ".2f") == "1.00 epochs"  # a measured amount stays plural
 
 
 def test_tables_carry_the_smoke_line_only_in_smoke_mode():
@@ -68,9 +84,9 @@ def test_a_claim_of_growth_does_not_hold_when_nothing_changes():
 
 def test_equal_epochs_note_says_when_a_cap_or_an_old_plan_broke_equal_epochs():
     rows = [{"model": "IWAE k=1", "steps": 16}, {"model": "IWAE k=50", "steps": 16}]
-    assert (
-        findings.equal_epochs_note(rows, 16, 1.0, 10.0) == "every model ran the planned 16 steps (1 epochs)"
-    )
+    assert findings.equal_epochs_note(rows, 16, 1.0, 10.0) == "every model ran the planned 16 steps (1 epoch)"
+    one = [{"model": "IWAE k=1", "steps": 1}]
+    assert findings.equal_epochs_note(one, 1, 0.5, 0.0) == "every model ran the planned 1 step (0.5 epochs)"
     rows[1]["steps"] = 12
     rows.append({"model": "VAE k=1", "steps": 20})
     note = findings.equal_epochs_note(rows, 16, 1.0, 10.0)

@@ -230,3 +230,89 @@ def test_spread_figure_draws_the_mean_and_one_std_per_sample_count():
     assert "2, 3 subsets" in ax.get_title() and ax.get_xscale() == "log"
     with pytest.raises(ValueError, match="at least 2 repeats"):
         viz_compare.spread_figure({100: [1.0]})
+
+
+def _tiny_vaes(n: int = 3):
+    from lib.models import BetaVAE, BetaVAEConfig
+
+    torch.manual_seed(0)
+    return {
+        f"beta={b:g}": BetaVAE(BetaVAEConfig(latent_dim=4, widths=(4, 8), beta=b)).eval()
+        for b in [0.5, 1, 4][:n]
+    }
+
+
+def _row_labels(fig) -> list[str]:
+    return [t.get_text() for t in fig.axes[0].get_yticklabels()]
+
+
+def test_compare_curves_draws_one_line_per_run_on_shared_axes():
+    runs = {
+        f"beta={b:g}": [{"step": s, "kl": b * s, "reconstruction": 100.0 - s} for s in range(0, 40, 10)]
+        for b in (0.5, 1.0, 2.0, 4.0)
+    }
+    fig = viz.compare_curves(runs, ["reconstruction", "kl"], "training curves per beta")
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 2 and all(len(ax.lines) == 4 for ax in axes)  # one line per beta in each panel
+    assert axes[0].get_shared_x_axes().joined(axes[0], axes[1])
+    assert [ax.get_ylabel() for ax in axes] == [viz.UNITS["reconstruction"], viz.UNITS["kl"]]
+    assert all(ax.get_xlabel() == "optimizer step" for ax in axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == list(runs)
+    np.testing.assert_allclose(axes[1].lines[3].get_ydata(), [4.0 * s for s in range(0, 40, 10)])
+    assert fig._suptitle.get_text() == "training curves per beta"
+    assert [line.get_color() for line in axes[0].lines] == [line.get_color() for line in axes[1].lines]
+    many = {"a": [{"step": s, "kl": float(s)} for s in range(viz.MIN_POINTS_TO_SMOOTH)]}
+    fig = viz.compare_curves(many, ["kl"], "t", smooth=0.6)
+    assert len(fig.axes[0].lines) == 2 and "smoothed" in fig._suptitle.get_text()  # faint logged + smoothed
+
+
+def test_metric_panels_share_x_and_draw_baselines_as_unjoined_markers():
+    panels = [
+        ("test likelihood", "test bits/dim", {"IWAE": [5.0, 4.9, 4.8]}),
+        ("active units", "active units of 8", {"IWAE": [3, 4, 6]}),
+    ]
+    baselines = [{"VAE": ([1], [5.1])}, {"VAE": ([1], [3])}]
+    fig = viz.metric_panels(
+        [1, 5, 50], panels, "training k", "IWAE against k", logx=True, baselines=baselines
+    )
+    a, b = fig.axes
+    assert a.get_shared_x_axes().joined(a, b) and a.get_xscale() == "log"
+    assert [a.get_ylabel(), b.get_ylabel()] == ["test bits/dim", "active units of 8"]
+    assert a.get_xlabel() == b.get_xlabel() == "training k" and a.get_title() == "test likelihood"
+    iwae, vae = a.lines
+    np.testing.assert_allclose(iwae.get_ydata(), [5.0, 4.9, 4.8])
+    assert vae.get_linestyle() == "None" and list(vae.get_xdata()) == [1] and list(vae.get_ydata()) == [5.1]
+    assert iwae.get_color() == b.lines[0].get_color() and vae.get_color() == b.lines[1].get_color()
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["IWAE", "VAE"]
+    assert [t.get_text() for t in a.get_xticklabels()] == ["1", "5", "50"]
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in b.get_yticks())
+    with pytest.raises(ValueError, match="one per panel"):
+        viz.metric_panels([1], panels, "k", "t", baselines=[{}])
+
+
+def test_sweep_grids_hold_one_labelled_row_per_model():
+    models, x = _tiny_vaes(), numbered_images(5, size=32)
+    fig = viz.sweep_samples(models, n=6, seed=0, title="prior samples per beta")
+    assert _row_labels(fig) == list(models) and len(fig.axes[0].get_xticklabels()) == 6
+    assert fig.axes[0].images[0].get_array().shape[0] == 2 + 3 * 34  # three rows of 32-pixel tiles
+    fig = viz.sweep_reconstructions(models, x, title="reconstructions per beta")
+    assert _row_labels(fig) == ["data", *models] and fig.axes[0].get_title() == "reconstructions per beta"
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [f"test {i}" for i in range(5)]
+    np.testing.assert_array_equal(fig.axes[0].images[0].get_array()[2:34, 2:34], x[0].transpose(1, 2, 0))
+    dims = {label: [0, 2] for label in models}
+    fig = viz.sweep_traversals(models, dims, x[0], n_values=5, title="traversals per beta")
+    assert _row_labels(fig) == [f"{label}: z_{j}" for label in models for j in (0, 2)]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["-3.0", "-1.5", "+0.0", "+1.5", "+3.0"]
+    fig = viz.sweep_best_weight(dict(list(models.items())[:2]), x, k=4)
+    assert _row_labels(fig) == ["data"] + [
+        f"{m}: {r}" for m in list(models)[:2] for r in ("E_q[z]", "best of 4")
+    ]
+
+
+def test_sweep_samples_decode_the_same_z_in_every_row():
+    from lib.models import BetaVAE, BetaVAEConfig
+
+    model = BetaVAE(BetaVAEConfig(latent_dim=4, widths=(4, 8))).eval()
+    grid = viz.sweep_samples({"a": model, "b": model}, n=3).axes[0].images[0].get_array()
+    np.testing.assert_array_equal(grid[2:34], grid[36:68])  # same model, same seed: identical rows

@@ -2,9 +2,10 @@
 
     core     the smoke stamp, PNG display, image grids, labelled grids, log axes, saving
     data     the data itself: per-class grids, class counts, channel histograms, mean images
-    curves   training curves from metrics.jsonl (units, smoothing)
+    curves   training curves from metrics.jsonl (units, smoothing); several runs on shared axes
     ncsn     NCSN's noise ladder, Langevin strip, nearest training neighbours
-    vae      reconstructions, traversals, interpolations, rate-distortion, NVAE's group KL
+    vae      reconstructions, traversals, interpolations, rate-distortion, NVAE's group KL; sweeps as one
+             labelled grid (rows = model) and metrics against a setting in panels with baselines
     compare  the model comparison: fd_c10 calibration, sample panels, per-model views, the FID floor
 
 Every public figure function of the three is importable from `lib.viz` itself (`viz.labelled_grid`,

@@ -15,7 +15,15 @@ from matplotlib.ticker import MaxNLocator
 from ..common import files
 from .core import readable_log_axis, stamped
 
-__all__ = ["MIN_POINTS_TO_SMOOTH", "UNITS", "curve_label", "load_records", "plot_curves", "smoothed"]
+__all__ = [
+    "MIN_POINTS_TO_SMOOTH",
+    "UNITS",
+    "compare_curves",
+    "curve_label",
+    "load_records",
+    "plot_curves",
+    "smoothed",
+]
 
 
 def load_records(metrics: str | os.PathLike | Iterable[dict]) -> list[dict]:
@@ -38,6 +46,7 @@ UNITS = {  # y-axis labels of the training curves the notebooks log: quantity [u
     "elbo": "ELBO [nats / image]",
     "bound": "L_k [nats / image]",
     "bpd_elbo": "-ELBO [bits / dim]",
+    "bpd_bound": "-L_k [bits / dim]",
     "kl_coeff": "KL weight [0-1]",
     "lr": "learning rate",
     "grad_norm": "gradient L2 norm",
@@ -149,3 +158,77 @@ def _draw_curve(ax, steps: np.ndarray, values: np.ndarray, smooth: float) -> Non
         color="tab:blue",
         label=f"smoothed (local line, ±{max(1, round(smooth / (1 - smooth)))} points)",
     )
+
+
+@stamped
+def compare_curves(
+    runs: dict[str, str | os.PathLike | Iterable[dict]],
+    keys: Sequence[str],
+    title: str,
+    x: str = "step",
+    smooth: float = 0.0,
+    units: dict[str, str] | None = None,
+    logy: Sequence[str] = (),
+    titles: dict[str, str] | None = None,
+) -> Figure:
+    """Training curves of several runs on shared axes: one panel per key (titled by `titles`, else the key; y
+    labelled with its unit, UNITS updated by `units`), one line per run (label -> metrics.jsonl path, run folder or
+    records) in the same colour and line style in every panel (styles cycle, so runs that coincide stay visible),
+    one legend naming the runs. With `smooth` in (0, 1) and enough points each run is drawn as its
+    smoothing (`smoothed`) over its faint logged values; a run without a key simply has no line in that panel."""
+    loaded = {
+        label: [r for r in load_records(m) if isinstance(r.get(x), (int, float))] for label, m in runs.items()
+    }
+    if not keys or not any(loaded.values()):
+        raise ValueError(
+            f"nothing to draw: keys {list(keys)}, runs with records {[k for k, v in loaded.items() if v]}"
+        )
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.2), sharex=True, squeeze=False)
+    plt.close(fig)
+    styles = ["-", "--", ":", "-."]
+    for i, (label, records) in enumerate(loaded.items()):
+        colour, style = f"C{i % 10}", styles[i % len(styles)]
+        for ax, key in zip(axes.flat, keys):
+            pairs = [(r[x], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+            if not pairs:
+                continue
+            steps, values = np.array(pairs, dtype=np.float64).T
+            if smooth and len(values) >= MIN_POINTS_TO_SMOOTH:
+                ax.plot(steps, values, linewidth=0.7, alpha=0.25, color=colour)
+                ax.plot(steps, smoothed(values, smooth), style, linewidth=1.4, color=colour, label=label)
+            else:
+                ax.plot(
+                    steps,
+                    values,
+                    style,
+                    linewidth=1.2,
+                    color=colour,
+                    label=label,
+                    marker="." if len(values) < 20 else None,
+                )
+    for ax, key in zip(axes.flat, keys):
+        ax.set_title((titles or {}).get(key, key), fontsize=10)
+        ax.set_xlabel("optimizer step" if x == "step" else x)
+        ax.set_ylabel((units or {}).get(key, curve_label(key)), fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
+        ax.grid(alpha=0.3)
+        if key in logy:
+            readable_log_axis(ax)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="lower center",
+        ncol=min(len(labels), 6),
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.02),
+    )
+    if smooth and any(len(r) >= MIN_POINTS_TO_SMOOTH for r in loaded.values()):
+        h = max(1, round(smooth / (1 - smooth)))
+        title = (
+            f"{title}\n(faint: logged values; bold: smoothed by a local line over ±{h} point{'s' * (h != 1)})"
+        )
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .. import data, metrics
+from .. import data, metrics, viz
 from ..common import files, paths
 from ..models import beta_vae_tag, reestimate_bn
 from ..train.checkpoints import list_checkpoints
@@ -200,6 +200,74 @@ def iwae_table(rows: list[dict], S, copy: str) -> str:
         f"{table}\n(train_bound: the training objective's last logged L_k, nats per image; bpd_k: L_{S.k} on "
         f"{S.n_ll} test images; {copy})"
     )
+
+
+def _by_objective(rows: list[dict], objective: str) -> list[dict]:
+    """The rows of one objective ('VAE' or 'IWAE'), ordered by k."""
+    return sorted((r for r in rows if r["model"].split()[0] == objective), key=lambda r: r["k"])
+
+
+def _k_series(rows: list[dict], key: str, iwae_label: str, vae_label: str) -> tuple[dict, dict]:
+    """(IWAE line, VAE markers) of one column for metric_panels: IWAE joined over its ks, VAE as points."""
+    iwae, vae = _by_objective(rows, "IWAE"), _by_objective(rows, "VAE")
+    line = {iwae_label: [r[key] for r in iwae]} if iwae else {}
+    points = {vae_label: ([r["k"] for r in vae], [r[key] for r in vae])} if vae else {}
+    return line, points
+
+
+def iwae_k_figure(rows: list[dict], S, copy: str, view: str = "equal epochs"):
+    """Notebook 04's k comparison of one view in one figure: test bits/dim (L_{S.k}), active units and the last
+    logged training bound against the training k, IWAE joined over its ks and the VAE (k-sample mean ELBO) as
+    markers at its k on the same axes."""
+    ks = [r["k"] for r in _by_objective(rows, "IWAE")]
+    columns = [  # (column, panel title, y label)
+        ("bpd_k", f"test L_{S.k} (lower is better)", f"test bits/dim (L_{S.k}, {copy})"),
+        ("n_active", "active latent units", f"active units of {rows[0]['latent_dim']}"),
+        ("train_bound", "training objective, last logged", "training bound [nats / image]"),
+    ]
+    panels, baselines = [], []
+    for key, panel_title, ylabel in columns:
+        line, points = _k_series(rows, key, "IWAE (trained on L_k)", "VAE (k-sample mean ELBO)")
+        panels.append((panel_title, ylabel, line))
+        baselines.append(points)
+    title = f"IWAE and VAE against the training k ({view})"
+    return viz.metric_panels(ks, panels, "training k (samples per image)", title, True, baselines)
+
+
+def iwae_wall_figure(rows: list[dict], wall_rows: list[dict], S, copy: str):
+    """Notebook 04's two views side by side: test bits/dim, optimizer steps and training minutes against the
+    training k, at equal epochs and at equal wall time (IWAE joined over its ks, the VAE as markers, one colour
+    per view)."""
+    ks = [r["k"] for r in _by_objective(rows, "IWAE")]
+    views = {
+        f", equal epochs ({findings.counted(S.epochs, 'epoch', 'g')})": rows,
+        f", equal wall time ({S.wall_minutes:g} min)": wall_rows,
+    }
+    columns = [
+        ("bpd_k", f"test L_{S.k} (lower is better)", f"test bits/dim (L_{S.k}, {copy})"),
+        ("steps", "optimizer steps taken", "optimizer steps per model"),
+        ("minutes", "training time", "training wall time [min]"),
+    ]
+    panels, baselines = [], []
+    for key, panel_title, ylabel in columns:
+        parts = [
+            _k_series(view_rows, key, f"IWAE{label}", f"VAE{label}") for label, view_rows in views.items()
+        ]
+        panels.append((panel_title, ylabel, {k: v for line, _ in parts for k, v in line.items()}))
+        baselines.append({k: v for _, points in parts for k, v in points.items()})
+    colours = {
+        f"{m}{label}": f"C{i}" for i, label in enumerate(views) for m in ("IWAE", "VAE")
+    }  # one per view
+    title = "equal epochs against equal wall time: what each model trained and what it reached"
+    return viz.metric_panels(ks, panels, "training k (samples per image)", title, True, baselines, colours)
+
+
+@torch.no_grad()
+def best_weight_gain(model, x, k: int, device) -> float:
+    """How far the best of k importance weights lies above their mean, in nats per image (mean over x): max_i
+    log w_i - mean_i log w_i; larger means a wider spread of weights."""
+    log_w, _ = model.log_weights(data.to_float(x, device), k)
+    return float((log_w.max(0).values - log_w.mean(0)).mean())
 
 
 def record_all(session: Session, runs, model_name: str) -> list[Path]:

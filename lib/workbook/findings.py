@@ -54,6 +54,13 @@ def iwae_k_claims(rows: list[dict], k_eval: int) -> str:
     )
 
 
+def counted(n: float, noun: str, spec: str = ",") -> str:
+    """'1 step', '16 steps', '0.06 epochs', '1 epoch': n formatted by spec, the noun singular only when the number
+    reads exactly '1' (so '1.00 epochs' stays plural, as a measured amount)."""
+    text = format(n, spec)
+    return f"{text} {noun}{'' if text == '1' else 's'}"
+
+
 SMOKE_NOTE = "SMOKE RUN: reduced sizes and budgets; these numbers check the code, not the science"
 
 
@@ -132,7 +139,10 @@ def budget_spread(rows: list[dict], n_train: int, batch_size: int) -> str:
     """Steps and epochs per model (rows with keys model, steps) and a warning when an equal-time budget gave the
     models very different amounts of training (a busy machine, or slower larger-k steps)."""
     epochs = {r["model"]: r["steps"] * batch_size / max(n_train, 1) for r in rows}
-    listed = "; ".join(f"{r['model']}: {r['steps']:,} steps = {epochs[r['model']]:.2f} epochs" for r in rows)
+    listed = "; ".join(
+        f"{r['model']}: {counted(r['steps'], 'step')} = {counted(epochs[r['model']], 'epoch', '.2f')}"
+        for r in rows
+    )
     steps = [r["steps"] for r in rows]
     if not steps or min(steps) <= 0:
         return listed + ". WARNING: a model trained no step at all; nothing can be compared"
@@ -157,9 +167,11 @@ def equal_epochs_note(rows: list[dict], planned_steps: int, epochs: float, max_m
         if r["steps"] != planned_steps
     ]
     if not off_plan:
-        return f"every model ran the planned {planned_steps:,} steps ({epochs:g} epochs)"
+        return (
+            f"every model ran the planned {counted(planned_steps, 'step')} ({counted(epochs, 'epoch', 'g')})"
+        )
     return (
-        f"the epochs were NOT equal ({'; '.join(off_plan)}; {planned_steps:,} steps planned, MAX_MINUTES = "
+        f"the epochs were NOT equal ({'; '.join(off_plan)}; {counted(planned_steps, 'step')} planned, MAX_MINUTES = "
         f"{max_minutes:g}; run again to resume), so the k comparison below is not at equal epochs"
     )
 
