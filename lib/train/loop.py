@@ -250,6 +250,7 @@ class _Loop:
             desc=self.folder.name,
             unit="step",
             dynamic_ncols=True,
+            mininterval=2.0,  # a saved notebook keeps every update of the bar: one each 2 s, not 10 a second
         )
         while self.step < end:
             lr = self.train_step()  # one update, no host-device sync

@@ -24,6 +24,7 @@ from ..common import files
 from ..train import checkpoints as ckpt
 from ..train.config import TrainConfig
 from ..train.loop import train
+from .findings import counted
 
 TRAIN_SCHEDULE_FIELDS = ("warmup_steps",)  # TrainConfig fields counted in steps
 MODEL_SCHEDULE_FIELDS = (
@@ -74,11 +75,13 @@ class TrainingPlan:
 
     def describe(self) -> str:
         first = self.first_steps or self.steps
-        text = f"{self.minutes:g} min at {_rate(self.probe_img_per_s)} img/s (probe) -> {first:,} steps"
+        text = (
+            f"{self.minutes:g} min at {_rate(self.probe_img_per_s)} img/s (probe) -> {counted(first, 'step')}"
+        )
         if self.replan_step is not None:
             pace = f"{_rate(self.run_img_per_s)} img/s in the run"
             text += (
-                f"; re-planned at step {self.replan_step:,} from {pace} -> {self.steps:,} steps"
+                f"; re-planned at step {self.replan_step:,} from {pace} -> {counted(self.steps, 'step')}"
                 if self.steps != first
                 else f"; kept at step {self.replan_step:,} ({pace})"
             )
@@ -88,15 +91,17 @@ class TrainingPlan:
         """The one line of planned vs actual (steps, minutes, img/s); needs `actual`."""
         done = self.actual
         if self.replan_step is None:
-            planned = f"{self.steps:,} steps at {_rate(self.probe_img_per_s)} img/s (the probe's pace)"
+            planned = (
+                f"{counted(self.steps, 'step')} at {_rate(self.probe_img_per_s)} img/s (the probe's pace)"
+            )
         else:
             change = "re-planned" if self.steps != self.first_steps else "kept"
             planned = (
-                f"{self.steps:,} steps at {_rate(self.run_img_per_s)} img/s ({change} at step {self.replan_step:,}"
+                f"{counted(self.steps, 'step')} at {_rate(self.run_img_per_s)} img/s ({change} at step {self.replan_step:,}"
                 f" from the probe's {self.first_steps:,} at {_rate(self.probe_img_per_s)} img/s)"
             )
         return (
-            f"training budget {self.minutes:g} min: planned {planned}; actual {done['steps']:,} steps in "
+            f"training budget {self.minutes:g} min: planned {planned}; actual {counted(done['steps'], 'step')} in "
             f"{done['minutes']:.2f} min ({100 * (done['minutes'] / self.minutes - 1):+.0f}%) at "
             f"{_rate(done['img_per_s'])} img/s"
         )
