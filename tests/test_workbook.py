@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -353,3 +354,33 @@ def test_preparing_the_classifier_loads_a_stored_one_and_reports_a_failure(tmp_p
 
     monkeypatch.setattr(classifier, "ensure_classifier", broken)
     assert "FAILED (FileNotFoundError: no CIFAR-10 here)" in workbook.prepare_classifier("smoke")
+
+
+def test_an_executed_notebook_keeps_each_bar_last_state_and_the_order_of_its_prints(tmp_path):
+    stream = lambda name, text: {"output_type": "stream", "name": name, "text": text}  # noqa: E731
+    cells = [
+        {
+            "cell_type": "code",
+            "source": "",
+            "outputs": [
+                stream("stderr", "run:   0%| 0/9\r"),
+                stream("stderr", "run:  50%| 4/9\r"),
+                stream("stderr", ["run: 100%| 9/9\n"]),
+                stream("stdout", "plan: 9 steps\n"),
+                {"output_type": "display_data", "data": {"image/png": "x"}, "metadata": {}},
+                stream("stdout", "done\n"),
+            ],
+        },
+        {"cell_type": "markdown", "source": "text"},
+    ]
+    path = tmp_path / "nb.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert workbook.coalesce_streams(path) == 2
+    outputs = json.loads(path.read_text())["cells"][0]["outputs"]
+    assert [o.get("name", o["output_type"]) for o in outputs] == [
+        "stderr",
+        "stdout",
+        "display_data",
+        "stdout",
+    ]
+    assert "".join(outputs[0]["text"]) == "run: 100%| 9/9\n" and "".join(outputs[3]["text"]) == "done\n"

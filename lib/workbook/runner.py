@@ -29,12 +29,13 @@ import argparse
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..common import paths
+from ..common import files, paths
 from ..common.paths import PROFILES, repo_root
 from .parameters import collect_overrides, parameters_for
 
@@ -83,6 +84,34 @@ def prepare_classifier(profile: str) -> str:
         return f"fd_c10 classifier: FAILED ({failure_line(err)}); notebooks that use it go on without it"
     how = "loaded" if stored else f"trained in {time.monotonic() - start:.0f} s and stored"
     return f"fd_c10 classifier ({'tiny, ' if smoke else ''}test accuracy {trained.test_accuracy:.1%}): {how} in {folder}"
+
+
+_OVERWRITTEN = re.compile(r"[^\n]*\r(?=[^\n])")  # a line a carriage return overwrites (a bar's older states)
+
+
+def coalesce_streams(executed: Path) -> int:
+    """Tidy an executed notebook's text the way a live Jupyter shows it: consecutive stream outputs of the same
+    name (stdout, stderr) become one, and the states of a progress bar that a carriage return overwrites are
+    dropped, so a bar keeps its last state instead of one saved line per update. Returns the outputs removed."""
+    nb = json.loads(executed.read_text())
+    removed = 0
+    for cell in nb.get("cells", []):
+        merged = []
+        for out in cell.get("outputs", []):
+            same = merged and out.get("output_type") == "stream" == merged[-1].get("output_type")
+            if same and out.get("name") == merged[-1].get("name"):
+                merged[-1]["text"] = "".join(merged[-1]["text"]) + "".join(out["text"])
+                removed += 1
+            else:
+                merged.append(out)
+        for out in merged:
+            if out.get("output_type") == "stream":
+                text = _OVERWRITTEN.sub("", "".join(out["text"]).replace("\r\n", "\n"))
+                out["text"] = text.splitlines(keepends=True)
+        if "outputs" in cell:
+            cell["outputs"] = merged
+    files.atomic_write_bytes(executed, (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode())
+    return removed
 
 
 def count_figures(executed: Path) -> int:
@@ -199,6 +228,8 @@ def run_one(notebook: Path, output: Path, parameters: dict, profile: str, timeou
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    if output.is_file():
+        coalesce_streams(output)  # a bar's last state, not one saved line per update
     figures = count_figures(output)
     if status == "ok" and figures == 0 and workbook_metadata(notebook).get("shows_figures"):
         status, detail = (
