@@ -106,3 +106,40 @@ def test_same_k_check_compares_only_the_ks_both_objectives_trained():
         "objective)."
     )
     assert "no k was trained under both" in findings.same_k_check(rows[1:])
+
+
+def test_the_best_likelihood_says_whether_the_images_can_rank_the_runner_up():
+    close = [0.0, 0.02, -0.02, 0.01, -0.01, 0.0]  # per-image differences that average 0: no ranking
+    a = {"bpd_k": 7.00, "bpd_k_se": 0.05, "bpd_k_per_image": [7.0 + d for d in close], "beta": 1.0}
+    b = {
+        "bpd_k": 7.001,
+        "bpd_k_se": 0.05,
+        "bpd_k_per_image": [7.0 + 2 * d + 0.001 for d in close],
+        "beta": 2.0,
+    }
+    text = findings.best_likelihood([b, a], lambda r: f"beta={r['beta']:g}", 500)
+    assert text.startswith("the best test likelihood is at beta=1 (7.0000 ± 0.0500 bits/dim by L_500 on 6")
+    assert "within twice its paired standard error" in text and "cannot rank" in text
+    far = dict(b, bpd_k=7.5, bpd_k_per_image=[7.5 + d for d in close])  # 0.5 behind on every image
+    assert "beyond twice its paired standard error" in findings.best_likelihood([a, far], str, 500)
+    assert findings.best_likelihood([a], str, 500).endswith("nothing to compare it with")
+
+
+def test_the_likelihood_standard_error_is_the_spread_of_per_image_bounds_over_root_n(monkeypatch):
+    import torch
+
+    from lib.metrics import likelihood
+
+    class Fixed(torch.nn.Module):  # log w = -c_i for image i, whatever z: L_k = -c_i exactly
+        def log_weights(self, x, k):
+            return (-x.flatten(1).sum(1)).expand(k, -1), None
+
+    monkeypatch.setattr(
+        likelihood, "importance_log_likelihood", lambda m, xb, k, chunk: m.log_weights(xb, 1)[0][0]
+    )
+    x = (torch.tensor([0.0, 1.0, 2.0, 3.0]) / 3072).view(4, 1, 1, 1).expand(4, 3, 32, 32).contiguous()
+    out = likelihood.evaluate_likelihood(Fixed(), x * 3072 / 100, k=4, batch_size=2, k_chunk=2)
+    per_image = torch.tensor(out["bpd_per_image"], dtype=torch.float64)
+    assert len(per_image) == 4 and per_image.std() > 0
+    assert out["bpd_se"] == pytest.approx(float(per_image.std() / 2), rel=1e-6)
+    assert out["bpd"] == pytest.approx(float(per_image.mean()), rel=1e-9)

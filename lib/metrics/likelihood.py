@@ -61,12 +61,17 @@ def evaluate_likelihood(
             log_px.append(importance_log_likelihood(model, xb, k, k_chunk).cpu())
             elbo.append(model.log_weights(xb, min(k, 100))[0].mean(0).cpu())  # ELBO averaged over up to 100 z
             bar.update(len(xb))
-    log_px, elbo = torch.cat(log_px).mean().item(), torch.cat(elbo).mean().item()
+    per_image, elbo = torch.cat(log_px).double(), torch.cat(elbo).mean().item()
+    se = per_image.std().item() / len(per_image) ** 0.5 if len(per_image) > 1 else float("nan")
     return {
         "k": k,
         "n_images": len(x),
-        "log_px_nats": log_px,
-        "bpd": bits_per_dim(-log_px),
+        "log_px_nats": per_image.mean().item(),
+        "bpd": bits_per_dim(-per_image.mean().item()),
+        "bpd_se": bits_per_dim(
+            se
+        ),  # standard error of the mean over the images (not of the bound's own bias)
+        "bpd_per_image": bits_per_dim(-per_image).tolist(),  # for paired comparisons on the same images
         "elbo_nats": elbo,
         "bpd_elbo": bits_per_dim(-elbo),
     }
@@ -201,6 +206,8 @@ def evaluate_vae(
         "bpd_elbo": bits_per_dim(-terms["elbo"]),
         "log_px_k": ll["log_px_nats"],
         "bpd_k": ll["bpd"],
+        "bpd_k_se": ll["bpd_se"],
+        "bpd_k_per_image": ll["bpd_per_image"],
         "k_eval": k,
         "n_likelihood": ll["n_images"],
         "n_active": int(active.sum()),

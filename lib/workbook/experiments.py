@@ -270,12 +270,15 @@ def best_weight_gain(model, x, k: int, device) -> float:
     return float((log_w.max(0).values - log_w.mean(0)).mean())
 
 
+PER_UNIT_LISTS = ("unit_variance", "bpd_k_per_image")  # an evaluation's lists, kept out of the results file
+
+
 def record_all(session: Session, runs, model_name: str) -> list[Path]:
     """Record every fitted run (results file and sample bank, drawn with seed + 1 as every bank is) and print
     where each went; the evaluation's per-unit variances stay out of the record."""
     paths_written = []
     for fitted in runs:
-        numbers = {k: v for k, v in fitted.evaluation.items() if k != "unit_variance"}
+        numbers = {k: v for k, v in fitted.evaluation.items() if k not in PER_UNIT_LISTS}
         path = record(fitted, model_name, session.S, session.cifar, session.device, numbers, session.seed + 1)
         print(path)
         paths_written.append(path)

@@ -5,7 +5,7 @@ what its run did not show. Each verdict says when there are too few points to co
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..common import paths
 
@@ -202,3 +202,24 @@ def overridden_parameters(pairs: dict[str, tuple], profile: str = "smoke") -> st
         "use the short or full profile to apply them" if profile == "smoke" else "they do not apply in it"
     )
     return f"{profile} profile: {'; '.join(replaced)} (the {profile} sizes win; {remedy})"
+
+
+def best_likelihood(rows: list[dict], name: Callable[[dict], str], k: int) -> str:
+    """Which row has the lowest L_k bits/dim (rows of lib.metrics.evaluate_vae, evaluated on the same test
+    images), with its standard error, and whether the runner-up is behind by more than twice the paired standard
+    error of the difference (the same images, so the per-image differences decide): a ranking the evaluation can
+    support, or says it cannot."""
+    ranked = sorted(rows, key=lambda r: r["bpd_k"])
+    best = ranked[0]
+    text = f"the best test likelihood is at {name(best)} ({best['bpd_k']:.4f} ± {best['bpd_k_se']:.4f} bits/dim by "
+    text += f"L_{k} on {len(best['bpd_k_per_image'])} test images)"
+    if len(ranked) == 1:
+        return text + ": nothing to compare it with"
+    second = ranked[1]
+    diff = [b - a for a, b in zip(best["bpd_k_per_image"], second["bpd_k_per_image"])]
+    gap, paired = statistics.fmean(diff), statistics.stdev(diff) / len(diff) ** 0.5
+    verdict = "beyond" if gap > 2 * paired else "within"
+    text += (
+        f"; the next, {name(second)}, is {gap:.4f} bits/dim behind, {verdict} twice its paired standard error"
+    )
+    return text + f" ({paired:.4f})" + ("" if verdict == "beyond" else ": these images cannot rank the two")
