@@ -183,13 +183,7 @@ def plot_against(
     if logx:
         readable_log_axis(ax, "x")
     ax.set_xticks(list(xs), labels=[f"{x:g}" for x in xs])  # the settings themselves, not a generic scale
-    values = [v for ys in series.values() for v in ys]
-    if values and all(isinstance(v, (int, np.integer)) for v in values):
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        if (
-            max(values) - min(values) < 2
-        ):  # the locator needs two integers in view, or it falls back to fractions
-            ax.set_ylim(min(values) - 1, max(values) + 1)
+    _integer_ticks(ax, [v for ys in series.values() for v in ys])
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     if len(series) > 1:
