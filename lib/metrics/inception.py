@@ -166,9 +166,7 @@ def pool3_features(
     device = devices.pick_device(device)
     net, x = load_network(device=device), torch.from_numpy(to_uint8(images))
     out = np.empty((len(x), N_FEATURES), np.float32)
-    batches = range(
-        0, len(x), batch_size
-    )  # a bar only for work that takes over 5 s: none saved for a small bank
+    batches = range(0, len(x), batch_size)  # a bar only for work that takes over 5 s: none for a small bank
     for start in tqdm(batches, desc=desc, disable=not progress, unit="batch", delay=5.0, mininterval=5.0):
         batch = network_input(x[start : start + batch_size].to(device))
         out[start : start + len(batch)] = net(batch).float().cpu().numpy()

@@ -68,9 +68,8 @@ def evaluate_likelihood(
         "n_images": len(x),
         "log_px_nats": per_image.mean().item(),
         "bpd": bits_per_dim(-per_image.mean().item()),
-        "bpd_se": bits_per_dim(
-            se
-        ),  # standard error of the mean over the images (not of the bound's own bias)
+        # the standard error of the mean over the images (not of the bound's own bias)
+        "bpd_se": bits_per_dim(se),
         "bpd_per_image": bits_per_dim(-per_image).tolist(),  # for paired comparisons on the same images
         "elbo_nats": elbo,
         "bpd_elbo": bits_per_dim(-elbo),

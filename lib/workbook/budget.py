@@ -101,6 +101,13 @@ def plan_training(
 # --- a budgeted run -------------------------------------------------------------------------------------------
 
 
+def fitted_configs(model_cfg, train_cfg: TrainConfig, steps: int):
+    """(model_cfg, train_cfg) with every schedule laid over `steps` (fit_schedules), keeping the caller's
+    max_minutes (the hard stop of a session): the configs a budgeted run trains under."""
+    model_cfg, fitted = fit_schedules(model_cfg, train_cfg, steps)
+    return model_cfg, replace(fitted, max_minutes=train_cfg.max_minutes)
+
+
 @dataclass(frozen=True)
 class _Run:
     """One budgeted run: what each of its training sessions needs, built as lib.workbook.training builds a run."""
@@ -118,9 +125,7 @@ class _Run:
     extra: dict
 
     def fitted(self, steps: int):
-        """(model_cfg, train_cfg) over `steps`, with the caller's max_minutes (the hard stop of a session)."""
-        model_cfg, train_cfg = fit_schedules(self.model_cfg, self.train_cfg, steps)
-        return model_cfg, replace(train_cfg, max_minutes=self.train_cfg.max_minutes)
+        return fitted_configs(self.model_cfg, self.train_cfg, steps)
 
     def record(self, model_cfg) -> dict:
         return run_record(self.name, model_cfg, self.x, self.data, **self.extra)

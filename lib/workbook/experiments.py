@@ -60,8 +60,7 @@ def fit(
             result, plan = budget.train_within(
                 minutes, name, model_cfg, train_cfg, x_train, run, device, **train_args
             )
-            model_cfg, fitted_cfg = budget.fit_schedules(model_cfg, train_cfg, plan.steps)
-            train_cfg = replace(fitted_cfg, max_minutes=train_cfg.max_minutes)
+            model_cfg, train_cfg = budget.fitted_configs(model_cfg, train_cfg, plan.steps)
         else:
             result = train_or_load(name, model_cfg, train_cfg, x_train, run, device, **train_args)
     return Fitted(result, model_cfg, train_cfg, plan)
