@@ -127,11 +127,24 @@ def test_fd_c10_smoke_keeps_the_reference_cache_under_smoke(tiny_classifier, iso
     assert not (isolated_outputs / "runs").exists()  # $WORKBOOK_SMOKE is unset here: smoke=True alone decides
 
 
-def test_classifier_step_lowers_the_loss_on_a_tiny_batch():
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_classifier_step_lowers_the_loss_on_a_tiny_batch(amp):
     torch.manual_seed(0)
     net = ResNetC10(width=4, n_blocks=1)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
-    losses = [classifier_step(net, optimizer, x, y) for _ in range(25)]
+    losses = [classifier_step(net, optimizer, x, y, amp) for _ in range(25)]
     assert losses[-1] < 0.7 * losses[0]
     assert augment(x, torch.Generator().manual_seed(0)).shape == x.shape
+
+
+def test_classifier_precision_auto_follows_the_device_and_bad_amp_is_refused(monkeypatch):
+    from lib.common import accelerator
+    from lib.metrics.classifier import ClassifierConfig, classifier_precision
+
+    monkeypatch.setattr(accelerator, "cpu_has_native_bf16", lambda: True)
+    assert classifier_precision("auto", "cpu").amp == "bf16"
+    monkeypatch.setattr(accelerator, "cpu_has_native_bf16", lambda: False)
+    assert classifier_precision("auto", "cpu").amp == "off" and classifier_precision("bf16", "cpu").amp == "bf16"
+    with pytest.raises(ValueError, match="amp must be auto, bf16 or off"):
+        ClassifierConfig(amp="fp16")
