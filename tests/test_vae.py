@@ -27,7 +27,7 @@ from lib.models import (
 )
 from lib.train import train
 from lib.workbook import results
-from lib.workbook.findings import iwae_k_claims
+from lib.workbook.findings import iwae_k_claims, paired_gap
 
 TINY = dict(latent_dim=4, widths=(4, 8))
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -297,6 +297,40 @@ def test_iwae_k_claims_are_verdicts_computed_from_the_numbers():
     assert "-95.0 -> -96.0 -> -88.0 nats: does not hold (falls from k=1 -> 5)" in text
     assert "10 -> 20 -> 20: holds only weakly (no change from k=5 -> 50)" in text
     assert "cannot be checked with one k" in iwae_k_claims([row(5, -1.0, -1.0, 3)], 64)
+
+
+def test_iwae_k_claims_say_which_steps_the_paired_test_images_can_resolve():
+    base = [
+        7.0,
+        7.4,
+        6.8,
+        7.2,
+    ]  # per-image difficulty, shared by every k (it cancels in the paired differences)
+    rows = [
+        dict(k=1, log_px_k=-100.0, train_bound=-99.0, n_active=5, bpd_k_per_image=[b + 0.05 for b in base]),
+        dict(
+            k=5,
+            log_px_k=-99.0,
+            train_bound=-98.0,
+            n_active=5,
+            bpd_k_per_image=[b + d for b, d in zip(base, [0.0, 0.01, 0.0, 0.01])],
+        ),
+        dict(
+            k=50,
+            log_px_k=-98.9,
+            train_bound=-97.0,
+            n_active=5,
+            bpd_k_per_image=[b + d for b, d in zip(base, [0.01, 0.0, -0.01, 0.01])],
+        ),
+    ]
+    text = iwae_k_claims(rows, 500)
+    assert "k=1 -> 5 +0.0450 ± 0.0029 (beyond)" in text  # 0.05 gained on every image, spread only 0.01
+    assert "k=5 -> 50 +0.0025 ± 0.0048 (within)" in text  # a gain smaller than its noise
+    assert "(beyond)" not in iwae_k_claims(
+        [dict(r, bpd_k_per_image=None) for r in rows], 500
+    )  # no lists: no verdicts
+    with pytest.raises(ValueError, match="two equal lists"):
+        paired_gap([1.0, 2.0], [1.0])
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,9 @@ def trend_verdict(ks: Sequence[int], values: Sequence[float]) -> str:
 def iwae_k_claims(rows: list[dict], k_eval: int) -> str:
     """Burda et al.'s two claims checked on IWAE rows (keys k, log_px_k, train_bound, n_active), ordered by k:
     (a) a tighter bound with larger k (the test L_{k_eval} and the last logged training L_k rise with k) and
-    (b) more active units with larger k. One sentence of verdicts computed from the numbers."""
+    (b) more active units with larger k. One sentence of verdicts computed from the numbers; when every row has
+    its per-image test bits/dim (`bpd_k_per_image`, the same images), each step in k says whether its change is
+    beyond twice the paired standard error, i.e. whether these images can tell the two bounds apart."""
     rows = sorted(rows, key=lambda r: r["k"])
     ks = [r["k"] for r in rows]
 
@@ -47,11 +49,33 @@ def iwae_k_claims(rows: list[dict], k_eval: int) -> str:
         values = [r[key] for r in rows]
         return " -> ".join(format(v, spec) for v in values) + f"{unit}: {trend_verdict(ks, values)}"
 
+    paired = ""
+    if len(rows) > 1 and all(len(r.get("bpd_k_per_image") or ()) > 1 for r in rows):
+        steps = []
+        for a, b in zip(rows, rows[1:]):
+            gap, se = paired_gap(a["bpd_k_per_image"], b["bpd_k_per_image"])
+            steps.append(
+                f"k={a['k']} -> {b['k']} {gap:+.4f} ± {se:.4f} ({'beyond' if abs(gap) > 2 * se else 'within'})"
+            )
+        paired = (
+            f" [per test image, bits/dim gained, against twice the paired standard error: {'; '.join(steps)}]"
+        )
     return (
-        f"IWAE k = {ks}: (a) tighter bound with larger k: test L_{k_eval} {claim('log_px_k', '.1f', ' nats')}; "
+        f"IWAE k = {ks}: (a) tighter bound with larger k: test L_{k_eval} {claim('log_px_k', '.1f', ' nats')}{paired}; "
         f"training bound L_k {claim('train_bound', '.1f', ' nats')}; (b) more active units with larger k: "
         f"{claim('n_active', 'd')}."
     )
+
+
+def paired_gap(before: Sequence[float], after: Sequence[float]) -> tuple[float, float]:
+    """Mean of before_i - after_i over the same images and its standard error (the paired comparison: the
+    images' shared difficulty cancels, so it is far smaller than either mean's own standard error)."""
+    if len(before) != len(after) or len(before) < 2:
+        raise ValueError(
+            f"a paired comparison needs two equal lists of >= 2 values, got {len(before)} and {len(after)}"
+        )
+    diff = [a - b for a, b in zip(before, after)]
+    return statistics.fmean(diff), statistics.stdev(diff) / len(diff) ** 0.5
 
 
 def counted(n: float, noun: str, spec: str = ",") -> str:
@@ -216,8 +240,7 @@ def best_likelihood(rows: list[dict], name: Callable[[dict], str], k: int) -> st
     if len(ranked) == 1:
         return text + ": nothing to compare it with"
     second = ranked[1]
-    diff = [b - a for a, b in zip(best["bpd_k_per_image"], second["bpd_k_per_image"])]
-    gap, paired = statistics.fmean(diff), statistics.stdev(diff) / len(diff) ** 0.5
+    gap, paired = paired_gap(second["bpd_k_per_image"], best["bpd_k_per_image"])
     verdict = "beyond" if gap > 2 * paired else "within"
     text += (
         f"; the next, {name(second)}, is {gap:.4f} bits/dim behind, {verdict} twice its paired standard error"
