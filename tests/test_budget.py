@@ -327,6 +327,18 @@ def test_a_run_with_checkpoints_keeps_its_stored_plan(images, tmp_path, monkeypa
 # --- estimates of the other parts ---------------------------------------------------------------------------------
 
 
+def test_an_estimate_times_its_evaluation_without_autograd():
+    net = torch.nn.Linear(4, 4)
+    graphs = []
+    budget.estimate_seconds(lambda: graphs.append(net(torch.ones(2, 4)).requires_grad), n_calls=10)
+    assert graphs == [
+        False,
+        False,
+        False,
+    ]  # the warm-up and both timed calls; a graph would hold its activations
+    assert torch.is_grad_enabled()  # and autograd is back on afterwards
+
+
 def test_a_sampling_estimate_is_within_a_factor_of_two_of_its_cost():
     cfg = MODELS["ncsn"].presets["tiny"][0]
     model = MODELS["ncsn"].build(cfg).eval()
