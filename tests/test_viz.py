@@ -154,6 +154,23 @@ def test_curve_smoothing_does_not_lag_and_is_labelled():
     assert len(labels) >= 3  # 400-1000 spans less than a decade: 1, 2, 5 per decade still labels it
 
 
+def test_a_short_irregular_run_is_smoothed_locally_and_never_leaves_its_data():
+    # notebook 05's cpu stage 2: 16 records, every 3 steps at first, then every 50; a cosine learning rate to 0
+    steps = np.array([1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 50, 100, 150, 200, 250, 300, 304], dtype=float)
+    lr = 0.01 * 0.5 * (1 + np.cos(np.pi * steps / 304))
+    kl_coeff = np.minimum(steps / 150, 1.0)
+    spike = np.full(len(steps), 5.0)
+    spike[2] = 2500.0  # one blown-up record, as stage 3's first steps
+    assert (
+        viz.half_window(len(steps), 0.9) == 2
+    )  # not +-9 of 18 points: that is one line through the whole run
+    for values in (lr, kl_coeff, spike):
+        line = viz.smoothed(values, 0.9, steps)
+        assert values.min() - 1e-12 <= line.min() and line.max() <= values.max() + 1e-12
+    assert abs(viz.smoothed(lr, 0.9, steps)[-1]) < 1e-4  # the cosine ends at 0, and so does its line
+    assert np.allclose(viz.smoothed(spike, 0.9, steps)[6:], 5.0)  # the spike stays where it was
+
+
 def test_count_plots_get_integer_ticks():
     from lib.viz import vae as viz_vae
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ __all__ = [
     "UNITS",
     "compare_curves",
     "curve_label",
+    "half_window",
     "load_records",
     "plot_curves",
     "smoothed",
@@ -117,17 +119,27 @@ def plot_curves(
     return fig
 
 
-def smoothed(values: np.ndarray, smooth: float) -> np.ndarray:
+def half_window(n: int, smooth: float) -> int:
+    """Points on each side of the local line: round(smooth / (1 - smooth)), the span of an EMA with that weight,
+    but at most a sixth of the n points, so a short run's line stays local instead of fitting one line to it all."""
+    return max(1, min(round(smooth / (1 - smooth)), (n - 1) // 6))
+
+
+def smoothed(values: np.ndarray, smooth: float, x: np.ndarray | None = None) -> np.ndarray:
     """A smoothing without lag: at each point, a least-squares line through the points within +-h of it
-    (h = round(smooth / (1 - smooth)), the span of an EMA with that weight), evaluated there. A line, not a mean,
-    so the ends follow a trend instead of trailing it; non-finite values get no weight."""
+    (h = half_window), evaluated there. A line, not a mean, so the ends follow a trend instead of trailing it; it
+    is fitted against x (the steps; None: evenly spaced), since logging is denser at a run's start, and clipped to
+    the range of the values in its window, so it never leaves the data (a learning rate below 0, a KL weight above
+    1). Non-finite values get no weight."""
     y = np.asarray(values, dtype=np.float64)
-    h = max(1, round(smooth / (1 - smooth)))
+    h = half_window(len(y), smooth)
     w = np.isfinite(y).astype(np.float64)
-    t = np.arange(len(y), dtype=np.float64)
+    t = np.arange(len(y), dtype=np.float64) if x is None else np.asarray(x, dtype=np.float64)
+    t = (t - t.mean()) / (t.std() or 1.0)  # centred and scaled: the running sums of t^2 keep their precision
     y0 = np.where(w > 0, y, 0.0)
     sums = [np.concatenate([[0.0], np.cumsum(v)]) for v in (w, w * t, w * t * t, y0, y0 * t)]
-    lo, hi = np.clip(t - h, 0, len(y)).astype(int), np.clip(t + h + 1, 0, len(y)).astype(int)
+    index = np.arange(len(y))
+    lo, hi = np.clip(index - h, 0, len(y)), np.clip(index + h + 1, 0, len(y))
     n, st, stt, sy, sty = (c[hi] - c[lo] for c in sums)
     denom = n * stt - st**2
     slope = np.divide(n * sty - st * sy, denom, out=np.zeros_like(y), where=np.abs(denom) > 1e-12)
@@ -135,7 +147,14 @@ def smoothed(values: np.ndarray, smooth: float) -> np.ndarray:
         np.divide(st, n, out=t.copy(), where=n > 0),
         np.divide(sy, n, out=np.full_like(y, np.nan), where=n > 0),
     )
-    return mean_y + slope * (t - mean_t)
+    line = mean_y + slope * (t - mean_t)
+    finite = np.where(w > 0, y, np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(finite, h, constant_values=np.nan), 2 * h + 1)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter(
+            "ignore", RuntimeWarning
+        )  # a window of non-finite values only: its line is nan too
+        return np.clip(line, np.nanmin(windows, axis=1), np.nanmax(windows, axis=1))
 
 
 MIN_POINTS_TO_SMOOTH = 10  # fewer logged points are drawn as they are, with markers
@@ -153,10 +172,10 @@ def _draw_curve(ax, steps: np.ndarray, values: np.ndarray, smooth: float) -> Non
     ax.plot(steps, values, linewidth=0.8, alpha=0.35, color="tab:blue", label="logged")
     ax.plot(
         steps,
-        smoothed(values, smooth),
+        smoothed(values, smooth, steps),
         linewidth=1.4,
         color="tab:blue",
-        label=f"smoothed (local line, ±{max(1, round(smooth / (1 - smooth)))} points)",
+        label=f"smoothed (local line, ±{half_window(len(values), smooth)} points)",
     )
 
 
@@ -195,7 +214,9 @@ def compare_curves(
             steps, values = np.array(pairs, dtype=np.float64).T
             if smooth and len(values) >= MIN_POINTS_TO_SMOOTH:
                 ax.plot(steps, values, linewidth=0.7, alpha=0.25, color=colour)
-                ax.plot(steps, smoothed(values, smooth), style, linewidth=1.4, color=colour, label=label)
+                ax.plot(
+                    steps, smoothed(values, smooth, steps), style, linewidth=1.4, color=colour, label=label
+                )
             else:
                 ax.plot(
                     steps,
@@ -225,7 +246,7 @@ def compare_curves(
         bbox_to_anchor=(0.5, -0.02),
     )
     if smooth and any(len(r) >= MIN_POINTS_TO_SMOOTH for r in loaded.values()):
-        h = max(1, round(smooth / (1 - smooth)))
+        h = half_window(max(len(r) for r in loaded.values()), smooth)
         title = (
             f"{title}\n(faint: logged values; bold: smoothed by a local line over ±{h} point{'s' * (h != 1)})"
         )

@@ -45,7 +45,7 @@ def dsm_loss_per_sigma(records: Sequence[dict], smooth: float = 0.6) -> Figure:
     def curve(key):
         pairs = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
         steps, values = np.array(pairs, dtype=np.float64).reshape(-1, 2).T
-        return steps, values, (smoothed(values, smooth) if smoothing else values)
+        return steps, values, (smoothed(values, smooth, steps) if smoothing else values)
 
     steps, raw, line = curve("loss")
     if smoothing:
