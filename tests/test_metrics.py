@@ -145,6 +145,8 @@ def test_classifier_precision_auto_follows_the_device_and_bad_amp_is_refused(mon
     monkeypatch.setattr(accelerator, "cpu_has_native_bf16", lambda: True)
     assert classifier_precision("auto", "cpu").amp == "bf16"
     monkeypatch.setattr(accelerator, "cpu_has_native_bf16", lambda: False)
-    assert classifier_precision("auto", "cpu").amp == "off" and classifier_precision("bf16", "cpu").amp == "bf16"
+    assert (
+        classifier_precision("auto", "cpu").amp == "off" and classifier_precision("bf16", "cpu").amp == "bf16"
+    )
     with pytest.raises(ValueError, match="amp must be auto, bf16 or off"):
         ClassifierConfig(amp="fp16")

@@ -267,6 +267,13 @@ def test_importance_weighted_bound_is_at_least_the_elbo():
     assert (bound >= log_w.mean(0) - 1e-4).all()  # the same samples: Jensen, per image
     result = hierarchical_bounds(model, x, k=16, k_chunk=8, batch_size=4)
     assert result["iw_nats"] >= result["elbo_nats"] - 1.0 and len(result["kl_per_group_nats"]) == 4
+    torch.manual_seed(0)
+    per_image = torch.tensor(
+        [hierarchical_bounds(model, x[i : i + 1], k=16, k_chunk=8)["iw_nats"] for i in range(4)]
+    )
+    torch.manual_seed(0)
+    again = hierarchical_bounds(model, x, k=16, k_chunk=8, batch_size=1)  # the same draws, one image per call
+    assert again["bpd_iw_se"] == pytest.approx(bits_per_dim(per_image.std().item() / 2), rel=1e-6)
 
 
 def _train_a_little(model: NVAE, steps: int = 3) -> None:

@@ -62,7 +62,7 @@ def evaluate_likelihood(
             elbo.append(model.log_weights(xb, min(k, 100))[0].mean(0).cpu())  # ELBO averaged over up to 100 z
             bar.update(len(xb))
     per_image, elbo = torch.cat(log_px).double(), torch.cat(elbo).mean().item()
-    se = per_image.std().item() / len(per_image) ** 0.5 if len(per_image) > 1 else float("nan")
+    se = standard_error(per_image)
     return {
         "k": k,
         "n_images": len(x),
@@ -125,16 +125,24 @@ def hierarchical_bounds(model, x, k: int = 100, k_chunk: int = 25, batch_size: i
             )  # sized once, on the first (largest) batch
             log_w = torch.cat([model.log_weights(xb, min(chunk, k - done)) for done in range(0, k, chunk)])
             bound.append(iwae_bound(log_w).cpu())  # (k, B) -> (B,)
-    elbo, bound = torch.cat(elbo).mean().item(), torch.cat(bound).mean().item()
+    per_elbo, per_bound = torch.cat(elbo).double(), torch.cat(bound).double()
     return {
         "k": k,
         "n_images": len(x),
-        "elbo_nats": elbo,
-        "bpd_elbo": bits_per_dim(-elbo),
-        "iw_nats": bound,
-        "bpd_iw": bits_per_dim(-bound),
+        "elbo_nats": per_elbo.mean().item(),
+        "bpd_elbo": bits_per_dim(-per_elbo.mean().item()),
+        "bpd_elbo_se": bits_per_dim(standard_error(per_elbo)),
+        "iw_nats": per_bound.mean().item(),
+        "bpd_iw": bits_per_dim(-per_bound.mean().item()),
+        # the standard error of the mean over the images (not of the bound's own bias), as evaluate_likelihood's
+        "bpd_iw_se": bits_per_dim(standard_error(per_bound)),
         "kl_per_group_nats": torch.cat(kl).mean(0).tolist(),
     }
+
+
+def standard_error(per_image: torch.Tensor) -> float:
+    """The standard error of the mean of per-image values (nan for fewer than two)."""
+    return per_image.std().item() / len(per_image) ** 0.5 if len(per_image) > 1 else float("nan")
 
 
 def fitting_k_chunk(model, xb: torch.Tensor, k_chunk: int) -> int:

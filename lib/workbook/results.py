@@ -138,7 +138,7 @@ def record_experiment(
         img_per_s=result.img_per_s,
         metrics={**metrics, "sample_seconds_per_1k": seconds_per_1k},
         smoke=smoke,
-        sample_bank=str(bank_file),
+        sample_bank=bank_file.name,  # beside the results file (an absolute path would name this machine)
         run=Path(result.folder).name,
         n_params=sum(p.numel() for p in model.parameters()),
         **extra,
