@@ -389,6 +389,21 @@ def test_the_auto_sampler_is_bf16_where_native_and_compiled_on_cuda(monkeypatch,
         samplers.sampler_speed(device, compile="yes")
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_the_sampler_score_is_the_net_as_the_sampler_evaluates_it(monkeypatch, native):
+    """What 02's sampling estimate times: bf16 autocast where the sampler uses it, the plain score elsewhere."""
+    from lib import samplers
+
+    monkeypatch.setattr(samplers, "native_bf16", lambda device: native)
+    model, x = tiny_ncsn().eval(), torch.rand(4, 3, 32, 32)
+    level = torch.zeros(4, dtype=torch.long)
+    with torch.no_grad():
+        timed, plain = model.sampler_score("cpu")(x, level), model.score(x, level)
+        bf16 = samplers.autocast_score(model.score, "cpu", "bf16")(x, level)
+    assert timed.dtype == torch.float32
+    assert torch.equal(timed, bf16 if native else plain) and not torch.equal(bf16, plain)
+
+
 def test_the_bf16_sampler_matches_the_fp32_chain(monkeypatch):
     """The fast sampler (bf16 score, fp32 chain) against the plain one. Paired (the same start and injected noise),
     a sample moves by well under 1% of the samples' spread; independent chains have the same per-channel means
