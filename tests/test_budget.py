@@ -331,11 +331,8 @@ def test_an_estimate_times_its_evaluation_without_autograd():
     net = torch.nn.Linear(4, 4)
     graphs = []
     budget.estimate_seconds(lambda: graphs.append(net(torch.ones(2, 4)).requires_grad), n_calls=10)
-    assert graphs == [
-        False,
-        False,
-        False,
-    ]  # the warm-up and both timed calls; a graph would hold its activations
+    # the warm-up and both timed calls; a graph would hold its activations
+    assert graphs == [False, False, False]
     assert torch.is_grad_enabled()  # and autograd is back on afterwards
 
 

@@ -300,12 +300,8 @@ def test_iwae_k_claims_are_verdicts_computed_from_the_numbers():
 
 
 def test_iwae_k_claims_say_which_steps_the_paired_test_images_can_resolve():
-    base = [
-        7.0,
-        7.4,
-        6.8,
-        7.2,
-    ]  # per-image difficulty, shared by every k (it cancels in the paired differences)
+    # per-image difficulty, shared by every k (it cancels in the paired differences)
+    base = [7.0, 7.4, 6.8, 7.2]
     rows = [
         dict(k=1, log_px_k=-100.0, train_bound=-99.0, n_active=5, bpd_k_per_image=[b + 0.05 for b in base]),
         dict(
@@ -326,9 +322,8 @@ def test_iwae_k_claims_say_which_steps_the_paired_test_images_can_resolve():
     text = iwae_k_claims(rows, 500)
     assert "k=1 -> 5 +0.0450 ± 0.0029 (beyond)" in text  # 0.05 gained on every image, spread only 0.01
     assert "k=5 -> 50 +0.0025 ± 0.0048 (within)" in text  # a gain smaller than its noise
-    assert "(beyond)" not in iwae_k_claims(
-        [dict(r, bpd_k_per_image=None) for r in rows], 500
-    )  # no lists: no verdicts
+    no_lists = [dict(r, bpd_k_per_image=None) for r in rows]
+    assert "(beyond)" not in iwae_k_claims(no_lists, 500)  # no per-image lists: no verdicts
     with pytest.raises(ValueError, match="two equal lists"):
         paired_gap([1.0, 2.0], [1.0])
 

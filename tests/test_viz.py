@@ -161,9 +161,8 @@ def test_a_short_irregular_run_is_smoothed_locally_and_never_leaves_its_data():
     kl_coeff = np.minimum(steps / 150, 1.0)
     spike = np.full(len(steps), 5.0)
     spike[2] = 2500.0  # one blown-up record, as stage 3's first steps
-    assert (
-        viz.half_window(len(steps), 0.9) == 2
-    )  # not +-9 of 18 points: that is one line through the whole run
+    # not +-9 of 18 points: that is one line through the whole run
+    assert viz.half_window(len(steps), 0.9) == 2
     for values in (lr, kl_coeff, spike):
         line = viz.smoothed(values, 0.9, steps)
         assert values.min() - 1e-12 <= line.min() and line.max() <= values.max() + 1e-12

@@ -150,10 +150,9 @@ def smoothed(values: np.ndarray, smooth: float, x: np.ndarray | None = None) -> 
     line = mean_y + slope * (t - mean_t)
     finite = np.where(w > 0, y, np.nan)
     windows = np.lib.stride_tricks.sliding_window_view(np.pad(finite, h, constant_values=np.nan), 2 * h + 1)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore", RuntimeWarning
-        )  # a window of non-finite values only: its line is nan too
+    with warnings.catch_warnings():
+        # a window of non-finite values only ("All-NaN slice"): its line is nan too
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.clip(line, np.nanmin(windows, axis=1), np.nanmax(windows, axis=1))
 
 

@@ -359,10 +359,15 @@ def record_nvae(
     S = session.S
     sampler = reestimate_bn(copy.deepcopy(model), 1.0, S.bn_batches, S.bn_batch)
     numbers = dict(
-        test_bpd_iw=test["bpd_iw"], test_bpd_iw_se=test["bpd_iw_se"], test_bpd_elbo=test["bpd_elbo"]
+        test_bpd_iw=test["bpd_iw"],
+        test_bpd_iw_se=test["bpd_iw_se"],
+        test_bpd_elbo=test["bpd_elbo"],
+        k=S.k,
+        n_test=test["n_images"],
+        val_bpd_elbo=selection,
+        kl_per_group_nats=test["kl_per_group_nats"],
+        active_groups=active,
     )
-    numbers.update(k=S.k, n_test=test["n_images"], val_bpd_elbo=selection)
-    numbers.update(kl_per_group_nats=test["kl_per_group_nats"], active_groups=active)
     return results.record_experiment(
         "nvae" + S.run_suffix,
         model_name="nvae",
