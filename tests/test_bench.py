@@ -138,3 +138,18 @@ def test_timed_steps_never_cross_an_epoch(monkeypatch):
     cfg = mode_config(MODELS["iwae"].presets["default"][1], "plain", 2)
     timing.time_training(IWAE(IWAEConfig(**VAE_TINY)), cfg, torch.device("cpu"), warmup=2, steps=5)
     assert set(epochs) == {0}
+
+
+def test_batch_and_sample_batch_are_given_for_every_family_or_per_family(monkeypatch):
+    args = bench.parse_args(["all", "--batch", "ncsn=16,nvae=32", "--sample_batch", "12"])
+    assert args.batch == {"*": 0, "ncsn": 16, "nvae": 32} and args.sample_batch == {"*": 12}
+    seen = {}
+
+    def record(family):
+        return lambda a: seen.setdefault(family, (a.batch, a.sample_batch)) and []
+
+    monkeypatch.setattr(bench, "SUITES", {f: record(f) for f in bench.FAMILIES})
+    bench.run(args)
+    assert seen == {"ncsn": (16, 12), "nvae": (32, 12), "vae": (0, 12)}  # 0: the preset's own batch
+    with pytest.raises(SystemExit):
+        bench.parse_args(["all", "--batch", "gan=16"])  # argparse names the unknown family

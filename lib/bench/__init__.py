@@ -1,8 +1,8 @@
 """Throughput benchmark of the real training loop and samplers: `python -m lib.bench ncsn|vae|nvae|all [options]`.
 
 Per family and net, "plain" (fp32, eager) and "fast" (autocast as amp="auto" picks it + torch.compile + channels-last
-where auto picks it + fused optimizer
-+ cuDNN autotuning + TF32) side by side: parameters, GFLOP per image of one training step (forward + backward,
+where auto picks it + fused optimizer + cuDNN autotuning + TF32) side by side, and on request "fast_eager" (fast
+without torch.compile): parameters, GFLOP per image of one training step (forward + backward,
 torch.utils.flop_counter corrected for grouped convolutions) and of one sampling evaluation, training img/s and
 TFLOP/s with the fraction of the device's bf16 peak, sampling evaluations/s, peak memory, host syncs per step (CUDA),
 device, torch version and settings. Training is timed through lib.train's own loop step, sampling through each
@@ -108,6 +108,7 @@ def header(args, device: torch.device) -> dict:
         "settings": {k: v for k, v in vars(args).items() if k not in ("family", "out")},
         "modes": {
             "plain": "fp32, eager, no channels-last, for-loop/foreach optimizer, no TF32/cuDNN autotune",
+            "fast_eager": "fast without torch.compile (what the notebooks' profiles use unless they compile)",
             "fast": "autocast as amp='auto' picks it (bf16 where native, fp16 on older GPUs), torch.compile of the nets (and of the Langevin step), channels-last where auto picks it (per net), "
             "fused Adam/AdamW (Adamax: foreach), cuDNN autotune, TF32",
         },
@@ -126,7 +127,8 @@ def run(args) -> dict:
     )
     start = time.monotonic()
     for family in FAMILIES if args.family == "all" else (args.family,):
-        for case in SUITES[family](args):
+        sizes = {key: getattr(args, key).get(family, getattr(args, key)["*"]) for key in PER_FAMILY}
+        for case in SUITES[family](argparse.Namespace(**{**vars(args), **sizes})):
             flops = measure_flops(case, device)
             for mode in args.modes:
                 if args.budget_s and time.monotonic() - start > args.budget_s:
@@ -153,10 +155,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default=None, help="cuda | mps | cpu (default: the best available)")
     p.add_argument("--out", default=None, help="folder for <device>.json (default: print only)")
     p.add_argument("--tiny", action="store_true", help="tiny presets: a CPU rehearsal of the whole benchmark")
-    p.add_argument("--modes", default="plain,fast", help="comma-separated: plain, fast")
+    p.add_argument(
+        "--modes",
+        default="plain,fast",
+        help=f"comma-separated, of {', '.join(MODES)} (fast_eager: fast, no compile)",
+    )
     p.add_argument("--nets", default=None, help="comma-separated nets of the family (default: all of them)")
-    p.add_argument("--batch", type=int, default=0, help="training batch (0: each preset's own)")
-    p.add_argument("--sample_batch", type=int, default=256, help="images per sampling call")
+    p.add_argument(
+        "--batch",
+        type=per_family,
+        default="0",
+        help="training batch, for every family (16) or per family (ncsn=16,nvae=32); 0: each preset's own",
+    )
+    p.add_argument(
+        "--sample_batch", type=per_family, default="256", help="images per sampling call (as --batch)"
+    )
     p.add_argument("--steps", type=int, default=15, help="timed training steps (after warm-up)")
     p.add_argument(
         "--warmup", type=int, default=3, help="untimed training steps first (compilation happens here)"
@@ -175,14 +188,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     args.modes = args.modes.split(",")
+    if set(args.modes) - set(MODES):
+        p.error(f"--modes: unknown {sorted(set(args.modes) - set(MODES))}; choose from {', '.join(MODES)}")
     args.nets = args.nets.split(",") if args.nets else None
+    args.batch, args.sample_batch = {"*": 0, **args.batch}, {"*": 256, **args.sample_batch}
     if args.tiny:
-        args.batch, args.sample_batch, args.eval_k = (
-            args.batch or 8,
-            min(args.sample_batch, 8),
-            min(args.eval_k, 50),
-        )
+        args.batch = {f: n or 8 for f, n in args.batch.items()}
+        args.sample_batch = {f: min(n, 8) for f, n in args.sample_batch.items()}
+        args.eval_k = min(args.eval_k, 50)
     return args
+
+
+MODES = ("plain", "fast_eager", "fast")
+PER_FAMILY = ("batch", "sample_batch")  # the options that take one number or one per family
+
+
+def per_family(text: str) -> dict[str, int]:
+    """'16' -> {'*': 16} (every family); 'ncsn=16,nvae=32' -> those families (the others keep the default)."""
+    if "=" not in text:
+        return {"*": int(text)}
+    pairs = dict(item.split("=", 1) for item in text.split(","))
+    unknown = sorted(set(pairs) - set(SUITES))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown families {unknown}: use {sorted(SUITES)}")
+    return {family: int(n) for family, n in pairs.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:

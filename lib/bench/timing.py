@@ -30,10 +30,11 @@ QUIET = dict(
 
 
 def mode_config(cfg: TrainConfig, mode: str, batch: int, compile: bool = True) -> TrainConfig:
-    """The family's TrainConfig at `batch` with the mode's speed switches (fused only where torch has a kernel)."""
+    """The family's TrainConfig at `batch` with the mode's speed switches (fused only where torch has a kernel);
+    "fast_eager" is "fast" without torch.compile."""
     switches = dict(PLAIN if mode == "plain" else FAST)
-    if mode == "fast":
-        switches["compile"] = compile
+    if mode != "plain":
+        switches["compile"] = compile and mode == "fast"
         switches["fused_optimizer"] = "on" if cfg.optimizer in FUSED else "auto"
     return replace(cfg, batch_size=batch, **QUIET, **switches)
 
@@ -118,7 +119,9 @@ def time_sampling(draw, device: torch.device, repeats: int) -> dict:
 def ncsn_draw(model, n: int, mode: str, compile: bool = True):
     """NCSN.sample itself, one Langevin step per level (+ the Tweedie step): L (+1) evaluations per image."""
     options = (
-        dict(precision="auto", compile=compile) if mode == "fast" else dict(precision="fp32", compile=False)
+        dict(precision="auto", compile=compile and mode == "fast")
+        if mode != "plain"
+        else dict(precision="fp32", compile=False)
     )
     evaluations = model.cfg.n_sigmas + int(model.cfg.denoise)
 
@@ -133,7 +136,7 @@ def prior_draw(model, n: int, mode: str, device: torch.device):
     """model.sample(n) (one decoder / top-down pass per image) under the mode's autocast."""
 
     def draw() -> int:
-        with autocast("auto" if mode == "fast" else "off", device):
+        with autocast("off" if mode == "plain" else "auto", device):
             model.eval().sample(n)
         return n
 
@@ -147,7 +150,7 @@ def iwae_eval_draw(
     from ..metrics import importance_log_likelihood
 
     def draw() -> int:
-        with autocast("auto" if mode == "fast" else "off", device):
+        with autocast("off" if mode == "plain" else "auto", device):
             importance_log_likelihood(model.eval(), x, k=k, k_chunk=k_chunk)
         return len(x)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .layers import GemmConv2d, GemmConvTranspose2d
+
 IMAGE_SIZE = 32
 
 
@@ -31,7 +33,7 @@ class ConvEncoder(nn.Module):
         layers, c_in = [], 3
         for c_out in widths:
             layers += [
-                nn.Conv2d(c_in, c_out, 4, stride=2, padding=1),
+                GemmConv2d(c_in, c_out, 4, stride=2, padding=1),
                 nn.BatchNorm2d(c_out),
                 nn.LeakyReLU(0.2),
             ]
@@ -57,12 +59,12 @@ class ConvDecoder(nn.Module):
             layers += [
                 nn.BatchNorm2d(c_in),
                 nn.LeakyReLU(0.2),
-                nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1),
+                GemmConvTranspose2d(c_in, c_out, 4, stride=2, padding=1),
             ]
         layers += [
             nn.BatchNorm2d(rev[-1]),
             nn.LeakyReLU(0.2),
-            nn.ConvTranspose2d(rev[-1], 3, 4, stride=2, padding=1),
+            GemmConvTranspose2d(rev[-1], 3, 4, stride=2, padding=1),
         ]
         self.body = nn.Sequential(*layers)
 
