@@ -11,7 +11,8 @@ import torch
 from lib import bench
 from lib.bench import timing
 from lib.bench.timing import mode_config
-from lib.common.accelerator import resolve_amp
+from lib.common import devices
+from lib.common.accelerator import cpu_has_native_bf16, resolve_amp
 from lib.models import MODELS
 
 
@@ -37,6 +38,19 @@ def test_peaks_are_looked_up_by_device_name():
     assert bench.peak_bf16("NVIDIA H100 PCIe")["peak_bf16_tflops"] == 756.0
     assert bench.peak_bf16("NVIDIA H200")["peak_bf16_tflops"] == 989.0
     assert bench.peak_bf16("cpu (2 threads, x86_64)")["peak_bf16_tflops"] is None
+
+
+def test_the_cpu_is_named_by_its_model_and_bf16_support(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6430\n"
+    )
+    assert devices.cpu_model(str(cpuinfo)) == "Intel(R) Xeon(R) Gold 6430"
+    assert devices.cpu_model(str(tmp_path / "absent")) != ""  # falls back to what platform knows
+    name = devices.describe_device("cpu")
+    assert name.startswith(f"cpu: {devices.cpu_model()} ({torch.get_num_threads()} threads")
+    assert ("native bf16" in name) and (("no native" in name) != cpu_has_native_bf16())
+    assert bench.peak_bf16(name)["peak_bf16_tflops"] is None
 
 
 def test_modes_set_the_loops_speed_switches_and_keep_the_preset():
@@ -91,7 +105,7 @@ def test_the_tiny_rehearsal_reports_every_family_net_and_mode(tmp_path, capsys):
         if row["net"] == "iwae_eval_k5000":
             assert "train_img_per_s" not in row
             continue
-        assert row["skipped_updates"] == 0 and row["train_img_per_s"] > 0
+        assert row["skipped_updates"] == 0 and row["train_img_per_s"] > 0 and row["warmup_seconds"] >= 0
         assert row["gflop_per_image_train_step"] > row["gflop_per_evaluation"]  # backward costs more
         assert row["train_tflop_per_s"] == pytest.approx(
             row["gflop_per_image_train_step"] * row["train_img_per_s"] / 1e3, rel=0.01, abs=1e-3
@@ -153,3 +167,20 @@ def test_batch_and_sample_batch_are_given_for_every_family_or_per_family(monkeyp
     assert seen == {"ncsn": (16, 12), "nvae": (32, 12), "vae": (0, 12)}  # 0: the preset's own batch
     with pytest.raises(SystemExit):
         bench.parse_args(["all", "--batch", "gan=16"])  # argparse names the unknown family
+
+
+def test_the_official_codes_commit_is_recorded_only_from_its_own_checkout(tmp_path):
+    import subprocess
+
+    from lib.bench.official_ncsnv2 import revision
+
+    assert revision(tmp_path, "1bcea03") == "1bcea03"
+    assert revision(tmp_path).startswith("unknown")  # not a git checkout
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    inner = tmp_path / "ncsnv2"
+    inner.mkdir()
+    commit = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q"]
+    subprocess.run([*commit, "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert revision(tmp_path) == head.stdout.strip()
+    assert revision(inner).startswith("unknown")  # inside another repository: not that one's commit

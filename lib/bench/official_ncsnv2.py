@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -49,7 +50,27 @@ def load(repo: Path, device: torch.device):
     return net, anneal_dsm_score_estimation, adam, ema, config.training.anneal_power
 
 
-def run(repo: Path, batch: int, steps: int, warmup: int, device: torch.device) -> dict:
+def revision(repo: Path, given: str | None = None) -> str:
+    """The official code's commit: `given`, else `git rev-parse HEAD` in `repo`, else 'unknown (not a git checkout)'."""
+    if given:
+        return given
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--show-toplevel", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        if Path(out[0]).resolve() == repo.resolve():  # not an enclosing repository's commit
+            return out[1]
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return "unknown (not a git checkout: pass --revision)"
+
+
+def run(
+    repo: Path, batch: int, steps: int, warmup: int, device: torch.device, rev: str | None = None
+) -> dict:
     net, loss_fn, adam, ema, power = load(repo, device)
     x = torch.rand(batch, 3, 32, 32, device=device)
     gflop = count_flops(lambda: loss_fn(net, x[:2], net.sigmas, None, power).backward()) / 2 / 1e9
@@ -58,7 +79,7 @@ def run(repo: Path, batch: int, steps: int, warmup: int, device: torch.device) -
         "device": describe_device(device),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "code": f"ermongroup/ncsnv2 at {repo}",
+        "code": f"ermongroup/ncsnv2 at commit {revision(repo, rev)}",
         "batch": batch,
         "steps": steps,
         "parameters": sum(p.numel() for p in net.parameters()),
@@ -96,13 +117,18 @@ def main(argv: list[str] | None = None) -> dict:
         prog="python -m lib.bench.official_ncsnv2", description=__doc__.splitlines()[0]
     )
     p.add_argument("--repo", required=True, help="a checkout of github.com/ermongroup/ncsnv2")
+    p.add_argument(
+        "--revision", default=None, help="the checkout's commit, when it is not a git checkout (git archive)"
+    )
     p.add_argument("--device", default=None, help="cuda | mps | cpu (default: the best available)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=6, help="timed training steps per precision")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--out", default=None, help="JSON file for the result")
     args = p.parse_args(argv)
-    report = run(Path(args.repo), args.batch, args.steps, args.warmup, pick_device(args.device))
+    report = run(
+        Path(args.repo), args.batch, args.steps, args.warmup, pick_device(args.device), args.revision
+    )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

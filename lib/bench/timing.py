@@ -49,8 +49,12 @@ def time_training(model, cfg: TrainConfig, device: torch.device, warmup: int, st
     with tempfile.TemporaryDirectory() as folder, backend_flags(cfg, device):
         loop = _Loop(model.to(device), images, cfg, folder, device, 0, 1, {})
         loop.model.train()
+        sync(device)
+        warm = time.perf_counter()
         for _ in range(warmup):
             loop.train_step()
+        sync(device)
+        warmup_seconds = time.perf_counter() - warm
         syncs = count_host_syncs(loop, device)
         sync(device)
         reset_peak(device)
@@ -64,6 +68,8 @@ def time_training(model, cfg: TrainConfig, device: torch.device, warmup: int, st
             "channels_last": loop.channels_last,  # what channels_last became for this net and device
             "train_img_per_s": cfg.batch_size * steps / seconds,
             "train_seconds": seconds,
+            # the untimed warm-up steps, compilation included: what compiling costs a run once, at its start
+            "warmup_seconds": warmup_seconds,
             "graphs_compiled_while_timed": _compiled_graphs() - graphs,  # > 0: raise --warmup
             "peak_memory_train_mb": peak_memory_mb(device),
             **syncs,

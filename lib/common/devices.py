@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from .accelerator import cpu_has_native_bf16
+
 
 def pick_device(prefer: str | None = None) -> torch.device:
     """`prefer` if given, else CUDA, then Apple MPS, then the CPU."""
@@ -20,12 +22,29 @@ def pick_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo; elsewhere what `platform` knows), e.g. 'Intel(R) Xeon(R) Processor'."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def describe_device(device: torch.device | str) -> str:
-    """A human name for `device`, e.g. 'NVIDIA H100 80GB HBM3' or 'cpu (2 threads)'."""
+    """A human name for `device`, e.g. 'NVIDIA H100 80GB HBM3' or
+    'cpu: Intel(R) Xeon(R) Processor (2 threads, x86_64, native bf16)'."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{device.type} ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    if device.type != "cpu":
+        return f"{device.type} ({platform.machine()})"
+    bf16 = "native bf16" if cpu_has_native_bf16() else "no native bf16"
+    return f"cpu: {cpu_model()} ({torch.get_num_threads()} threads, {platform.machine()}, {bf16})"
 
 
 def seed_everything(seed: int) -> None:
