@@ -271,6 +271,8 @@ def test_the_cpu_profile_trains_for_real_within_its_budget_and_keys_its_outputs(
         assert S.preset != "tiny", "the cpu profile trains the real presets"
     if table in ("beta_vae", "iwae"):  # L_k with its k and images, at most 200,000 decoder passes per model
         assert S.k >= 100 and S.n_ll >= 200 and S.k * S.n_ll <= 200_000
+    if hasattr(S, "train_cfg"):  # compiled where measured faster on the CPU: the VAEs, not NCSN's U-Net
+        assert S.train_cfg.compile == (table in ("beta_vae", "iwae"))
     if table == "ncsn":  # the real U-Net, NCSN's L = 10 ladder, a bank that fd_c10 measures in full
         assert S.model_cfg.n_sigmas == 10 and S.train_cfg.batch_size == 32 and S.n_fid == S.n_bank == 200
         assert S.run_name == "ncsn-reference-cpu"
@@ -280,6 +282,14 @@ def test_the_cpu_profile_trains_for_real_within_its_budget_and_keys_its_outputs(
     assert runner.executed_dir("cpu", tmp_path) == tmp_path / "notebooks" / "cpu"
     assert runner.executed_dir("full", tmp_path) == tmp_path / "notebooks"
     assert runner.executed_dir("smoke", tmp_path) == tmp_path / "smoke" / "notebooks"
+
+
+@pytest.mark.parametrize("table", ["beta_vae", "iwae"])
+def test_only_the_cpu_profile_compiles_the_vaes(table):
+    for profile in ("smoke", "short", "full"):
+        S = profiles.settings(table, defaults(table, PROFILE=profile), quiet=True)
+        assert S.train_cfg.compile is False, profile
+    assert profiles.settings(table, defaults(table, PROFILE="cpu"), quiet=True).train_cfg.compile is True
 
 
 def test_a_reader_value_wins_in_the_cpu_profile():

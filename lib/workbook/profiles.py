@@ -66,6 +66,15 @@ class Table:
     rows: tuple[Row, ...] = ()
 
 
+# torch.compile per net where measured faster on this project's CPU (outputs/bench/README.md): the VAEs only
+COMPILE_VAE_CPU = (
+    "torch.compile of encoder and decoder; None: the preset's (off). cpu: on for the VAEs, measured on 2 Xeon "
+    "cores (outputs/bench/cpu.json, batch 64): IWAE k = 1 / 5 / 50 train at 682 -> 726, 262 -> 301, 22 -> 29 "
+    "images/s compiled, for 1.3 s (Beta-VAE) to 7 s (k = 50) of compilation (cpu-compile.json); the NVAE ran "
+    "slower compiled and the U-Net gained 5% for 91 s of it, so they stay eager. Without a C++ compiler the "
+    "run warns and stays eager"
+)
+
 # fmt: off
 TABLES = {
     "data": Table(
@@ -157,6 +166,7 @@ TABLES = {
             Row("lr", "LR", (None, None, None, None), "None: the preset's (1e-4)"),
             Row("latent_dim", "LATENT_DIM", (None, None, None, None), "L; None: the preset's (128)"),
             Row("log_every", None, (10, None, None, None), "steps per logged record; None: the preset's"),
+            Row("compile", None, (False, None, None, True), COMPILE_VAE_CPU),
             Row("n_train", None, (512, None, None, None), "training images; None: the 45k fit split"),
             Row("n_test", None, (256, None, None, None), "test images; None: the 10k test split"),
             Row("k", "K_EVAL", (64, 1_000, 5_000, 500),
@@ -191,6 +201,7 @@ TABLES = {
             Row("latent_dim", "LATENT_DIM", (None, None, None, None), "L; None: the preset's (128)"),
             Row("log_every", None, (4, None, None, None), "steps per logged record; None: the preset's"),
             Row("ckpt_every", None, (8, None, None, None), "steps per checkpoint; None: the preset's"),
+            Row("compile", None, (False, None, None, True), COMPILE_VAE_CPU),
             Row("n_train", None, (512, None, None, 5_000), "training images; None: the 45k fit split"),
             Row("n_test", None, (256, None, None, 2_000), "test images; None: the 10k test split"),
             Row("k", "K_EVAL", (64, 1_000, 5_000, 500),

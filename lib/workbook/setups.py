@@ -108,7 +108,7 @@ def beta_vae(S: SimpleNamespace, params: dict) -> list[str]:
     S.base_cfg = replace(
         base_cfg, likelihood=params["LIKELIHOOD"], capacity_max=params["CAPACITY_MAX"], **extra
     )
-    fields = given(steps=S.steps, batch_size=S.batch_size, lr=S.lr, log_every=S.log_every)
+    fields = given(steps=S.steps, batch_size=S.batch_size, lr=S.lr, log_every=S.log_every, compile=S.compile)
     S.train_cfg = replace(train_cfg, seed=params["SEED"], max_minutes=0.0, **fields)
     S.objective = objective_name(S.base_cfg)
     notes = budget_or_steps(S)
@@ -124,7 +124,13 @@ def iwae(S: SimpleNamespace, params: dict) -> list[str]:
     """S.base_cfg, S.train_cfg and S.settings [(objective, k), ...] of notebook 04."""
     base_cfg, train_cfg = MODELS["iwae"].presets[S.preset]
     S.base_cfg = replace(base_cfg, dreg=params["DREG"], **given(latent_dim=S.latent_dim))
-    fields = given(batch_size=S.batch_size, lr=S.lr, log_every=S.log_every, ckpt_every=S.ckpt_every)
+    fields = given(
+        batch_size=S.batch_size,
+        lr=S.lr,
+        log_every=S.log_every,
+        ckpt_every=S.ckpt_every,
+        compile=S.compile,
+    )
     S.train_cfg = replace(train_cfg, seed=params["SEED"], **fields)
     S.settings = [("vae", k) for k in params["VAE_KS"]] + [("iwae", k) for k in params["IWAE_KS"]]
     return []
