@@ -1,48 +1,37 @@
 """Budgets a user can trust: minutes become steps, every cost is estimated before it is spent, and a notebook
 says at the end where its time went.
 
-- `train_within(minutes, name, ...)` trains a run within a budget of wall-clock minutes, with every schedule
-  (LR warm-up and cosine, NVAE's KL warm-up, the capacity annealing: `fit_schedules`) complete at its end:
-  1. a probe of the real loop (`lib.train.train`) on a copy of the model, in a temporary folder: PROBE_WARMUP
-     untimed steps (compilation, autotuning, allocator), then timed steps for a window of PROBE_SHARE of the budget
-     (PROBE_MIN_SECONDS to PROBE_MAX_SECONDS) or PROBE_MAX_STEPS, whichever ends first. Its pace gives the first
-     plan: the steps that fit the minutes left, every schedule laid over them.
-  2. the first phase: the run itself trains under the first plan for FIRST_SHARE of the budget (at most
-     FIRST_MAX_SHARE of the planned steps, in case the probe underrated the pace), writing at least FIRST_RECORDS
-     metrics records, so its pace is measured over those windows without the first one (start-up, warm-up) and
-     load spikes (pooled with the probe's steps when fewer than FIRST_MIN_WINDOWS are left).
-  3. the re-plan, once: the run's pace and the fixed cost of a training session (start-up, warm-up, the closing
-     checkpoint and sample grid: the first phase's time beyond its steps at that pace) turn the minutes left into
-     the steps that fit; every schedule is laid over them again (the first plan is kept when they differ by at most
-     KEEP_WITHIN) and the run continues to the new end. The checkpoint at the re-plan step is relabelled with the
-     new plan's configs (its TrainConfig and the schedule fields of its model config, which the run folder's guard
-     compares), so the rest resumes it like any checkpoint.
-  The steps before the re-plan follow the first plan's schedules, the steps after it the new plan's from where
-  that plan is at the re-plan step: a warm-up still under way continues over the new length (its learning rate
-  moves by the ratio of the two lengths) and a cosine continues from its new position, then ends at its floor.
-  Resume: `budget.json` in the run folder holds the plan. A run stopped after its re-plan resumes exactly (the
-  steps, schedules and data order of an uninterrupted run with that plan). A run stopped in its first phase
-  continues that phase exactly under the stored first plan, for up to another first-phase time, and then
-  re-plans from the pace it measured: the re-plan step and the final steps, which depend on the machine's pace in
-  any run, are decided then.
-  Planned vs actual (steps, minutes, img/s) is stored in `budget.json`, printed in one line, and copied into the
-  results record (lib.workbook.results).
-- `plan_training` is the probe and the first plan alone, for a caller that trains the run itself: it cannot
-  re-plan, since that needs the run. Both reuse the stored plan when the folder holds checkpoints, so a second
-  execution neither probes again nor changes the schedule under a checkpoint.
-- `estimate_seconds` times a few calls of a costly function and extrapolates; `Stopwatch` collects the time of
-  each part of a notebook, beside its estimate.
+`train_within(minutes, name, ...)` trains a run within a budget of wall-clock minutes, with every schedule (LR
+warm-up and cosine, NVAE's KL warm-up, the capacity annealing: `fit_schedules`) complete at its end:
+1. a probe of the real loop (`lib.train.train`) on a copy of the model, in a temporary folder: PROBE_WARMUP untimed
+   steps (compilation, autotuning, the allocator's first requests), then timed steps for PROBE_SHARE of the
+   budget (PROBE_MIN_SECONDS to PROBE_MAX_SECONDS) or PROBE_MAX_STEPS, whichever ends first;
+2. the plan: the steps that fit the minutes left at the probe's pace, every schedule laid over them, stored as
+   `budget.json` in the run folder, so resuming or loading the run reuses it (no second probe, no schedule
+   changed under a checkpoint);
+3. the run itself, like any run of `lib.train.train`; planned vs actual (steps, minutes, img/s) is stored in
+   `budget.json`, printed in one line and copied into the results record (lib.workbook.results).
+Earlier versions re-planned once from the run's own pace after a tenth of the budget. Over the nine budgeted cpu
+runs it was measured on (outputs/results/*-cpu.json, `budget`), it changed the steps of four, brought one (NCSN,
+whose closing sample grid costs 98 s) from about +14% to +1% of its budget and one Beta-VAE from about +5% to
+-11%: it did not earn its 300 lines, so a run now keeps its probe's plan.
+
+`estimate_seconds` times a few calls of a costly function and extrapolates; `Stopwatch` collects the time of each
+part of a notebook, beside its estimate.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -53,52 +42,110 @@ from ..train import checkpoints as ckpt
 from ..train import run_folder
 from ..train.config import TrainConfig
 from ..train.loop import TrainResult, train
-from . import plans
-from .plans import (  # noqa: F401  (the plan's names, where the notebooks have always found them)
-    MODEL_SCHEDULE_FIELDS,
-    PLAN_FILE,
-    TRAIN_SCHEDULE_FIELDS,
-    TrainingPlan,
-    check_minutes,
-    fit_schedules,
-    read_plan,
-    store_plan,
-)
-from .training import run_record
+from .findings import counted
+from .training import run_record, train_or_load
+
+TRAIN_SCHEDULE_FIELDS = ("warmup_steps",)  # TrainConfig fields counted in steps
+MODEL_SCHEDULE_FIELDS = (
+    "kl_warmup_steps",
+    "kl_warmup_start",
+    "capacity_steps",
+)  # model-config fields in steps
+PLAN_FILE = "budget.json"
+PROBE_WARMUP = 2  # untimed probe steps: compilation, autotuning, the allocator's first requests
+PROBE_SHARE, PROBE_MIN_SECONDS, PROBE_MAX_SECONDS = 0.04, 2.0, 45.0  # the probe's timed window
+PROBE_MAX_STEPS = 200  # ... or this many timed steps, whichever ends first (fast GPUs)
 
 
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
+@dataclass(frozen=True)
+class TrainingPlan:
+    minutes: float  # the training budget
+    probe_img_per_s: float  # throughput of the real loop measured by the probe (images per second)
+    steps: int  # steps of the run; every schedule is laid over them
+    epochs: float  # passes over the training images those steps make
+    probe_seconds: float  # wall time the probe itself took
+    probe_steps: int = 0  # timed steps of the probe
+    actual: dict | None = None  # {"steps", "minutes", "img_per_s"} once the run has ended
+
+    def describe(self) -> str:
+        rate = _rate(self.probe_img_per_s)
+        return f"{self.minutes:g} min at {rate} img/s (probe) -> {counted(self.steps, 'step')} = {self.epochs:.2f} epochs"
+
+    def outcome(self) -> str:
+        """The one line of planned vs actual (steps, minutes, img/s); needs `actual`."""
+        done = self.actual
+        return (
+            f"training budget {self.minutes:g} min: planned {counted(self.steps, 'step')} at "
+            f"{_rate(self.probe_img_per_s)} img/s (the probe's pace); actual {counted(done['steps'], 'step')} in "
+            f"{done['minutes']:.2f} min ({100 * (done['minutes'] / self.minutes - 1):+.0f}%) at "
+            f"{_rate(done['img_per_s'])} img/s"
+        )
 
 
-def plan_training(
-    model: torch.nn.Module,
-    model_cfg,
-    train_cfg: TrainConfig,
-    x,
-    run: str | Path,
-    device,
-    minutes: float,
-    log: Callable = print,
-) -> tuple[object, TrainConfig, TrainingPlan]:
-    """(model_cfg, train_cfg, plan) for training `model` on images x within `minutes`: probe the loop, turn the
-    minutes left after the probe into steps, fit the schedules to them. The caller trains the run, so nothing
-    re-plans it: `train_within` does. A run folder that already holds checkpoints reuses its stored plan (no
-    probe), so resuming or loading keeps the schedule it was trained on."""
-    check_minutes(minutes)
-    folder = _folder(run)
-    plan = read_plan(folder)
-    if plan is not None:
-        log(f"training plan (stored with the run): {plan.describe()}")
-    else:
-        plan = plans.probe_plan(model, train_cfg, x, device, minutes, plans.PLAN_PROBE_SHARE)
-        store_plan(folder, plan)
-        log(f"training plan: {plan.describe()}; the probe took {plan.probe_seconds:.0f} s")
-    return (*fit_schedules(model_cfg, train_cfg, plan.steps), plan)
+def _rate(img_per_s: float) -> str:
+    return f"{img_per_s:,.0f}" if img_per_s >= 100 else f"{img_per_s:.3g}"
 
 
-# --- a budgeted run -------------------------------------------------------------------------------------------
+def now() -> float:
+    """The clock of the budget's own timing (a test replaces it to make plans deterministic)."""
+    return time.monotonic()
+
+
+def probe_img_per_s(model, x, train_cfg: TrainConfig, device, seconds: float = 5.0) -> tuple[float, int]:
+    """(images per second, timed steps) of the real training loop on a copy of `model`, in a temporary run
+    folder deleted afterwards: PROBE_WARMUP untimed steps in a first session, then a second session resuming it,
+    timed step by step until `seconds` or PROBE_MAX_STEPS have passed (its first step left out: a second
+    compilation, if any)."""
+    base = replace(
+        train_cfg,
+        log_every=1,
+        ckpt_every=10**9,
+        keep_ckpts=1,
+        n_samples=0,
+        sample_every=0,
+        max_minutes=0.0,
+        warmup_steps=0,
+        schedule="constant",
+    )
+    with tempfile.TemporaryDirectory(prefix="probe-") as folder, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="resuming .* with a changed TrainConfig")  # steps: ours
+        model = copy.deepcopy(model)
+        train(model, x, replace(base, steps=PROBE_WARMUP), Path(folder), device=device, use_wandb=False)
+        timed_cfg = replace(base, steps=PROBE_WARMUP + PROBE_MAX_STEPS, max_minutes=seconds / 60)
+        train(model, x, timed_cfg, Path(folder), device=device, use_wandb=False)
+        records = files.read_jsonl(Path(folder) / "metrics.jsonl")
+    timed = [r for r in records if r["step"] > PROBE_WARMUP]
+    timed = timed[1:] or timed
+    seconds = sum(train_cfg.batch_size / r["img_per_s"] for r in timed)
+    return len(timed) * train_cfg.batch_size / seconds, len(timed)
+
+
+def probe_window(minutes: float) -> float:
+    """Seconds of the probe's timed window for a budget: PROBE_SHARE of it within [PROBE_MIN_SECONDS,
+    PROBE_MAX_SECONDS], and never more than a tenth of it."""
+    return min(max(PROBE_SHARE * 60 * minutes, PROBE_MIN_SECONDS), PROBE_MAX_SECONDS, 6 * minutes)
+
+
+def steps_that_fit(seconds: float, img_per_s: float, batch_size: int) -> int:
+    """Steps of `batch_size` images that `seconds` hold at `img_per_s` (at least one)."""
+    return max(1, int(max(seconds, 0.0) * img_per_s / batch_size))
+
+
+def fit_schedules(model_cfg, train_cfg: TrainConfig, steps: int):
+    """(model_cfg, train_cfg) for a run of `steps` steps: every schedule length in steps (TRAIN_SCHEDULE_FIELDS,
+    MODEL_SCHEDULE_FIELDS) scaled by steps / train_cfg.steps, so warm-ups keep their share of the run; no
+    wall-time cap (the steps are the budget)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    scale = steps / train_cfg.steps
+
+    def scaled(cfg, names):
+        present = {f.name for f in fields(cfg)} & set(names)
+        lengths = {n: max(1, round(getattr(cfg, n) * scale)) if getattr(cfg, n) else 0 for n in present}
+        return replace(cfg, **lengths)
+
+    fitted_train = replace(scaled(train_cfg, TRAIN_SCHEDULE_FIELDS), steps=steps, max_minutes=0.0)
+    return scaled(model_cfg, MODEL_SCHEDULE_FIELDS), fitted_train
 
 
 def fitted_configs(model_cfg, train_cfg: TrainConfig, steps: int):
@@ -108,128 +155,42 @@ def fitted_configs(model_cfg, train_cfg: TrainConfig, steps: int):
     return model_cfg, replace(fitted, max_minutes=train_cfg.max_minutes)
 
 
-@dataclass(frozen=True)
-class _Run:
-    """One budgeted run: what each of its training sessions needs, built as lib.workbook.training builds a run."""
-
-    name: str
-    model_cfg: object
-    train_cfg: TrainConfig
-    x: object
-    folder: Path
-    device: object
-    data: str
-    seed: int
-    init_from: object
-    use_wandb: bool
-    extra: dict
-
-    def fitted(self, steps: int):
-        return fitted_configs(self.model_cfg, self.train_cfg, steps)
-
-    def record(self, model_cfg) -> dict:
-        return run_record(self.name, model_cfg, self.x, self.data, **self.extra)
-
-    def session(self, plan, model_cfg, train_cfg, stop_at) -> tuple[TrainResult, TrainingPlan, float, int]:
-        """Train (resume) the run under these configs; (result, plan with the session's time added to its spent
-        seconds and stored, the session's seconds, the step it started from). The time is stored even when the
-        session is interrupted, and only when it trained a step (a loaded run costs the budget nothing)."""
-        step0 = _newest_step(self.folder)
-        start, model = plans.now(), build(self.name, model_cfg, self.seed)
-        try:
-            result = train(
-                model,
-                self.x,
-                train_cfg,
-                self.folder,
-                device=self.device,
-                stop_at=stop_at,
-                init_from=self.init_from,
-                model_config=self.record(model_cfg),
-                use_wandb=self.use_wandb,
-            )
-        finally:
-            seconds = plans.now() - start
-            if _newest_step(self.folder) > step0:
-                plan = replace(plan, spent_seconds=round(plan.spent_seconds + seconds, 2))
-                store_plan(self.folder, plan)
-        return result, plan, seconds, step0
-
-    def relabel(self, plan: TrainingPlan) -> None:
-        """Give the checkpoint at the re-plan step the final plan's configs, unless it has them already."""
-        path = ckpt.checkpoint_path(self.folder, plan.replan_step)
-        if not path.is_file() or _newest_step(self.folder) != plan.replan_step:
-            return  # the run went on from it under the final plan
-        model_cfg, train_cfg = self.fitted(plan.steps)
-        with run_folder.RunLock(self.folder):
-            state = ckpt.load_checkpoint(path)
-            if state["train_config"] != asdict(train_cfg):
-                state.update(train_config=asdict(train_cfg), model_config=self.record(model_cfg))
-                ckpt.save_checkpoint(self.folder, state, keep=train_cfg.keep_ckpts)
-
-
-def _newest_step(folder: Path) -> int:
-    found = ckpt.list_checkpoints(folder)
-    return int(ckpt.PATTERN.match(found[-1].name).group(1)) if found else 0
-
-
-def _folder(run: str | Path) -> Path:
-    return Path(run) if isinstance(run, os.PathLike) else paths.run_dir(str(run))
-
-
-def _run_first_phase(job: _Run, plan: TrainingPlan, stop_at, log) -> tuple[TrainResult, TrainingPlan]:
-    """Train the first phase, then re-plan from its pace (unless the caller's stop_at ended it before)."""
-    model_cfg, train_cfg = job.fitted(plan.first_steps)
-    phase_cfg = replace(train_cfg, log_every=plan.first_log_every, max_minutes=plan.first_minutes)
-    end = plan.first_stop if stop_at is None else min(stop_at, plan.first_stop)
-    result, plan, seconds, step0 = job.session(plan, model_cfg, phase_cfg, end)
-    if end < plan.first_stop and result.step == end:
-        return result, plan  # stopped where the caller asked: the re-plan waits for the phase's end
-    batch, records = job.train_cfg.batch_size, files.read_jsonl(job.folder / "metrics.jsonl")
-    pace = plans.first_phase_pace(plan, records, step0, batch)
-    if not math.isfinite(pace):  # no record in this session (it resumed at the phase's end): all of them
-        pace, seconds, step0 = plans.first_phase_pace(plan, records, 0, batch), 0.0, result.step
-    session = max(0.0, seconds - (result.step - step0) * batch / pace)
-    steps = plans.replanned_steps(plan, result.step, session, pace, batch)
-    plan = replace(
-        plan,
-        replan_step=result.step,
-        run_img_per_s=round(pace, 1),
-        session_seconds=round(session, 1),
-        steps=steps,
-        epochs=steps * batch / len(job.x),
-    )
-    store_plan(job.folder, plan)  # before the relabel: a run killed in between relabels when it resumes
-    job.relabel(plan)
-    if steps == result.step < plan.first_steps:
-        warnings.warn(
-            f"the budget of {plan.minutes:g} min was spent by step {steps:,} of the {plan.first_steps:,} the "
-            f"probe planned (the run's pace {pace:,.0f} img/s, the probe's {plan.probe_img_per_s:,.0f}): the run "
-            "ends there with its schedules cut short; give it more minutes",
-            stacklevel=3,
+def check_minutes(minutes) -> None:
+    """Refuse a budget that is not a finite number of minutes > 0, or one for several processes."""
+    if (
+        isinstance(minutes, bool)
+        or not isinstance(minutes, (int, float))
+        or not (math.isfinite(minutes) and minutes > 0)
+    ):
+        raise ValueError(f"minutes must be a finite number > 0, got {minutes!r}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(
+            "a training budget is planned for one process; under torchrun give the steps (--steps) instead"
         )
-    log(f"re-plan at step {result.step:,}: {plan.describe()}")
-    return result, plan
 
 
-def _start_plan(job: _Run, minutes: float, log) -> TrainingPlan:
-    """The stored plan of the run, or a new one from a probe with its first phase (stored)."""
-    plan = read_plan(job.folder)
-    if plan is not None:
-        log(f"training plan (stored with the run): {plan.describe()}")
-        if plan.minutes != minutes:
-            log(f"  its budget is {plan.minutes:g} min, not {minutes:g}: use another run, or resume=False")
-        return plan
-    model = build(job.name, job.model_cfg, job.seed)
-    probed = plans.probe_plan(model, job.train_cfg, job.x, job.device, minutes, plans.PROBE_SHARE)
-    plan = plans.first_phase(probed, job.train_cfg)
-    plan = replace(plan, spent_seconds=plan.probe_seconds)
-    store_plan(job.folder, plan)
-    log(
-        f"training plan: {plan.describe()} (probe {plan.probe_seconds:.0f} s); re-plan after "
-        f"{60 * plan.first_minutes:.0f} s of training or at step {plan.first_stop:,}"
-    )
-    return plan
+def read_plan(folder: str | Path) -> TrainingPlan | None:
+    """The plan stored in run `folder`, when the folder also holds checkpoints (else None: plan afresh). Fields of
+    older plans (the re-plan's) are ignored."""
+    stored = Path(folder) / PLAN_FILE
+    if not (stored.is_file() and ckpt.list_checkpoints(folder)):
+        return None
+    known = {f.name for f in fields(TrainingPlan)}
+    return TrainingPlan(**{k: v for k, v in json.loads(stored.read_text()).items() if k in known})
+
+
+def store_plan(folder: Path, plan: TrainingPlan) -> None:
+    files.atomic_write_json(folder / PLAN_FILE, asdict(plan))
+
+
+def probe_plan(model, train_cfg: TrainConfig, x, device, minutes: float) -> TrainingPlan:
+    """The plan: probe the loop, then the steps that fit the minutes left after the probe."""
+    start = now()
+    img_per_s, timed_steps = probe_img_per_s(model, x, train_cfg, device, seconds=probe_window(minutes))
+    probe_seconds = now() - start
+    steps = steps_that_fit(60 * minutes - probe_seconds, img_per_s, train_cfg.batch_size)
+    epochs = steps * train_cfg.batch_size / len(x)
+    return TrainingPlan(minutes, round(img_per_s, 1), steps, epochs, round(probe_seconds, 1), timed_steps)
 
 
 def train_within(
@@ -251,26 +212,38 @@ def train_within(
     **extra,
 ) -> tuple[TrainResult, TrainingPlan]:
     """Train MODELS[name] from model_cfg (weights seeded by `seed`) on uint8 images x within `minutes` of wall
-    time: probe, first phase, one re-plan, the rest (module docstring); returns (result, plan). The run stores
-    lib.workbook.training's model config (`run_record`: data, extra such as the preset), so train_or_load and
-    load_run_model read it back. init_from starts from another run's weights (staged training); resume=False
-    starts afresh, moving an earlier run aside; stop_at ends this session at that step, as in lib.train.train;
-    a rerun resumes, and a finished run is loaded. train_cfg.max_minutes stays a hard stop of each session
-    after the re-plan (the run stops with a checkpoint; a rerun continues it)."""
+    time: probe, plan, train (module docstring); returns (result, plan). The run stores lib.workbook.training's
+    model config (`run_record`: data, extra such as the preset), so train_or_load and load_run_model read it back.
+    init_from starts from another run's weights (staged training); resume=False starts afresh, moving an earlier
+    run aside; stop_at ends this session at that step, as in lib.train.train; a rerun resumes, and a finished run
+    is loaded. train_cfg.max_minutes stays a hard stop of each session."""
     check_minutes(minutes)
-    folder = _folder(run)
+    folder = Path(run) if isinstance(run, os.PathLike) else paths.run_dir(str(run))
     if not resume:
         with run_folder.RunLock(folder):
             run_folder.move_aside(folder)
-    job = _Run(name, model_cfg, train_cfg, x, folder, device, data, seed, init_from, use_wandb, extra)
-    plan = _start_plan(job, minutes, log)
-    if plan.replans:
-        result, plan = _run_first_phase(job, plan, stop_at, log)
-        if plan.replans:
-            return result, plan
-    if plan.replan_step is not None:
-        job.relabel(plan)
-    result, plan, _, _ = job.session(plan, *job.fitted(plan.steps), stop_at)
+    plan = read_plan(folder)
+    if plan is not None:
+        log(f"training plan (stored with the run): {plan.describe()}")
+        if plan.minutes != minutes:
+            log(f"  its budget is {plan.minutes:g} min, not {minutes:g}: use another run, or resume=False")
+    else:
+        plan = probe_plan(build(name, model_cfg, seed), train_cfg, x, device, minutes)
+        folder.mkdir(parents=True, exist_ok=True)
+        store_plan(folder, plan)
+        log(f"training plan: {plan.describe()}; the probe took {plan.probe_seconds:.0f} s")
+    model_cfg, fitted = fitted_configs(model_cfg, train_cfg, plan.steps)
+    result = train(
+        build(name, model_cfg, seed),
+        x,
+        fitted,
+        folder,
+        device=device,
+        stop_at=stop_at,
+        init_from=init_from,
+        model_config=run_record(name, model_cfg, x, data, **extra),
+        use_wandb=use_wandb,
+    )
     if result.step >= plan.steps:
         plan = record_outcome(folder, result) or plan
         log(plan.outcome())
@@ -280,25 +253,44 @@ def train_within(
 def record_outcome(
     folder: str | Path, result: TrainResult, log: Callable | None = None
 ) -> TrainingPlan | None:
-    """The stored plan of run `folder` with its outcome (`actual`: steps, minutes, img/s) from `result`, stored
-    and logged in one line when new; None for a run without a budget. Minutes are the budget's clock (probe and
-    training sessions) for train_within, else the probe plus the loop's training time (lib.train's
-    wall_seconds), which leaves out what the caller did between them."""
+    """The stored plan of run `folder` with its outcome (`actual`: steps, the probe's plus the loop's training
+    minutes, img/s) from `result`, stored and logged in one line when new; None for a run without a budget."""
     plan = read_plan(folder)
     if plan is None:
         return None
     if plan.actual is None or plan.actual["steps"] != result.step:
-        seconds = plan.spent_seconds if plan.first_stop else plan.probe_seconds + result.wall_seconds
-        actual = {
-            "steps": result.step,
-            "minutes": round(seconds / 60, 3),
-            "img_per_s": round(result.img_per_s, 1),
-        }
+        minutes = (plan.probe_seconds + result.wall_seconds) / 60
+        actual = {"steps": result.step, "minutes": round(minutes, 3), "img_per_s": round(result.img_per_s, 1)}
         plan = replace(plan, actual=actual)
         store_plan(Path(folder), plan)
         if log is not None:
             log(plan.outcome())
     return plan
+
+
+@dataclass
+class Fitted:
+    """One trained (or loaded) run with the configs it trained under (a budget fits the schedules to the steps, so
+    they may differ from the ones asked for) and its plan (None without a budget)."""
+
+    result: TrainResult
+    model_cfg: object
+    train_cfg: TrainConfig
+    plan: TrainingPlan | None = None
+
+
+def fit(
+    name: str, model_cfg, train_cfg: TrainConfig, x, run, device, minutes: float = 0.0, **train_args
+) -> Fitted:
+    """Train (or resume, or load) run `run` of family `name` on uint8 images x: within `minutes` of wall time
+    (train_within), or for train_cfg.steps when minutes is 0 (train_or_load). train_args: data, seed, init_from
+    and the stored extras (e.g. preset)."""
+    if minutes:
+        result, plan = train_within(minutes, name, model_cfg, train_cfg, x, run, device, **train_args)
+        return Fitted(result, *fitted_configs(model_cfg, train_cfg, plan.steps), plan)
+    return Fitted(
+        train_or_load(name, model_cfg, train_cfg, x, run, device, **train_args), model_cfg, train_cfg
+    )
 
 
 # --- costs of the other parts of a notebook -------------------------------------------------------------------
@@ -311,13 +303,14 @@ def estimate_seconds(fn: Callable[[], object], n_calls: int, device="cpu", n_tim
     than 20 GB and a 24 GB machine killed notebook 05's kernel."""
     if n_calls <= 0:
         return 0.0
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     with torch.no_grad():
         fn()
-        _sync(device)
+        sync()
         start = time.perf_counter()
         for _ in range(n_timed):
             fn()
-        _sync(device)
+        sync()
     return (time.perf_counter() - start) / n_timed * n_calls
 
 
@@ -350,20 +343,15 @@ class Stopwatch:
         for name, (spent, guess, calls, guessed) in self.parts.items():
             some = f" for {guessed} of {calls} runs" if guessed < calls else ""
             note = f" (estimated {_duration(guess)}{some})" if guess is not None else ""
-            lines.append(
-                f"  {name:<{width}}  {_duration(spent):>9}  {100 * spent / max(total, 1e-9):5.1f}%{note}"
-            )
+            share = 100 * spent / max(total, 1e-9)
+            lines.append(f"  {name:<{width}}  {_duration(spent):>9}  {share:5.1f}%{note}")
         return "\n".join(lines)
 
 
 def _duration(seconds: float) -> str:
-    return (
-        f"{seconds:.1f} s"
-        if seconds < 90
-        else f"{seconds / 60:.1f} min"
-        if seconds < 5400
-        else f"{seconds / 3600:.1f} h"
-    )
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def per_call(total: int, batch: int) -> int:

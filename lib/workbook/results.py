@@ -145,6 +145,27 @@ def record_experiment(
     )
 
 
+def record_fitted(fitted, model_name: str, S, cifar, device, metrics: dict, seed: int, **extra) -> Path:
+    """record_experiment for a run fitted by lib.workbook.budget.fit in a notebook with sizes S
+    (lib.workbook.profiles): the experiment is the run folder's name; the configs it trained under, the bank
+    size, the profile and the training plan come from `fitted` and S; extra: e.g. preset, bank."""
+    return record_experiment(
+        Path(fitted.result.folder).name,
+        model_name=model_name,
+        result=fitted.result,
+        model_cfg=fitted.model_cfg,
+        train_cfg=fitted.train_cfg,
+        cifar=cifar,
+        device=device,
+        metrics=metrics,
+        n_bank=getattr(S, "n_bank", None) or getattr(S, "n_bank_samples", N_BANK),
+        seed=seed,
+        smoke=S.smoke,
+        profile=S.profile,
+        **extra,
+    )
+
+
 def load_records(folder: str | Path | None = None, smoke: bool | None = None) -> tuple[list[dict], list[str]]:
     """(results records sorted by file name, notes on skipped files) from `folder` (default: the results folder
     of the profile). Files that are not readable JSON or lack "experiment" and "metrics" are skipped with a note."""
