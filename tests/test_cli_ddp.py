@@ -135,7 +135,7 @@ def test_a_budgeted_cli_run_lays_its_schedule_over_the_steps_that_fit(tiny_cifar
     plan = budget.read_plan(folder)
     out = capsys.readouterr().out
     assert f"done: pixels step {plan.steps}/{plan.steps}" in out and "training budget 0.1 min: planned" in out
-    assert plan.replan_step is not None and plan.actual["steps"] == plan.steps
+    assert plan.probe_steps >= 1 and plan.actual["steps"] == plan.steps
     _, train_cfg = parse(argv)[2:]
     final = budget.fit_schedules(MODELS["pixels"].presets["tiny"][0], train_cfg, plan.steps)[1]
     assert final.warmup_steps == max(1, round(4 * plan.steps / 20))  # 4 of the preset's 20 steps: its share

@@ -26,11 +26,7 @@ from .suites import REFERENCE, SUITES, Case
 from .timing import mode_config, time_sampling, time_training
 
 __all__ = ["count_flops", "main", "peak_bf16", "SUITES"]
-FAMILIES = (
-    "ncsn",
-    "nvae",
-    "vae",
-)  # the order of `all`: the slowest compiles first, while the budget is fresh
+FAMILIES = ("ncsn", "nvae", "vae")  # the order of `all`: the slowest compiles first, while budget is fresh
 
 
 def measure_flops(case: Case, device: torch.device) -> dict:

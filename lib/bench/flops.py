@@ -68,7 +68,7 @@ def _conv_backward_flops(
             [grad_input, grad_weight],
             out_val=out_shape,
             **kwargs,
-        )  # torch's registered, shape-wrapped
+        )
 
     return part(bool(output_mask[0]), False) + (part(False, True) // groups if output_mask[1] else 0)
 

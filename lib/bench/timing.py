@@ -24,9 +24,7 @@ FAST = dict(
     amp="auto", compile=True, channels_last="auto", fused_optimizer="on", cudnn_benchmark="auto", tf32="auto"
 )
 SYNC_STEPS = 2  # training steps under torch's sync debug mode (CUDA)
-QUIET = dict(
-    log_every=10**9, ckpt_every=10**9, n_samples=0, max_bad_steps=10**9
-)  # no records, files or stops
+QUIET = dict(log_every=10**9, ckpt_every=10**9, n_samples=0, max_bad_steps=10**9)  # no records, files, stops
 
 
 def mode_config(cfg: TrainConfig, mode: str, batch: int, compile: bool = True) -> TrainConfig:

@@ -273,8 +273,8 @@ def exact_duplicates(a, b) -> list[tuple[int, int]]:
         (i, j)
         for i, row in enumerate(a)
         for j in by_hash.get(hashlib.blake2b(row, digest_size=16).digest(), ())
-        if np.array_equal(row, b[j])
-    ]  # a hash hit is checked byte for byte
+        if np.array_equal(row, b[j])  # a hash hit is checked byte for byte
+    ]
     return sorted(pairs)
 
 

@@ -25,14 +25,8 @@ from . import inception
 RESULTS = "fid_calibration"
 NOISE_SIGMAS = (0.03, 0.1)  # additive Gaussian noise, std on the [0, 1] scale
 BLUR_SIGMAS = (0.6, 1.2)  # Gaussian blur, std in pixels
-JPEG_QUALITIES = (
-    75,
-)  # one more JPEG pass at the copy's own quality: a proxy for what the copy's compression does
-SIZES = (
-    1000,
-    2000,
-    5000,
-)  # test vs train at n vs n: the short profile's banks, the full profile's, the reference's
+JPEG_QUALITIES = (75,)  # one more JPEG pass at the copy's quality: a proxy for what its compression does
+SIZES = (1000, 2000, 5000)  # test vs train at n vs n: short's banks, full's, the reference's
 
 # A published real-vs-real figure on the original CIFAR-10 batches with the same network, resize and n. torch-fidelity
 # (Obukhov et al.) pins it in its test suite: FID of 5,000 random training images against 5,000 random test images

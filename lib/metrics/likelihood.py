@@ -120,9 +120,7 @@ def hierarchical_bounds(model, x, k: int = 100, k_chunk: int = 25, batch_size: i
             log_px, kl_b = model.elbo_terms(xb)
             elbo.append((log_px - kl_b.sum(1)).cpu())
             kl.append(kl_b.cpu())
-            chunk = chunk or fitting_k_chunk(
-                model, xb, min(k_chunk, k)
-            )  # sized once, on the first (largest) batch
+            chunk = chunk or fitting_k_chunk(model, xb, min(k_chunk, k))  # sized on the first, largest batch
             log_w = torch.cat([model.log_weights(xb, min(chunk, k - done)) for done in range(0, k, chunk)])
             bound.append(iwae_bound(log_w).cpu())  # (k, B) -> (B,)
     per_elbo, per_bound = torch.cat(elbo).double(), torch.cat(bound).double()
@@ -179,9 +177,7 @@ def elbo_terms(model, x, batch_size: int = 256, device=None, model_cfg=None, ste
         log_px_z.append(model.log_px_z(xb, q.rsample()).cpu())
         kl.append(q.kl_standard_normal().cpu())
     terms = beta_vae_terms(model_cfg, torch.cat(log_px_z), torch.cat(kl), step)  # what BetaVAE.loss computes
-    return {
-        name: value.mean().item() for name, value in terms.items()
-    }  # |KL - C| is averaged per image, as trained
+    return {name: value.mean().item() for name, value in terms.items()}  # |KL - C| per image, as trained
 
 
 def evaluate_vae(

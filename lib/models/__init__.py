@@ -37,9 +37,7 @@ class ModelSpec:
 
     config: type
     build: type
-    presets: dict = field(
-        default_factory=dict
-    )  # name -> (model config, TrainConfig); the first is the default
+    presets: dict = field(default_factory=dict)  # name -> (model config, TrainConfig); first: the default
 
 
 MODELS: dict[str, ModelSpec] = {

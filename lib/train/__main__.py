@@ -13,13 +13,12 @@ Resume: running the same command again continues from the run folder's newest ch
 model config or data setting (--beta, --widths, --split, --limit, the data copy) is refused, naming the fields:
 use another --run_name, or restart. A changed TrainConfig (e.g. more --steps) is allowed, with a warning, and so
 is another number of processes (a warning: the global batch changes).
-Budget: `--minutes N` trains for N minutes of wall time with every schedule complete: a probe of the loop and one
-re-plan about 10% into the run turn the minutes into steps, and the LR warm-up and cosine, KL warm-up and capacity
-annealing are laid over them (lib.workbook.budget.train_within: the notebooks' probe and fit_schedules, with the
-re-plan; the plan is stored in <run>/budget.json).
+Budget: `--minutes N` trains for N minutes of wall time with every schedule complete: a probe of the loop turns the
+minutes into steps, and the LR warm-up and cosine, KL warm-up and capacity annealing are laid over them
+(lib.workbook.budget.train_within, as the notebooks do; the plan is stored in <run>/budget.json).
 `--max_minutes N` is a hard wall-clock stop instead: the session ends with a checkpoint after N minutes, its
 schedules laid over --steps as they are (so they may end unfinished); a rerun resumes. With --minutes it caps each
-session after the re-plan.
+session.
 Restart: `--resume false` starts afresh; the folder's earlier run is moved into <run>/previous-<time>/, not lost.
 One process at a time may train a run folder; a second one is refused, naming the first (pid and host).
 """
@@ -68,8 +67,8 @@ OPTIONS = {  # run and data options that are not config fields: name -> (type, d
     "minutes": (
         float,
         0.0,
-        "training budget: the steps that fit N minutes, every schedule laid over them and complete (a probe and "
-        "one re-plan); 0 = --steps",
+        "training budget: the steps that fit N minutes, every schedule laid over them and complete (a probe of "
+        "the loop); 0 = --steps",
     ),
 }
 MAX_MINUTES_HELP = (
@@ -307,8 +306,8 @@ def _train_steps(name: str, options: dict, model_cfg, train_cfg: TrainConfig, x,
 
 
 def _train_within(name: str, options: dict, model_cfg, train_cfg: TrainConfig, x, cifar, device):
-    """--minutes: lib.workbook.budget.train_within (probe, first phase, one re-plan, the rest); returns (result,
-    planned steps). The run stores the model config _train_steps would (run_record of the same keys)."""
+    """--minutes: lib.workbook.budget.train_within (a probe, then the steps that fit); returns (result, planned
+    steps). The run stores the model config _train_steps would (run_record of the same keys)."""
     from ..workbook import budget  # the workbook sits above the loop: imported by this entry point only
 
     result, plan = budget.train_within(

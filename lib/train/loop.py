@@ -214,9 +214,7 @@ class _Loop:
 
     def result(self) -> TrainResult:
         seconds = self.wall_before + time.monotonic() - self.session_start
-        images = (
-            self.step * self.cfg.batch_size * self.world
-        )  # every session's, so a loaded run reports it too
+        images = self.step * self.cfg.batch_size * self.world  # all sessions': a loaded run reports it too
         return TrainResult(
             self.model,
             self.ema.model,

@@ -207,9 +207,8 @@ def readable_log_axis(ax, axis: str = "y") -> None:
     target = ax.yaxis if axis == "y" else ax.xaxis
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
     lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
-    narrow = (
-        lo > 0 and hi / lo < 20
-    )  # under ~a decade, 1-2-3-5 leaves one label: plain evenly spaced values instead
+    # under ~a decade, 1-2-3-5 leaves one label: plain evenly spaced values instead
+    narrow = lo > 0 and hi / lo < 20
     subs = (
         (1.0, 2.0, 3.0, 5.0)
         if lo > 0 and hi / lo < 300

@@ -46,11 +46,7 @@ from .findings import counted
 from .training import run_record, train_or_load
 
 TRAIN_SCHEDULE_FIELDS = ("warmup_steps",)  # TrainConfig fields counted in steps
-MODEL_SCHEDULE_FIELDS = (
-    "kl_warmup_steps",
-    "kl_warmup_start",
-    "capacity_steps",
-)  # model-config fields in steps
+MODEL_SCHEDULE_FIELDS = ("kl_warmup_steps", "kl_warmup_start", "capacity_steps")  # model fields in steps
 PLAN_FILE = "budget.json"
 PROBE_WARMUP = 2  # untimed probe steps: compilation, autotuning, the allocator's first requests
 PROBE_SHARE, PROBE_MIN_SECONDS, PROBE_MAX_SECONDS = 0.04, 2.0, 45.0  # the probe's timed window
