@@ -150,3 +150,58 @@ def test_classifier_precision_auto_follows_the_device_and_bad_amp_is_refused(mon
     )
     with pytest.raises(ValueError, match="amp must be auto, bf16 or off"):
         ClassifierConfig(amp="fp16")
+
+
+# --- bounds of one model on the same images and draws ------------------------------------------------------------
+
+
+def _tiny_vae():
+    from lib.models import MODELS
+
+    torch.manual_seed(0)
+    return MODELS["iwae"].build(MODELS["iwae"].presets["tiny"][0]).eval()
+
+
+def _tiny_nvae():
+    from lib.models import MODELS
+
+    torch.manual_seed(0)
+    return MODELS["nvae"].build(MODELS["nvae"].presets["tiny"][0]).eval()
+
+
+@pytest.mark.parametrize("family", ["vae", "nvae"])
+def test_l_k_is_at_least_the_elbo_image_by_image_on_the_same_draws(family):
+    """The ELBO is the mean of the log-weights and L_k their log-mean-exp, so L_k >= ELBO for every image (Jensen),
+    not only on average: both bounds of a model come from the same images and the same posterior draws."""
+    x = (torch.rand(6, 3, 32, 32) * 255).to(torch.uint8)
+    torch.manual_seed(1)
+    if family == "vae":
+        out = metrics.evaluate_likelihood(_tiny_vae(), x, k=16, batch_size=3, k_chunk=5)
+        per_bound = -torch.tensor(out["bpd_per_image"])
+    else:
+        out = metrics.hierarchical_bounds(_tiny_nvae(), x, k=16, k_chunk=5, batch_size=3)
+        per_bound = -torch.tensor(out["bpd_per_image"])
+    assert out["bpd_gap"] >= 0 and out["bpd_elbo"] >= (out.get("bpd") or out["bpd_iw"])
+    assert out["bpd_gap"] == pytest.approx(out["bpd_elbo"] - (out.get("bpd") or out["bpd_iw"]), abs=1e-9)
+    assert torch.isfinite(per_bound).all() and out["bpd_gap_se"] > 0
+
+
+def test_at_k_1_the_bound_is_the_elbo():
+    x = (torch.rand(4, 3, 32, 32) * 255).to(torch.uint8)
+    out = metrics.evaluate_likelihood(_tiny_vae(), x, k=1, batch_size=4, k_chunk=1)
+    assert out["bpd"] == pytest.approx(out["bpd_elbo"], abs=1e-12) and out["bpd_gap"] == pytest.approx(
+        0, abs=1e-12
+    )
+
+
+def test_bound_numbers_gap_and_its_paired_standard_error_have_known_values():
+    """A synthetic pair with a known per-image gap: the paired standard error is the gaps' sd / sqrt(n), far
+    smaller than either bound's own spread over the images."""
+    n = 400
+    per_elbo = torch.linspace(-8000, -6000, n, dtype=torch.float64)  # a wide spread over the images
+    gap_nats = 2.0 + 0.5 * torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = metrics.bound_numbers(per_elbo + gap_nats, per_elbo, k=50)
+    to_bpd = 1 / (3072 * np.log(2))
+    assert out["bpd_gap"] == pytest.approx(float(gap_nats.mean()) * to_bpd)
+    assert out["bpd_gap_se"] == pytest.approx(float(gap_nats.std()) / n**0.5 * to_bpd)
+    assert out["bpd_gap_se"] < 0.01 * out["bpd_se"] and out["n_images"] == n

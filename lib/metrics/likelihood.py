@@ -39,41 +39,57 @@ def _batches(x, batch_size: int, device):
 
 
 @torch.no_grad()
-def importance_log_likelihood(model, x: torch.Tensor, k: int = 5000, k_chunk: int = 500) -> torch.Tensor:
-    """log p(x) ~ L_k (Burda et al. eq. 8) in nats per image (B,), x (B, 3, 32, 32) in [0, 1]; the k samples are
-    drawn k_chunk at a time (memory ~ B * k_chunk decoded images) and combined by one logsumexp."""
+def importance_log_weights(model, x: torch.Tensor, k: int = 5000, k_chunk: int = 500) -> torch.Tensor:
+    """log w_i = log p(x, z_i) - log q(z_i|x) for k posterior draws z_i per image, (k, B), x (B, 3, 32, 32) in
+    [0, 1]; drawn k_chunk at a time (memory ~ B * k_chunk decoded images)."""
     if k < 1 or k_chunk < 1:
         raise ValueError(f"k and k_chunk must be >= 1, got k={k}, k_chunk={k_chunk}")
     q = model.posterior(x)
-    log_w = torch.cat([model.log_weights(x, min(k_chunk, k - done), q=q)[0] for done in range(0, k, k_chunk)])
-    return iwae_bound(log_w)  # (k, B) -> (B,)
+    return torch.cat([model.log_weights(x, min(k_chunk, k - done), q=q)[0] for done in range(0, k, k_chunk)])
+
+
+@torch.no_grad()
+def importance_log_likelihood(model, x: torch.Tensor, k: int = 5000, k_chunk: int = 500) -> torch.Tensor:
+    """log p(x) ~ L_k (Burda et al. eq. 8) in nats per image (B,), x (B, 3, 32, 32) in [0, 1]."""
+    return iwae_bound(importance_log_weights(model, x, k, k_chunk))  # (k, B) -> (B,)
+
+
+def bound_numbers(per_bound: torch.Tensor, per_elbo: torch.Tensor, k: int) -> dict:
+    """L_k and the ELBO of the same images from the same draws (per image, nats): their means in nats and bits/dim,
+    the standard errors of the means over the images (not of the bounds' own bias), and the paired gap
+    ELBO - L_k in bits/dim with its paired standard error. L_k >= ELBO image by image (Jensen), so the gap is >= 0."""
+    per_bound, per_elbo = per_bound.double(), per_elbo.double()
+    gap = bits_per_dim(per_bound - per_elbo)  # (B,) bits/dim by which L_k is tighter
+    return {
+        "k": k,
+        "n_images": len(per_bound),
+        "log_px_nats": per_bound.mean().item(),
+        "bpd": bits_per_dim(-per_bound.mean().item()),
+        "bpd_se": bits_per_dim(standard_error(per_bound)),
+        "bpd_per_image": bits_per_dim(-per_bound).tolist(),  # for paired comparisons on the same images
+        "elbo_nats": per_elbo.mean().item(),
+        "bpd_elbo": bits_per_dim(-per_elbo.mean().item()),
+        "bpd_elbo_se": bits_per_dim(standard_error(per_elbo)),
+        "bpd_gap": gap.mean().item(),
+        "bpd_gap_se": standard_error(gap),  # paired: over the same images and draws
+    }
 
 
 @torch.no_grad()
 def evaluate_likelihood(
     model, x, k: int = 5000, batch_size: int = 8, k_chunk: int = 500, device=None
 ) -> dict:
-    """Mean log p(x) estimate L_k and the ELBO (beta = 1) over images x (uint8 or [0, 1]), in nats and bits/dim."""
+    """L_k (log p(x) estimate) and the ELBO (beta = 1) over images x (uint8 or [0, 1]) from the same k posterior
+    draws per image: the ELBO is the mean of the log-weights, L_k their log-mean-exp (bound_numbers)."""
     device = device or torch.device("cpu")
-    log_px, elbo = [], []
+    bound, elbo = [], []
     with _eval_mode(model), Progress(len(x), f"importance-weighted L_{k}", "img") as bar:
         for xb in _batches(x, batch_size, device):
-            log_px.append(importance_log_likelihood(model, xb, k, k_chunk).cpu())
-            elbo.append(model.log_weights(xb, min(k, 100))[0].mean(0).cpu())  # ELBO averaged over up to 100 z
+            log_w = importance_log_weights(model, xb, k, k_chunk)  # (k, B)
+            bound.append(iwae_bound(log_w).cpu())
+            elbo.append(log_w.mean(0).cpu())
             bar.update(len(xb))
-    per_image, elbo = torch.cat(log_px).double(), torch.cat(elbo).mean().item()
-    se = standard_error(per_image)
-    return {
-        "k": k,
-        "n_images": len(x),
-        "log_px_nats": per_image.mean().item(),
-        "bpd": bits_per_dim(-per_image.mean().item()),
-        # the standard error of the mean over the images (not of the bound's own bias)
-        "bpd_se": bits_per_dim(se),
-        "bpd_per_image": bits_per_dim(-per_image).tolist(),  # for paired comparisons on the same images
-        "elbo_nats": elbo,
-        "bpd_elbo": bits_per_dim(-elbo),
-    }
+    return bound_numbers(torch.cat(bound), torch.cat(elbo), k)
 
 
 @torch.no_grad()
@@ -107,8 +123,9 @@ PROBE_COPIES = 4  # copies of one image in the call that measures the decoder's 
 
 @torch.no_grad()
 def hierarchical_bounds(model, x, k: int = 100, k_chunk: int = 25, batch_size: int = 50, device=None) -> dict:
-    """Mean ELBO (analytic group KLs), the importance-weighted bound L_k (k = 100 by default, 1000 optional) and
-    the mean KL of each latent group (nats) over images x (uint8 or [0, 1]); k samples are drawn k_chunk at a time,
+    """The ELBO and the importance-weighted bound L_k (k = 100 by default, 1000 optional) from the same k draws per
+    image (bound_numbers), and the mean analytic KL of each latent group (nats), over images x (uint8 or [0, 1]);
+    k samples are drawn k_chunk at a time,
     fewer where batch_size x k_chunk decoded images would not fit in the device's free memory (fitting_k_chunk)."""
     if k < 1 or k_chunk < 1:
         raise ValueError(f"k and k_chunk must be >= 1, got k={k}, k_chunk={k_chunk}")
@@ -117,23 +134,18 @@ def hierarchical_bounds(model, x, k: int = 100, k_chunk: int = 25, batch_size: i
     with _eval_mode(model), Progress(len(x), f"ELBO and L_{k}", "img", final_line=k > 1) as bar:
         for xb in _batches(x, batch_size, device):
             bar.update(len(xb))
-            log_px, kl_b = model.elbo_terms(xb)
-            elbo.append((log_px - kl_b.sum(1)).cpu())
-            kl.append(kl_b.cpu())
+            kl.append(model.elbo_terms(xb)[1].cpu())  # the analytic KL of each group (B, G)
             chunk = chunk or fitting_k_chunk(model, xb, min(k_chunk, k))  # sized on the first, largest batch
             log_w = torch.cat([model.log_weights(xb, min(chunk, k - done)) for done in range(0, k, chunk)])
             bound.append(iwae_bound(log_w).cpu())  # (k, B) -> (B,)
-    per_elbo, per_bound = torch.cat(elbo).double(), torch.cat(bound).double()
+            elbo.append(log_w.mean(0).cpu())  # the same draws: L_k >= ELBO image by image
+    numbers = bound_numbers(torch.cat(bound), torch.cat(elbo), k)
     return {
-        "k": k,
-        "n_images": len(x),
-        "elbo_nats": per_elbo.mean().item(),
-        "bpd_elbo": bits_per_dim(-per_elbo.mean().item()),
-        "bpd_elbo_se": bits_per_dim(standard_error(per_elbo)),
-        "iw_nats": per_bound.mean().item(),
-        "bpd_iw": bits_per_dim(-per_bound.mean().item()),
-        # the standard error of the mean over the images (not of the bound's own bias), as evaluate_likelihood's
-        "bpd_iw_se": bits_per_dim(standard_error(per_bound)),
+        **{key: numbers[key] for key in ("k", "n_images", "elbo_nats", "bpd_elbo", "bpd_elbo_se")},
+        **{key: numbers[key] for key in ("bpd_gap", "bpd_gap_se", "bpd_per_image")},
+        "iw_nats": numbers["log_px_nats"],
+        "bpd_iw": numbers["bpd"],
+        "bpd_iw_se": numbers["bpd_se"],
         "kl_per_group_nats": torch.cat(kl).mean(0).tolist(),
     }
 
@@ -193,8 +205,9 @@ def evaluate_vae(
 ) -> dict:
     """Everything the notebooks tabulate for one model (EMA weights, eval mode) on test images x_test (uint8).
 
-    The L_k estimate uses the first n_likelihood images (it costs k decoder passes per image); the other
-    numbers use all of x_test. Active units: Burda et al.'s Cov_x(E_q[z_j]) > 0.01. model_cfg and the training
+    The bounds (L_k and the ELBO, bpd_k and bpd_elbo) come from the first n_likelihood images and the same k draws
+    per image (it costs k decoder passes per image), so L_k >= ELBO holds by construction; the ELBO's terms
+    (reconstruction, kl, elbo and the trained objective, in nats), active units and mse use all n_test images. Active units: Burda et al.'s Cov_x(E_q[z_j]) > 0.01. model_cfg and the training
     step give the trained objective (beta_elbo, or capacity_elbo at C of that step); None: the beta = 1 ELBO.
     """
     model = model.eval()
@@ -206,7 +219,12 @@ def evaluate_vae(
     active = active_units(mu)
     return {
         **terms,
-        "bpd_elbo": bits_per_dim(-terms["elbo"]),
+        "n_test": len(x_test),
+        "bpd_elbo": ll["bpd_elbo"],
+        "bpd_elbo_se": ll["bpd_elbo_se"],
+        "bpd_gap": ll["bpd_gap"],
+        "bpd_gap_se": ll["bpd_gap_se"],
+        "bounds_on": f"the first {ll['n_images']} test images, both bounds from the same {k} draws per image",
         "log_px_k": ll["log_px_nats"],
         "bpd_k": ll["bpd"],
         "bpd_k_se": ll["bpd_se"],
