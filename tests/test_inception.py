@@ -326,3 +326,13 @@ def test_calibration_command_writes_its_results_file(tiny_cifar, fake_features, 
         written["finished"] and written["run_note"] == "tiny" and written["command"].endswith("--note tiny")
     )
     assert {r["comparison"] for r in written["comparisons"]} >= {"test halves", "jpeg quality=75 vs train"}
+
+
+def test_kid_subsets_are_smaller_than_the_sets_so_its_spread_is_not_zero():
+    """At n vs n a subset as large as n is the whole set every time ('± 0.0000'): by default subsets take at most
+    half of the smaller side, and a KID whose subsets are both whole sides has no spread (nan), not a zero one."""
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(500, 8)), rng.normal(0.2, 1.0, size=(500, 8))
+    out = inception.kid(real, fake, n_subsets=20)
+    assert out["kid_subset_size"] == 250 and out["kid_std"] > 0
+    assert np.isnan(inception.kid(real, fake, n_subsets=3, subset_size=500)["kid_std"])

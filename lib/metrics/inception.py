@@ -67,7 +67,7 @@ NETWORK = f"TF FID Inception-v3 pool3 ({PACKAGE}/{NETWORK_FILE}, sha1 {NETWORK_S
 INPUT_SIZE = 299  # the network's input height and width
 N_FEATURES = 2048  # d, pool3 width
 KID_SUBSETS = 100  # Binkowski et al.'s standard: 100 subsets ...
-KID_SUBSET_SIZE = 1000  # ... of 1,000 (fewer when there are fewer samples)
+KID_SUBSET_SIZE = 1000  # ... of 1,000 (at most half the smaller set when there are fewer samples)
 KID_WHOLE_KERNELS = 5000  # up to this many samples a side, kernel matrices (<= 200 MB) are reused
 
 
@@ -198,14 +198,17 @@ def kid(
     real_features,
     fake_features,
     n_subsets: int = KID_SUBSETS,
-    subset_size: int = KID_SUBSET_SIZE,
+    subset_size: int | None = None,
     seed: int = 0,
 ) -> dict:
-    """KID over n_subsets random subsets (each drawn without replacement) of min(subset_size, N_real, N_fake) per
-    side: {"kid": mean, "kid_std": std over subsets, "kid_subsets", "kid_subset_size"}. When a side has exactly
-    subset_size samples, its subsets are all the same, and kid_std reflects only the other side."""
+    """KID over n_subsets random subsets (each drawn without replacement) of m = min(subset_size, N_real, N_fake)
+    per side: {"kid": mean, "kid_std": std over subsets, "kid_subsets", "kid_subset_size"}. subset_size None:
+    KID_SUBSET_SIZE, at most half the smaller side, so that the subsets differ and kid_std measures a spread. When
+    every subset is a whole side (m = N_real = N_fake) there is no spread to measure: kid_std is nan."""
     real = torch.as_tensor(np.asarray(real_features), dtype=torch.float64)
     fake = torch.as_tensor(np.asarray(fake_features), dtype=torch.float64)
+    if subset_size is None:
+        subset_size = max(2, min(KID_SUBSET_SIZE, len(real) // 2, len(fake) // 2))
     m = min(subset_size, len(real), len(fake))
     if m < 2 or n_subsets < 1:
         raise ValueError(f"KID needs >= 2 samples per side and >= 1 subset, got m={m}, n_subsets={n_subsets}")
@@ -223,9 +226,10 @@ def kid(
         values.append(
             _mmd2(k_rr[i][:, i], k_ff[j][:, j], k_rf[i][:, j]) if whole else mmd2_unbiased(real[i], fake[j])
         )
+    whole_sides = m == len(real) == len(fake)
     return {
         "kid": float(np.mean(values)),
-        "kid_std": float(np.std(values)),
+        "kid_std": float("nan") if whole_sides else float(np.std(values)),
         "kid_subsets": n_subsets,
         "kid_subset_size": m,
     }
