@@ -205,3 +205,24 @@ def test_bound_numbers_gap_and_its_paired_standard_error_have_known_values():
     assert out["bpd_gap"] == pytest.approx(float(gap_nats.mean()) * to_bpd)
     assert out["bpd_gap_se"] == pytest.approx(float(gap_nats.std()) / n**0.5 * to_bpd)
     assert out["bpd_gap_se"] < 0.01 * out["bpd_se"] and out["n_images"] == n
+
+
+def test_the_floor_at_n_of_a_gaussian_matches_its_known_small_sample_bias():
+    """n draws of a d-dimensional standard Gaussian against its exact statistics: E[FD] ~ d/n (the mean) +
+    d(d+1)/(4(n-1)) (the covariance), so the floor falls with n; against a Gaussian shifted by m it sits near
+    ||m||^2 plus that bias."""
+    d, rng = 4, np.random.default_rng(0)
+    real = rng.normal(size=(20_000, d))
+    exact = (np.zeros(d), np.eye(d))
+
+    def fd_to(mu, cov):
+        return lambda x, _: metrics.frechet_distance(*metrics.feature_stats(x), mu, cov)
+
+    for n in (100, 400):
+        floor = metrics.distance_floor(fd_to(*exact), real, None, n, repeats=200, seed=1)
+        expected = d / n + d * (d + 1) / (4 * (n - 1))
+        assert floor["mean"] == pytest.approx(expected, rel=0.2) and floor["sd"] > 0 and floor["n"] == n
+    shifted = metrics.distance_floor(fd_to(np.full(d, 0.5), np.eye(d)), real, None, 400, repeats=50)
+    assert shifted["mean"] == pytest.approx(d * 0.25 + d / 400 + d * (d + 1) / (4 * 399), rel=0.1)
+    with pytest.raises(ValueError, match="needs n real images"):
+        metrics.distance_floor(fd_to(*exact), real[:10], None, 20)

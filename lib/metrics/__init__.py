@@ -23,6 +23,7 @@ from .classifier import (
 )
 from .fidelity import (
     FDResult,
+    distance_floor,
     fd_c10,
     feature_stats,
     frechet_distance,
@@ -54,6 +55,7 @@ __all__ = [
     "ensure_classifier",
     "load_classifier",
     "FDResult",
+    "distance_floor",
     "fd_c10",
     "feature_stats",
     "frechet_distance",

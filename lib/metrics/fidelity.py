@@ -67,6 +67,23 @@ def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.no_grad()
+def distance_floor(distance, real, reference, n: int, repeats: int = 5, seed: int = 0) -> dict:
+    """What n real images score: distance(real[S], reference) for `repeats` random subsets S of n images of `real`
+    (features, or images: whatever `distance` takes), as {"n", "mean", "sd", "values"}. A model's distance at n is
+    read beside this floor at the same n: Fréchet distances are biased upwards at small n (for n draws of a
+    d-dimensional standard Gaussian against its exact statistics, by about d/n + d(d+1)/(4(n-1)))."""
+    if not 1 <= n <= len(real):
+        raise ValueError(f"the floor at n = {n} needs n real images, and there are {len(real)}")
+    if repeats < 2:
+        raise ValueError(f"repeats must be >= 2 for a spread, got {repeats}")
+    rng = np.random.default_rng(seed)
+    values = [
+        float(distance(real[np.sort(rng.choice(len(real), n, replace=False))], reference))
+        for _ in range(repeats)
+    ]
+    return {"n": n, "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)), "values": values}
+
+
 def _knn_radii(f: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
     """Distance from each row of f (N, F) to its k-th nearest other row."""
     radii = []
