@@ -170,14 +170,6 @@ def test_a_short_irregular_run_is_smoothed_locally_and_never_leaves_its_data():
     assert np.allclose(viz.smoothed(spike, 0.9, steps)[6:], 5.0)  # the spike stays where it was
 
 
-def test_count_plots_get_integer_ticks():
-    from lib.viz import vae as viz_vae
-
-    fig = viz_vae.plot_against([1, 5, 50], {"active units": [3, 4, 6]}, "k", "active units", logx=True)
-    fig.canvas.draw()
-    assert all(float(t).is_integer() for t in fig.axes[0].get_yticks())
-
-
 def test_png_display_is_registered_when_no_backend_did():
     pytest.importorskip("IPython")
     from IPython.core.interactiveshell import InteractiveShell
@@ -307,23 +299,12 @@ def test_metric_panels_share_x_and_draw_baselines_as_unjoined_markers():
         viz.metric_panels([1], panels, "k", "t", baselines=[{}])
 
 
-def test_sweep_grids_hold_one_labelled_row_per_model():
-    models, x = _tiny_vaes(), numbered_images(5, size=32)
+def test_sweep_samples_hold_one_labelled_row_per_model():
+    models = _tiny_vaes()
     fig = viz.sweep_samples(models, n=6, seed=0, title="prior samples per beta")
     assert _row_labels(fig) == list(models) and len(fig.axes[0].get_xticklabels()) == 6
     assert fig.axes[0].images[0].get_array().shape[0] == 2 + 3 * 34  # three rows of 32-pixel tiles
-    fig = viz.sweep_reconstructions(models, x, title="reconstructions per beta")
-    assert _row_labels(fig) == ["data", *models] and fig.axes[0].get_title() == "reconstructions per beta"
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [f"test {i}" for i in range(5)]
-    np.testing.assert_array_equal(fig.axes[0].images[0].get_array()[2:34, 2:34], x[0].transpose(1, 2, 0))
-    dims = {label: [0, 2] for label in models}
-    fig = viz.sweep_traversals(models, dims, x[0], n_values=5, title="traversals per beta")
-    assert _row_labels(fig) == [f"{label}: z_{j}" for label in models for j in (0, 2)]
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["-3.0", "-1.5", "+0.0", "+1.5", "+3.0"]
-    fig = viz.sweep_best_weight(dict(list(models.items())[:2]), x, k=4)
-    assert _row_labels(fig) == ["data"] + [
-        f"{m}: {r}" for m in list(models)[:2] for r in ("E_q[z]", "best of 4")
-    ]
+    assert fig.axes[0].get_title() == "prior samples per beta"
 
 
 def test_sweep_samples_decode_the_same_z_in_every_row():

@@ -4,12 +4,12 @@
     data     the data itself: per-class grids, class counts, channel histograms, mean images
     curves   training curves from metrics.jsonl (units, smoothing); several runs on shared axes
     ncsn     NCSN's noise ladder, Langevin strip, nearest training neighbours
-    vae      reconstructions, traversals, interpolations, rate-distortion, NVAE's group KL; sweeps as one
-             labelled grid (rows = model) and metrics against a setting in panels with baselines
+    vae      metrics against a setting in panels with baselines, prior samples of several models as one
+             labelled grid (rows = model), NVAE's group KL
     compare  the model comparison: fd_c10 calibration, sample panels, per-model views, the FID floor
 
 Every public figure function of the three is importable from `lib.viz` itself (`viz.labelled_grid`,
-`viz.rate_distortion`, `viz.model_comparison`).
+`viz.metric_panels`, `viz.model_comparison`).
 """
 
 from __future__ import annotations

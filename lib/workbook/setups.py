@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 from .. import samplers
 from ..common import paths
-from ..models import MODELS, check_beta_sweep, ncsnv2_config, objective_name
+from ..models import MODELS, ncsnv2_config
 
 TECHNIQUE_4 = "technique 4"  # NCSN's step_lr from NCSNv2's technique 4 for the ladder and T it ends up with
 LADDER_PARAMETERS = dict(
@@ -29,7 +29,7 @@ NVAE_RUNS = ("debug_gaussian", "debug_dmol", "full", "continue")
 
 def build(S: SimpleNamespace, params: dict) -> list[str]:
     """Add the notebook's configs to S (in place); returns notes for the printed summary."""
-    builder = {"ncsn": ncsn, "beta_vae": beta_vae, "iwae": iwae, "nvae": nvae}.get(S.notebook)
+    builder = {"ncsn": ncsn, "nvae": nvae}.get(S.notebook)
     return builder(S, params) if builder else []
 
 
@@ -97,43 +97,6 @@ def ncsn_ladder_from_data(S: SimpleNamespace, x_pairwise, device="cpu") -> tuple
         "4, or N_SIGMAS / STEP_LR where set)"
     )
     return fitted, fitted.sigma_max, note
-
-
-def beta_vae(S: SimpleNamespace, params: dict) -> list[str]:
-    """S.base_cfg (beta set per run), S.train_cfg and S.objective of notebook 03; refuses a beta sweep under the
-    capacity objective (it ignores beta)."""
-    check_beta_sweep(params["BETAS"], params["CAPACITY_MAX"])
-    base_cfg, train_cfg = MODELS["beta_vae"].presets[S.preset]
-    extra = given(latent_dim=S.latent_dim)
-    S.base_cfg = replace(
-        base_cfg, likelihood=params["LIKELIHOOD"], capacity_max=params["CAPACITY_MAX"], **extra
-    )
-    fields = given(steps=S.steps, batch_size=S.batch_size, lr=S.lr, log_every=S.log_every, compile=S.compile)
-    S.train_cfg = replace(train_cfg, seed=params["SEED"], max_minutes=0.0, **fields)
-    S.objective = objective_name(S.base_cfg)
-    notes = budget_or_steps(S)
-    if S.objective == "capacity_elbo":
-        notes.append(
-            f"Capacity objective: E_q log p(x|z) - gamma |KL - C|, C rising to {params['CAPACITY_MAX']:g} nats; "
-            "beta is not used."
-        )
-    return notes
-
-
-def iwae(S: SimpleNamespace, params: dict) -> list[str]:
-    """S.base_cfg, S.train_cfg and S.settings [(objective, k), ...] of notebook 04."""
-    base_cfg, train_cfg = MODELS["iwae"].presets[S.preset]
-    S.base_cfg = replace(base_cfg, dreg=params["DREG"], **given(latent_dim=S.latent_dim))
-    fields = given(
-        batch_size=S.batch_size,
-        lr=S.lr,
-        log_every=S.log_every,
-        ckpt_every=S.ckpt_every,
-        compile=S.compile,
-    )
-    S.train_cfg = replace(train_cfg, seed=params["SEED"], **fields)
-    S.settings = [("vae", k) for k in params["VAE_KS"]] + [("iwae", k) for k in params["IWAE_KS"]]
-    return []
 
 
 def nvae(S: SimpleNamespace, params: dict) -> list[str]:
