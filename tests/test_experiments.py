@@ -8,8 +8,6 @@ import json
 import types
 from dataclasses import replace
 
-import pytest
-
 from lib.common import files
 from lib.models import MODELS
 from lib.train.config import TrainConfig
@@ -116,22 +114,6 @@ def test_the_notebooks_run_names_and_dreg_only_for_iwae(monkeypatch, isolated_ou
     (iwae_name, iwae_cfg, minutes), (vae_name, vae_cfg, _) = seen[-2:]
     assert (iwae_name, vae_name, minutes) == ("iwae-iwae-k5-wall", "iwae-vae-k5", 0.5)
     assert iwae_cfg.dreg and not vae_cfg.dreg and iwae_cfg.k == vae_cfg.k == 5
-
-
-def test_model_selection_without_a_checkpoint_says_which_stage_to_run(isolated_outputs):
-    params = {"PROFILE": "smoke", "SMOKE": None, "STAGES": "eval", "TEMPERATURES": "1.0", "SEED": 0,
-              "DEBUG_MINUTES": None, "FULL_MINUTES": None, "CONTINUE_MINUTES": None, "CONTINUE_STEPS": None,
-              "CONTINUE_KL_WARMUP": None, "IW_K": None}  # fmt: skip
-    S = profiles.settings("nvae", params, quiet=True)
-    session = experiments.Session(S, _Copy(), None, None, "cpu", budget.Stopwatch())
-    with pytest.raises(FileNotFoundError, match="no checkpoint in the full or continue run folders.*STAGES"):
-        experiments.select_by_validation(session, None)
-
-
-def test_a_loaded_result_reports_the_throughput_of_its_checkpoint(tmp_path):
-    info = {"step": 100, "wall_seconds": 50.0, "train_config": {"batch_size": 64}}
-    result = experiments.loaded_result("model", info, tmp_path)
-    assert result.img_per_s == 128.0 and result.ema == result.model == "model" and result.folder == tmp_path
 
 
 def _iwae_row(objective: str, k: int, bpd: float, steps: int = 16) -> dict:

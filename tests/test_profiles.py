@@ -187,19 +187,6 @@ def test_beta_vae_refuses_a_beta_sweep_under_the_capacity_objective():
         profiles.settings("beta_vae", defaults("beta_vae", CAPACITY_MAX=20.0, BETAS=[1.0, 4.0]), quiet=True)
 
 
-def test_nvae_stages_keep_their_warm_up_shares_and_run_folders_carry_the_short_suffix():
-    S = profiles.settings("nvae", defaults("nvae", PROFILE="short", CONTINUE_STEPS=10_000), quiet=True)
-    (debug_m, debug_t, _), (full_m, full_t, full_min), (cont_m, cont_t, _) = (
-        S.stage[k] for k in ("debug", "full", "continue")
-    )
-    assert debug_m.kl_warmup_steps == debug_t.steps // 3 == 2_000 // 3 and debug_t.warmup_steps == 200
-    assert full_m.kl_warmup_steps == int(0.3 * full_t.steps) and full_min == 3.0
-    assert cont_t.steps == 10_000 and cont_m.kl_warmup_steps == 3_000
-    assert S.runs["full"].name == "nvae_full-short" and S.temperatures == [1.0, 0.9, 0.8, 0.7, 0.6]
-    with pytest.raises(ValueError, match="STAGES='debug,train'"):
-        profiles.settings("nvae", defaults("nvae", STAGES="debug,train"), quiet=True)
-
-
 def test_iwae_settings_list_the_objectives_and_keep_dreg_off_the_plain_vae():
     S = profiles.settings(
         "iwae", defaults("iwae", PROFILE="full", IWAE_KS=[5, 50], VAE_KS=[1], DREG=True), quiet=True

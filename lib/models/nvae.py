@@ -1,6 +1,6 @@
 """The NVAE model (Vahdat & Kautz 2020): NVAENet + the NVAE objective + temperature sampling, behind the
 workbook's model interface `loss(x, step) -> (loss, stats)` and `sample(n)`, with its presets; BatchNorm
-re-estimation and temperature grids for sampling (NVAE Sec. 5).
+re-estimation for sampling at a temperature (NVAE Sec. 5).
 
 Symbols: `x` images in [0, 1] (B, 3, 32, 32); `z_l`, `q`, `p` as in lib.nets.nvae; `kl` (B, G) the per-group
 KL(q(z_l | x, z_<l) || p(z_l | z_<l)) in nats; `coeff` the KL warm-up weight; `lam` the spectral-regulariser
@@ -11,7 +11,6 @@ The network may run under bf16 autocast; the likelihood and KL terms are compute
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, replace
 
@@ -255,28 +254,6 @@ def _shape_groups(net: nn.Module) -> list[tuple[list[str], tuple[int, int]]]:
             w = module.weight
             groups.setdefault((w.shape[0], w[0].numel()), []).append(f"{name}.weight")
     return [(names, shape) for shape, names in groups.items()]
-
-
-@torch.no_grad()
-def temperature_rows(
-    model: NVAE,
-    temperatures,
-    n: int,
-    reestimate: bool,
-    n_batches: int = 20,
-    batch_size: int = 500,
-    seed: int = 0,
-) -> torch.Tensor:
-    """n samples per temperature, row-major (len(temperatures) * n, 3, 32, 32); with `reestimate`, a copy of the
-    model has its decoder BatchNorm statistics re-estimated at each temperature first (NVAE Sec. 5)."""
-    rows = []
-    for t in temperatures:
-        sampler = (
-            reestimate_bn(copy.deepcopy(model), t, n_batches, batch_size) if reestimate else model.eval()
-        )
-        torch.manual_seed(seed)  # the same prior noise at every temperature and in both settings
-        rows.append(sampler.sample(n, t=t).cpu())
-    return torch.cat(rows)
 
 
 NVAE_REFERENCE = NVAEConfig()  # the reference project's small config: 2 scales, 64 channels, 3 groups/scale

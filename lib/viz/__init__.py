@@ -4,7 +4,7 @@
     data     the data itself: per-class grids, class counts, channel histograms, mean images
     curves   training curves from metrics.jsonl (units, smoothing); several runs on shared axes
     ncsn     NCSN's noise ladder, Langevin strip, nearest training neighbours
-    vae      reconstructions, traversals, interpolations, rate-distortion, NVAE's group KL; sweeps as one
+    vae      reconstructions, traversals, interpolations, rate-distortion; sweeps as one
              labelled grid (rows = model) and metrics against a setting in panels with baselines
     compare  the model comparison: fd_c10 calibration, sample panels, per-model views, the FID floor
 

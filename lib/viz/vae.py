@@ -27,7 +27,6 @@ from .core import labelled_grid, readable_log_axis, stamped
 __all__ = [
     "TRAVERSAL_RANGE",
     "best_weight_reconstructions",
-    "group_kl_bars",
     "interpolations",
     "metric_panels",
     "most_active_dims",
@@ -188,24 +187,6 @@ def plot_against(
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend(fontsize=8)
-    return fig
-
-
-@stamped
-def group_kl_bars(
-    kl_per_group: Sequence[float], threshold: float, title: str = "KL of each latent group"
-) -> Figure:
-    """Bars of the KL per test image of each latent group (nats, log scale, top-down order), a dashed line at the
-    `threshold` that counts a group as active, and integer group numbers on the x axis."""
-    kl = np.asarray(kl_per_group, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(kl) + 2), 2.8))
-    plt.close(fig)
-    ax.bar(range(len(kl)), kl, color=["tab:blue" if v > threshold else "tab:grey" for v in kl])
-    ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"active above {threshold:g} nat")
-    readable_log_axis(ax)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="latent group (top-down: coarsest first)", ylabel="KL per test image [nats]", title=title)
-    ax.legend(fontsize=7, frameon=False)
     return fig
 
 

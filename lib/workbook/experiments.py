@@ -1,14 +1,13 @@
 """One experiment of a notebook, from training to its results file: fit a family's run within a budget (or load
 it), evaluate it with the estimate of the evaluation's cost printed first, and record it with the configs it
-trained under. Notebooks 02-05 call these, so each code cell stays the story: which run, which numbers.
+trained under. Notebooks 02-04 call these, so each code cell stays the story: which run, which numbers.
 
 Likelihoods follow Burda et al. (2016): the importance-weighted bound L_k with k posterior samples per image,
-in bits/dim = NLL / (3072 ln 2); NVAE's hierarchical bounds (Vahdat & Kautz 2020) are lib.metrics'.
+in bits/dim = NLL / (3072 ln 2).
 """
 
 from __future__ import annotations
 
-import copy
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -17,12 +16,11 @@ import torch
 
 from .. import data, metrics, viz
 from ..common import files, paths
-from ..models import beta_vae_tag, reestimate_bn
-from ..train.checkpoints import list_checkpoints
+from ..models import beta_vae_tag
 from ..train.config import TrainConfig
 from ..train.loop import TrainResult
 from . import budget, findings, results
-from .training import load_run_model, train_or_load
+from .training import train_or_load
 
 
 @dataclass
@@ -282,103 +280,3 @@ def record_all(session: Session, runs, model_name: str) -> list[Path]:
         print(path)
         paths_written.append(path)
     return paths_written
-
-
-# --- notebook 05: NVAE in stages ----------------------------------------------------------------------------
-
-
-def nvae_stage(
-    session: Session, stage: str, run: str, x_train=None, init_from=None, **model_fields
-) -> Fitted:
-    """Train (or resume, or load) NVAE `stage` (debug | full | continue: S.stage's configs and budget) into
-    S.runs[run] on x_train (None: the session's training images); model_fields change its model config (e.g.
-    likelihood="gaussian") and init_from starts it from another run's weights."""
-    model_cfg, train_cfg, minutes = session.S.stage[stage]
-    return session.fit(
-        "nvae",
-        replace(model_cfg, **model_fields),
-        train_cfg,
-        session.S.runs[run],
-        minutes,
-        x_train=session.x_train if x_train is None else x_train,
-        label=f"training ({run})",
-        init_from=init_from,
-    )
-
-
-def validation_bpd(session: Session, model, x_val) -> float:
-    """Model selection: the validation ELBO in bits/dim (the IW bound is kept for the test split), with the same
-    z draws wherever it is measured, so one model's validation ELBO is one number in every cell that prints it."""
-    torch.manual_seed(session.seed)
-    batch = session.S.eval_batch
-    return metrics.hierarchical_bounds(model, x_val, k=1, k_chunk=1, batch_size=batch)["bpd_elbo"]
-
-
-def select_by_validation(
-    session: Session, x_val, runs=("full", "continue")
-) -> tuple[str, object, dict, dict]:
-    """(name, model, checkpoint info, validation bits/dim of each) for the run among `runs` (those with a
-    checkpoint) with the lowest validation ELBO; no checkpoint at all is a clear error."""
-    found = [name for name in runs if list_checkpoints(session.S.runs[name])]
-    if not found:
-        raise FileNotFoundError(
-            f"no checkpoint in the {' or '.join(runs)} run folders ({session.S.runs[runs[0]]}): run the stages "
-            "that train them first (STAGES = 'full,eval')"
-        )
-    candidates = {name: load_run_model(session.S.runs[name], "nvae", session.device) for name in found}
-    selection = {name: validation_bpd(session, model, x_val) for name, (model, _) in candidates.items()}
-    best = min(selection, key=selection.get)
-    return best, *candidates[best], selection
-
-
-def nvae_test_bounds(session: Session, model) -> dict:
-    """lib.metrics.hierarchical_bounds on the session's test images (ELBO and L_k, k = S.k), with its cost
-    estimated from a few calls before it is spent."""
-    S, x_test, device = session.S, session.x_test, session.device
-    xb = data.to_float(x_test[: S.eval_batch], device)
-    calls = budget.per_call(len(x_test), S.eval_batch) * budget.per_call(S.k, S.k_chunk)
-    estimate = budget.estimate_seconds(lambda: model.log_weights(xb, S.k_chunk), calls, device)
-    with session.watch(f"evaluation (L_{S.k} on {len(x_test):,} test images)", estimate=estimate):
-        return metrics.hierarchical_bounds(model, x_test, k=S.k, k_chunk=S.k_chunk, batch_size=S.eval_batch)
-
-
-def loaded_result(model, info: dict, folder) -> TrainResult:
-    """A TrainResult for a model read back from its checkpoint (load_run_model's info): its step, wall time and
-    the img/s they imply; the EMA weights are the model."""
-    img_per_s = info["step"] * info["train_config"]["batch_size"] / max(info["wall_seconds"], 1e-9)
-    return TrainResult(model, model, info["step"], info["wall_seconds"], img_per_s, 0, Path(folder))
-
-
-def record_nvae(
-    session: Session, model, info: dict, best: str, selection: dict, test: dict, active: int
-) -> Path:
-    """Notebook 05's results file for the selected weights (`best`, chosen by the validation ELBOs in
-    `selection`): the test bounds, the KL per group and the active groups, with the bank for notebook 06 drawn at
-    t = 1 after the decoder's BatchNorm statistics are re-estimated, as NVAE samples (on a copy: `model` keeps
-    its own)."""
-    S = session.S
-    sampler = reestimate_bn(copy.deepcopy(model), 1.0, S.bn_batches, S.bn_batch)
-    numbers = dict(
-        test_bpd_iw=test["bpd_iw"],
-        test_bpd_iw_se=test["bpd_iw_se"],
-        test_bpd_elbo=test["bpd_elbo"],
-        k=S.k,
-        n_test=test["n_images"],
-        val_bpd_elbo=selection,
-        kl_per_group_nats=test["kl_per_group_nats"],
-        active_groups=active,
-    )
-    return results.record_experiment(
-        "nvae" + S.run_suffix,
-        model_name="nvae",
-        profile=S.profile,
-        result=loaded_result(model, info, S.runs[best]),
-        cifar=session.cifar,
-        device=session.device,
-        sampler=sampler,
-        n_bank=S.n_bank,
-        seed=session.seed + 1,
-        smoke=S.smoke,
-        config={"model": asdict(model.cfg), "train": info["train_config"], "selected": best},
-        metrics=numbers,
-    )

@@ -12,7 +12,6 @@ from dataclasses import fields, replace
 from types import SimpleNamespace
 
 from .. import samplers
-from ..common import paths
 from ..models import MODELS, check_beta_sweep, ncsnv2_config, objective_name
 
 TECHNIQUE_4 = "technique 4"  # NCSN's step_lr from NCSNv2's technique 4 for the ladder and T it ends up with
@@ -23,13 +22,11 @@ LADDER_PARAMETERS = dict(
     n_steps_each="N_STEPS_EACH",
     step_lr="STEP_LR",
 )  # NCSN's ladder fields and the parameters that set them
-NVAE_STAGES = ("debug", "full", "continue", "eval")
-NVAE_RUNS = ("debug_gaussian", "debug_dmol", "full", "continue")
 
 
 def build(S: SimpleNamespace, params: dict) -> list[str]:
     """Add the notebook's configs to S (in place); returns notes for the printed summary."""
-    builder = {"ncsn": ncsn, "beta_vae": beta_vae, "iwae": iwae, "nvae": nvae}.get(S.notebook)
+    builder = {"ncsn": ncsn, "beta_vae": beta_vae, "iwae": iwae}.get(S.notebook)
     return builder(S, params) if builder else []
 
 
@@ -133,27 +130,6 @@ def iwae(S: SimpleNamespace, params: dict) -> list[str]:
     )
     S.train_cfg = replace(train_cfg, seed=params["SEED"], **fields)
     S.settings = [("vae", k) for k in params["VAE_KS"]] + [("iwae", k) for k in params["IWAE_KS"]]
-    return []
-
-
-def nvae(S: SimpleNamespace, params: dict) -> list[str]:
-    """S.stages, S.temperatures, S.runs (stage -> run folder) and S.stage (stage -> (model config, train config,
-    minutes)) of notebook 05: each stage's warm-ups keep their share of its steps."""
-    S.stages = [s.strip() for s in params["STAGES"].split(",") if s.strip()]
-    if set(S.stages) - set(NVAE_STAGES):
-        raise ValueError(f"STAGES={params['STAGES']!r}: use {', '.join(NVAE_STAGES)} (comma-separated)")
-    S.temperatures = [float(t) for t in params["TEMPERATURES"].split(",")]
-    model_cfg, train_cfg = MODELS["nvae"].presets[S.preset]
-    train_cfg = replace(train_cfg, seed=params["SEED"], max_minutes=0.0)
-    debug = replace(train_cfg, steps=S.debug_steps, warmup_steps=S.debug_warmup)
-    full = replace(train_cfg, steps=S.full_steps or train_cfg.steps)
-    cont = replace(train_cfg, steps=S.continue_steps, warmup_steps=S.continue_warmup)
-    S.stage = {
-        "debug": (replace(model_cfg, kl_warmup_steps=debug.steps // 3), debug, S.debug_minutes),
-        "full": (replace(model_cfg, kl_warmup_steps=int(0.3 * full.steps)), full, S.full_minutes),  # as NVAE
-        "continue": (replace(model_cfg, kl_warmup_steps=S.continue_kl_warmup), cont, S.continue_minutes),
-    }
-    S.runs = {name: paths.run_dir(f"nvae_{name}{S.run_suffix}", smoke=S.smoke) for name in NVAE_RUNS}
     return []
 
 
