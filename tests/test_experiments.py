@@ -1,5 +1,6 @@
-"""One experiment from training to its results file (lib.workbook.experiments): a budget becomes the steps that are
-trained, a finished run is loaded rather than trained again, and the record carries the profile and the plan."""
+"""One experiment from training to its results file (lib.workbook.budget.fit, lib.workbook.results.record_fitted):
+a budget becomes the steps that are trained, a finished run is loaded rather than trained again, and the record
+carries the profile, the configs the run trained under and its plan."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ import json
 import types
 from dataclasses import replace
 
-import pytest
-
 from lib.common import files
 from lib.models import MODELS
-from lib.workbook import budget, experiments, profiles, training
+from lib.workbook import budget, results, training
 
 
 class _Copy:  # what record_experiment reads of a data copy
@@ -39,46 +38,25 @@ def test_fit_trains_the_steps_a_budget_plans_and_loads_a_finished_run(images, is
         return training.train_or_load(name, model_cfg, tcfg, x, run, device, **args), plan
 
     monkeypatch.setattr(budget, "train_within", within)
-    watch, run = budget.Stopwatch(), isolated_outputs / "runs" / "bv"
-    fitted = experiments.fit(
-        "beta_vae", cfg, train_cfg, images, run, "cpu", 0.5, watch, "training (bv)", seed=3
-    )
+    run = isolated_outputs / "runs" / "bv"
+    fitted = budget.fit("beta_vae", cfg, train_cfg, images, run, "cpu", 0.5, seed=3)
     assert asked == [(0.5, {"seed": 3})] and fitted.plan == plan and fitted.result.step == 6
     assert fitted.train_cfg.steps == 6 and fitted.train_cfg.max_minutes == train_cfg.max_minutes
-    assert "training (bv)" in watch.parts
-    again = experiments.fit(
-        "beta_vae", fitted.model_cfg, fitted.train_cfg, images, run, "cpu", seed=3
-    )  # finished: loaded as it is
-    assert again.result.step == 6 and again.plan is None
+    again = budget.fit("beta_vae", fitted.model_cfg, fitted.train_cfg, images, run, "cpu", seed=3)
+    assert again.result.step == 6 and again.plan is None  # finished: loaded as it is, nothing trained
     assert len(files.read_jsonl(run / "metrics.jsonl")) == len(
         files.read_jsonl(fitted.result.folder / "metrics.jsonl")
     )
 
 
-def test_record_writes_the_profile_the_plan_and_the_preset(images, isolated_outputs):
+def test_record_fitted_writes_the_profile_the_configs_and_the_preset(images, isolated_outputs):
     cfg, train_cfg = tiny_beta_vae()
     run = isolated_outputs / "smoke" / "runs" / "bv-record"
-    fitted = experiments.fit("beta_vae", cfg, train_cfg, images, run, "cpu")
-    fitted.plan = budget.TrainingPlan(1.0, 5.0, 4, 0.5, 0.2)
-    S = types.SimpleNamespace(preset="tiny", n_bank=8, smoke=True, profile="smoke")
-    path = experiments.record(fitted, "beta_vae", S, _Copy(), "cpu", {"bpd_k": 5.0}, seed=1)
+    fitted = budget.fit("beta_vae", cfg, train_cfg, images, run, "cpu")
+    S = types.SimpleNamespace(n_bank=8, smoke=True, profile="smoke")
+    path = results.record_fitted(fitted, "beta_vae", S, _Copy(), "cpu", {"bpd_k": 5.0}, seed=1, preset="tiny")
     record = json.loads(path.read_text())
-    assert path.name == "bv-record.json" and record["profile"] == "smoke" and record["budget"]["steps"] == 4
+    assert path.name == "bv-record.json" and record["profile"] == "smoke" and "budget" not in record
     assert record["config"]["preset"] == "tiny" and record["config"]["train"]["steps"] == 4
     assert record["metrics"]["bpd_k"] == 5.0 and "sample_seconds_per_1k" in record["metrics"]
-
-
-def test_model_selection_without_a_checkpoint_says_which_stage_to_run(isolated_outputs):
-    params = {"PROFILE": "smoke", "SMOKE": None, "STAGES": "eval", "TEMPERATURES": "1.0", "SEED": 0,
-              "DEBUG_MINUTES": None, "FULL_MINUTES": None, "CONTINUE_MINUTES": None, "CONTINUE_STEPS": None,
-              "CONTINUE_KL_WARMUP": None, "IW_K": None}  # fmt: skip
-    S = profiles.settings("nvae", params, quiet=True)
-    session = experiments.Session(S, _Copy(), None, None, "cpu", budget.Stopwatch())
-    with pytest.raises(FileNotFoundError, match="no checkpoint in the full or continue run folders.*STAGES"):
-        experiments.select_by_validation(session, None)
-
-
-def test_a_loaded_result_reports_the_throughput_of_its_checkpoint(tmp_path):
-    info = {"step": 100, "wall_seconds": 50.0, "train_config": {"batch_size": 64}}
-    result = experiments.loaded_result("model", info, tmp_path)
-    assert result.img_per_s == 128.0 and result.ema == result.model == "model" and result.folder == tmp_path
+    assert len(results.load_sample_bank("bv-record", smoke=True)["images"]) == 8

@@ -95,25 +95,18 @@ def test_show_grid_and_mean_images_return_figures():
     np.testing.assert_allclose(fig.axes[1].images[0].get_array()[0, 0], np.array([1, 101, 201]) / 255)
 
 
-def test_plot_curves_reads_jsonl_and_draws_one_panel_per_key(tmp_path):
+def test_compare_curves_reads_a_run_folder_and_skips_its_torn_last_line(tmp_path):
     records = [{"step": s, "loss": 1.0 / (s + 1), "lr": 1e-3, "note": "x"} for s in range(5)]
     (tmp_path / "metrics.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in records) + '{"step": 5, "lo'
     )
-    fig = viz.plot_curves(tmp_path)  # a run folder; the torn last line is skipped
-    assert [ax.get_title() for ax in fig.axes if ax.get_visible()] == ["loss", "lr"]
+    fig = viz.compare_curves({"run": tmp_path}, ["loss", "lr"], "curves")
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "lr"]
     line = fig.axes[0].lines[0]
     np.testing.assert_allclose(line.get_xdata(), range(5))
     np.testing.assert_allclose(line.get_ydata(), [r["loss"] for r in records])
-    fig = viz.plot_curves(tmp_path / "metrics.jsonl", keys=["loss"], smooth=0.5, logy=["loss"])
-    assert len(fig.axes) == 1 and fig.axes[0].get_yscale() == "log"
-    assert (
-        len(fig.axes[0].lines) == 1
-    )  # 5 points are drawn as they are: smoothing them would only distort them
-    many = [{"step": s, "loss": 1.0 / (s + 1)} for s in range(viz.MIN_POINTS_TO_SMOOTH)]
-    assert len(viz.plot_curves(many, smooth=0.5).axes[0].lines) == 2  # logged and smoothed
-    with pytest.raises(ValueError, match="numeric metrics"):
-        viz.plot_curves(records, keys=["missing"])
+    with pytest.raises(ValueError, match="nothing to draw"):
+        viz.compare_curves({"run": tmp_path}, [], "curves")
 
 
 def test_save_figure_creates_parent_folders(tmp_path):
@@ -146,9 +139,9 @@ def test_curve_smoothing_does_not_lag_and_is_labelled():
     )  # an EMA of weight 0.9 ends ~90 too high
     assert np.isfinite(smooth).all() and np.std(np.diff(smooth)) < np.nanstd(np.diff(values))
     records = [{"step": i, "loss": float(v), "kl": float(v) / 10} for i, v in enumerate(values)]
-    fig = viz.plot_curves(records, keys=["loss", "kl"], smooth=0.9, logy=["loss"])
+    fig = viz.compare_curves({"run": records}, ["loss", "kl"], "curves", smooth=0.9, logy=["loss"])
     assert fig.axes[1].get_ylabel() == viz.UNITS["kl"] and fig.axes[0].get_xlabel() == "optimizer step"
-    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][0] == "logged"
+    assert "faint: logged values; bold: smoothed" in fig._suptitle.get_text()
     fig.canvas.draw()
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text() and t.get_visible()]
     assert len(labels) >= 3  # 400-1000 spans less than a decade: 1, 2, 5 per decade still labels it

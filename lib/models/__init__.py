@@ -16,7 +16,7 @@ from torch import nn
 
 from . import ncsn, nvae, pixels, vae
 from .ncsn import NCSN, NCSNConfig, ncsnv2_config
-from .nvae import NVAE, NVAEConfig, reestimate_bn, temperature_rows
+from .nvae import NVAE, NVAEConfig, reestimate_bn
 from .pixels import IndependentPixels, IndependentPixelsConfig
 from .vae import (
     IWAE,
@@ -95,5 +95,4 @@ __all__ = [
     "NVAE",
     "NVAEConfig",
     "reestimate_bn",
-    "temperature_rows",
 ]

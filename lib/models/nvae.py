@@ -1,6 +1,6 @@
 """The NVAE model (Vahdat & Kautz 2020): NVAENet + the NVAE objective + temperature sampling, behind the
 workbook's model interface `loss(x, step) -> (loss, stats)` and `sample(n)`, with its presets; BatchNorm
-re-estimation and temperature grids for sampling (NVAE Sec. 5).
+re-estimation for sampling at a temperature (NVAE Sec. 5).
 
 Symbols: `x` images in [0, 1] (B, 3, 32, 32); `z_l`, `q`, `p` as in lib.nets.nvae; `kl` (B, G) the per-group
 KL(q(z_l | x, z_<l) || p(z_l | z_<l)) in nats; `coeff` the KL warm-up weight; `lam` the spectral-regulariser
@@ -11,7 +11,6 @@ The network may run under bf16 autocast; the likelihood and KL terms are compute
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, replace
 
@@ -50,9 +49,7 @@ class NVAEConfig:
     likelihood: str = "dmol"  # p(x | z): dmol (mixture of logistics) | gaussian (fixed-sigma, i.e. MSE)
     n_mix: int = 10  # M, DMOL mixture components
     coupling: bool = True  # PixelCNN++'s linear dependence of green/blue on red/green
-    gaussian_sigma: float = (
-        0.1  # sigma of the gaussian likelihood, [0, 1] units (discretized over 8-bit bins)
-    )
+    gaussian_sigma: float = 0.1  # sigma of the gaussian likelihood in [0, 1] units, discretized to 8 bits
     kl_warmup_steps: int = 10_000  # KL warm-up length in steps (0 = none)
     kl_warmup_start: int = 0  # step at which the warm-up window opens (a continued stage gets a fresh one)
     kl_min_coeff: float = 1e-4  # floor of the KL coefficient during warm-up
@@ -120,9 +117,7 @@ class NVAE(nn.Module):
         for k, (names, (n_out, _)) in enumerate(self._spectral):
             self.register_buffer(f"sn_u{k}", nn.functional.normalize(torch.randn(len(names), n_out), dim=1))
         self.register_buffer("sn_ready", torch.tensor(False))  # u vectors converged (checkpointed for resume)
-        self._sn_warm = (
-            False  # Python copy of sn_ready once it is True: no host-device sync per step after that
-        )
+        self._sn_warm = False  # sn_ready as a Python bool once True: no host-device sync per step after
         self._bn_scales = [m.weight for m in self.net.modules() if isinstance(m, nn.BatchNorm2d)]
 
     def _init_output(self) -> None:
@@ -177,9 +172,7 @@ class NVAE(nn.Module):
             kl_term, _ = kl_balance(kl, self.alpha, coeff, c.kl_balance)
             lam = spectral_coeff_at(coeff, c.spectral_coeff, c.spectral_coeff_init)
             spectral, bn = self.spectral_sum(), bn_scale_penalty(self._bn_scales).float()
-            loss = (
-                (kl_term - log_px).mean() + lam * (spectral + bn)
-            ) / N_DIMS  # nats/dim keeps lr scale-free
+            loss = ((kl_term - log_px).mean() + lam * (spectral + bn)) / N_DIMS  # nats/dim: lr scale-free
         elbo = (log_px - kl.sum(1)).detach().mean()
         stats = {
             "elbo": elbo,
@@ -263,31 +256,7 @@ def _shape_groups(net: nn.Module) -> list[tuple[list[str], tuple[int, int]]]:
     return [(names, shape) for shape, names in groups.items()]
 
 
-@torch.no_grad()
-def temperature_rows(
-    model: NVAE,
-    temperatures,
-    n: int,
-    reestimate: bool,
-    n_batches: int = 20,
-    batch_size: int = 500,
-    seed: int = 0,
-) -> torch.Tensor:
-    """n samples per temperature, row-major (len(temperatures) * n, 3, 32, 32); with `reestimate`, a copy of the
-    model has its decoder BatchNorm statistics re-estimated at each temperature first (NVAE Sec. 5)."""
-    rows = []
-    for t in temperatures:
-        sampler = (
-            reestimate_bn(copy.deepcopy(model), t, n_batches, batch_size) if reestimate else model.eval()
-        )
-        torch.manual_seed(seed)  # the same prior noise at every temperature and in both settings
-        rows.append(sampler.sample(n, t=t).cpu())
-    return torch.cat(rows)
-
-
-NVAE_REFERENCE = (
-    NVAEConfig()
-)  # the reference project's small configuration: 2 scales, 64 channels, 3 groups/scale
+NVAE_REFERENCE = NVAEConfig()  # the reference project's small config: 2 scales, 64 channels, 3 groups/scale
 # sized like the official code's small configuration (2 scales, 64 channels, 3 groups per scale, 16.7M parameters,
 # 12.6 GFLOP/image/step): our cells are smaller, so 8 encoder and decoder cells per group give 16.6M and 11.7 GFLOP
 NVAE_OFFICIAL_SMALL = replace(NVAE_REFERENCE, enc_cells=8, dec_cells=8)

@@ -5,7 +5,7 @@
     curves   training curves from metrics.jsonl (units, smoothing); several runs on shared axes
     ncsn     NCSN's noise ladder, Langevin strip, nearest training neighbours
     vae      metrics against a setting in panels with baselines, prior samples of several models as one
-             labelled grid (rows = model), NVAE's group KL
+             labelled grid (rows = model)
     compare  the model comparison: fd_c10 calibration, sample panels, per-model views, the FID floor
 
 Every public figure function of the three is importable from `lib.viz` itself (`viz.labelled_grid`,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -23,7 +22,6 @@ __all__ = [
     "curve_label",
     "half_window",
     "load_records",
-    "plot_curves",
     "smoothed",
 ]
 
@@ -61,62 +59,6 @@ def curve_label(key: str) -> str:
     if key.startswith("dsm_sigma="):
         return "DSM loss at this sigma (lambda = sigma^2)"
     return UNITS.get(key, key)
-
-
-@stamped
-def plot_curves(
-    metrics: str | os.PathLike | Iterable[dict],
-    keys: Sequence[str] | None = None,
-    x: str = "step",
-    logy: Sequence[str] = (),
-    smooth: float = 0.0,
-    ncols: int = 3,
-    units: dict[str, str] | None = None,
-    title: str | None = None,
-) -> Figure:
-    """Training curves: `x` (default "step") on the x axis, one panel per key, each y axis labelled with its unit
-    (UNITS, updated by `units`), under an optional `title`. `keys` defaults to every numeric key besides `x`; `logy` names panels drawn on a
-    log scale. With `smooth` in (0, 1) the raw curve is drawn faintly under a smoothing without lag (`smoothed`),
-    and a legend tells the two apart.
-    """
-    records = [r for r in load_records(metrics) if isinstance(r.get(x), (int, float))]
-    if not records:
-        raise ValueError(f"no records with a numeric {x!r} field to plot")
-    numeric = sorted(
-        {
-            k
-            for r in records
-            for k, v in r.items()
-            if k != x and isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-    )
-    keys = list(keys) if keys is not None else numeric
-    unknown = [k for k in keys if k not in numeric]
-    if unknown or not keys:
-        raise ValueError(f"keys {unknown or keys} not found among the numeric metrics {numeric}")
-    ncols = min(ncols, len(keys))
-    nrows = math.ceil(len(keys) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
-    plt.close(fig)
-    labels = {k: (units or {}).get(k, curve_label(k)) for k in keys}
-    for ax, key in zip(axes.flat, keys):
-        pairs = [(r[x], r[key]) for r in records if isinstance(r.get(key), (int, float))]
-        steps, values = np.array(pairs, dtype=np.float64).T
-        _draw_curve(ax, steps, values, smooth)
-        ax.set_title(key, fontsize=10)
-        ax.set_xlabel("optimizer step" if x == "step" else x)
-        ax.set_ylabel(labels[key], fontsize=8)
-        ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
-        if key in logy:
-            readable_log_axis(ax)
-    if smooth and len(records) >= MIN_POINTS_TO_SMOOTH:
-        axes.flat[0].legend(fontsize=7, frameon=False)
-    for ax in axes.flat[len(keys) :]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 def half_window(n: int, smooth: float) -> int:
@@ -157,25 +99,6 @@ def smoothed(values: np.ndarray, smooth: float, x: np.ndarray | None = None) -> 
 
 
 MIN_POINTS_TO_SMOOTH = 10  # fewer logged points are drawn as they are, with markers
-
-
-def _draw_curve(ax, steps: np.ndarray, values: np.ndarray, smooth: float) -> None:
-    """One curve; with 0 < smooth < 1 the raw values faintly and their smoothing on top, both labelled."""
-    if not 0.0 <= smooth < 1.0:
-        raise ValueError(f"smooth must be in [0, 1), got {smooth}")
-    if (
-        smooth == 0.0 or len(values) < MIN_POINTS_TO_SMOOTH
-    ):  # a handful of points: smoothing only distorts them
-        ax.plot(steps, values, linewidth=1.2, marker="." if len(values) < 20 else None)
-        return
-    ax.plot(steps, values, linewidth=0.8, alpha=0.35, color="tab:blue", label="logged")
-    ax.plot(
-        steps,
-        smoothed(values, smooth, steps),
-        linewidth=1.4,
-        color="tab:blue",
-        label=f"smoothed (local line, ±{half_window(len(values), smooth)} points)",
-    )
 
 
 @stamped

@@ -1,8 +1,8 @@
 """Figures of the latent-variable notebooks that more than one of them draws: `metric_panels` (03 and 04: several
 metrics against one setting, beta or k, in panels side by side, with baselines, a model trained at one setting
 only, as unjoined markers on the same axes), `sweep_samples` (03 and 04: one labelled row of prior samples per
-model, the same z in every row) and NVAE's `group_kl_bars` (05). A notebook's own figures (reconstructions,
-traversals, interpolations, best-weight reconstructions, the rate-distortion curve) are drawn in its cells.
+model, the same z in every row). A notebook's own figures (reconstructions, traversals, interpolations,
+best-weight reconstructions, the rate-distortion curve, NVAE's KL per group) are drawn in its cells.
 
 A model offers sample(n) -> images (n, 3, 32, 32) in [0, 1]. Figures follow lib.viz: returned, never shown.
 """
@@ -19,25 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .core import labelled_grid, readable_log_axis, stamped
 
-__all__ = ["group_kl_bars", "metric_panels", "sweep_samples"]
-
-
-@stamped
-def group_kl_bars(
-    kl_per_group: Sequence[float], threshold: float, title: str = "KL of each latent group"
-) -> Figure:
-    """Bars of the KL per test image of each latent group (nats, log scale, top-down order), a dashed line at the
-    `threshold` that counts a group as active, and integer group numbers on the x axis."""
-    kl = np.asarray(kl_per_group, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(kl) + 2), 2.8))
-    plt.close(fig)
-    ax.bar(range(len(kl)), kl, color=["tab:blue" if v > threshold else "tab:grey" for v in kl])
-    ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label=f"active above {threshold:g} nat")
-    readable_log_axis(ax)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="latent group (top-down: coarsest first)", ylabel="KL per test image [nats]", title=title)
-    ax.legend(fontsize=7, frameon=False)
-    return fig
+__all__ = ["metric_panels", "sweep_samples"]
 
 
 def _integer_ticks(ax, values) -> None:
