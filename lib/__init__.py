@@ -17,7 +17,7 @@ module imports its own package and lower layers, never a higher one, and there i
                registry MODELS and build (a family imports lib.train.config, never the loop)
     metrics/   likelihood bounds, active units, pixel neighbours, Fréchet distances (fd_c10, FID/KID), the fd_c10
                classifier (`python -m lib.metrics train-classifier`), the FID calibration
-    viz/       figures: core, data, curves, ncsn, vae, compare (returned, never shown; stamped in smoke mode)
+    viz/       figures: core, curves, ncsn, vae (returned, never shown; stamped in smoke mode)
     workbook/  what notebooks use around the models: training (train or load a run), budget, results,
                findings, and the runner (`python -m lib.workbook`, `make workbook`)
     bench/     throughput of the real loop step and samplers, plain vs fast: flops, timing, suites

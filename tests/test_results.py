@@ -56,8 +56,9 @@ def test_key_figure_goes_to_the_runner_file(tmp_path, monkeypatch, capsys):
     assert "4.25" in capsys.readouterr().out
 
 
-def test_a_recorded_experiment_reads_back_with_its_bank_model_and_table_row(images, isolated_outputs):
-    """record_experiment -> load_records -> gather -> comparison_table, as notebooks 02-05 and 06 use them."""
+def test_a_recorded_experiment_reads_back_with_its_bank_model_and_bound(images, isolated_outputs):
+    """record_experiment -> load_records -> the bank, the checkpoint and the bound, as notebooks 02-05 write them
+    and 01 and 06 read them."""
     cfg, train_cfg = MODELS["beta_vae"].presets["tiny"]
     run = isolated_outputs / "smoke" / "runs" / "beta_vae-tiny"
     result = train(
@@ -95,51 +96,12 @@ def test_a_recorded_experiment_reads_back_with_its_bank_model_and_table_row(imag
         and record["config"]["preset"] == "tiny"
     )
     assert record["n_params"] == sum(p.numel() for p in result.ema.parameters())
-    assert results.missing_families(records) == ["NCSN", "IWAE", "NVAE"]
-
-    entries = results.gather(records, smoke=True, log=lambda _: None)
-    bank = entries[0]["bank"]
+    bank = results.load_sample_bank("beta_vae-beta1", smoke=True)
     torch.manual_seed(1)  # the bank is the EMA model's samples under the seed it records
     expected = results.draw_samples(result.ema.eval(), n=12, seed=1)[0]
     assert bank["seed"] == 1 and np.array_equal(bank["images"], expected)
-    assert entries[0]["net"] is not None and (entries[0]["bpd"], entries[0]["bound"]) == (4.5, "L_64")
-    table = results.comparison_table(entries, results.missing_families(records)).splitlines()
-    assert len(table) == 2 + 1 + 3 + 2  # header, rule, the model, three missing families, a blank, the note
-    assert table[0].count("|") == len(results.COLUMNS) + 1 <= 9  # the ~8 columns a reader compares
-    assert table[2].startswith("| beta_vae-beta1 | bank (12) | 4.500 (L_64) | – | – | – |")
-    assert table[5].startswith("| NVAE | missing") and table[5].count("|") == table[0].count("|")
-    assert (
-        table[-1].startswith("Data copy: ")
-        and "parameters, steps and img/s are in its results file" in table[-1]
-    )
-
-
-def test_without_a_bank_gather_draws_from_the_checkpoint_with_the_banks_seed(images, isolated_outputs):
-    cfg, train_cfg = MODELS["iwae"].presets["tiny"]
-    folder = isolated_outputs / "smoke" / "runs" / "iwae-tiny"
-    result = train(
-        MODELS["iwae"].build(cfg),
-        images,
-        train_cfg,
-        folder,
-        device="cpu",
-        use_wandb=False,
-        model_config={"name": "iwae", **dataclasses.asdict(cfg)},
-    )
-    record = {"experiment": "iwae-vae-k1", "model": "iwae", "run": "iwae-tiny", "metrics": {}}
-    prepared = []
-    entry = results.gather(
-        [record],
-        smoke=True,
-        n_from_checkpoint=5,
-        seed=7,
-        prepare=lambda m, name: prepared.append(name) or m,
-        log=lambda _: None,
-    )[0]
-    assert entry["source"] == "checkpoint" and prepared == ["iwae"] and entry["bank"]["seed"] == 7
-    expected = results.draw_samples(result.ema.eval(), n=5, seed=7)[0]
-    assert np.array_equal(entry["bank"]["images"], expected)
-    assert (entry["bpd"], entry["bound"]) == (None, None)
+    assert results.model_from_run(record, smoke=True) is not None
+    assert results.tightest_test_bound(record["metrics"]) == (4.5, "L_64")
 
 
 def test_sample_bank_round_trip(images, isolated_outputs):

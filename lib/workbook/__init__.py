@@ -8,10 +8,8 @@ training     train a family's run, or load it once finished; a run's EMA weights
 budget       training within minutes (a probe, one re-plan in the run, planned vs actual), cost estimates,
              where the time went
 plans        what a training plan is: the probe, schedules fitted to steps, the re-plan's arithmetic
-results      the run -> results contract: records, sample banks, reading them back, the family table
+results      the run -> results contract: records, sample banks, reading them back
 findings     plain-text tables and verdicts computed from numbers
-comparison   notebook 06: fd_c10 calibration, every bank against the same-n floor, FID/KID, run tracking
-literature   notebook 01: the published CIFAR-10 figures as data, beside the workbook's measured numbers
 notebook     what an import cell calls: autoreload in interactive sessions
 parameters   a notebook's `parameters` cell as the runner reads it: names, defaults, the types they allow
 runner       `python -m lib.workbook` (`make workbook`): every notebook in order through papermill

@@ -1,5 +1,5 @@
 """The run -> results contract, one owner for every notebook: the results record, the sample bank, loading both
-back, and the family table the comparison notebooks show.
+back.
 
 A finished real run writes `outputs/results/<experiment>.json` (smoke runs: `outputs/smoke/results/`, so they can
 never overwrite a real result) and beside it `<experiment>.samples.npz`, its sample bank: `images` uint8
@@ -15,7 +15,6 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ from ..data import to_uint8
 from ..models import MODELS
 from ..train.checkpoints import list_checkpoints
 from .budget import record_outcome
-from .findings import smoke_line
 from .training import load_run_model
 
 N_BANK = 2000  # images per bank
@@ -184,12 +182,6 @@ def load_records(folder: str | Path | None = None, smoke: bool | None = None) ->
     return records, notes
 
 
-def missing_families(records: list[dict]) -> list[str]:
-    """Display names of the families (FAMILIES) that no record covers."""
-    present = {r.get("model") for r in records}
-    return [shown for name, shown in FAMILIES.items() if name not in present]
-
-
 def report_key_figure(name: str, value: float, unit: str = "") -> None:
     """Print a notebook's headline number; the notebook runner collects it via `$WORKBOOK_KEY_FIGURE_FILE`."""
     print(f"key figure: {name} = {value:.6g} {unit}".rstrip())
@@ -280,143 +272,3 @@ def tightest_test_bound(metrics: dict) -> tuple[float | None, str | None]:
         return None, None
     _, value, label = min(found)
     return value, label
-
-
-def gather(
-    records: list[dict],
-    smoke: bool | None = None,
-    device="cpu",
-    n_from_checkpoint: int = N_BANK,
-    seed: int = 1,
-    prepare: Callable | None = None,
-    log=print,
-) -> list[dict]:
-    """One entry per record for the comparison: its bank (or, without one, n_from_checkpoint samples drawn from
-    the checkpoint with the banks' seed), the loaded model when there is a checkpoint, its tightest test bound and
-    its compute. `prepare(model, name)` readies a model for sampling (NVAE: BatchNorm re-estimation)."""
-    entries = []
-    for record in records:
-        exp, name = record["experiment"], record.get("model", "?")
-        try:
-            loaded = model_from_run(record, smoke, device)
-        except (
-            ValueError,
-            RuntimeError,
-            KeyError,
-        ) as err:  # a checkpoint this code cannot rebuild: the bank alone
-            loaded = None
-            log(f"note: {exp}: the checkpoint in run folder {record.get('run')} could not be loaded ({err})")
-        net = loaded[0] if loaded else None
-        bank, source = load_sample_bank(exp, smoke), "bank"
-        if bank is None and net is not None:
-            images, seconds = draw_samples(
-                prepare(net, name) if prepare else net, n_from_checkpoint, seed=seed
-            )
-            bank, source = {"images": images, "seed": seed, "seconds_per_1k": seconds}, "checkpoint"
-        bpd, bound = tightest_test_bound(record.get("metrics", {}))
-        entries.append(
-            dict(
-                experiment=exp,
-                model=name,
-                run=record.get("run"),
-                net=net,
-                record=record,
-                bank=bank,
-                source=source if bank else "none",
-                n_samples=len(bank["images"]) if bank else 0,
-                bpd=bpd,
-                bound=bound,
-                seconds_per_1k=bank["seconds_per_1k"]
-                if bank
-                else record["metrics"].get("sample_seconds_per_1k"),
-                n_params=record.get("n_params") or (loaded[1] if loaded else None),
-                wall_minutes=record.get("wall_minutes"),
-                img_per_s=record.get("img_per_s"),
-                steps=record.get("steps"),
-                data=record.get("data", {}),
-                device=record.get("device", "?"),
-            )
-        )
-    if entries:
-        log(gathered_line(entries))
-    return entries
-
-
-def gathered_line(entries: list[dict]) -> str:
-    """One line for all the runs `gather` read: how many had a checkpoint and where their samples came from,
-    naming only the runs that are the exception (the table below lists every run with its samples and bound)."""
-    named = lambda group: (  # the minority is named, the rest only counted
-        f" ({', '.join(e['experiment'] for e in group)})" if 2 * len(group) <= len(entries) else ""
-    )
-    missing = [e for e in entries if e["net"] is None]
-    sources = {src: [e for e in entries if e["source"] == src] for src in ("bank", "checkpoint", "none")}
-    parts = [
-        f"{len(entries)} run(s) read: checkpoint loaded for {len(entries) - len(missing)}"
-        + (f", none for {len(missing)}{named(missing)}" if missing else "")
-    ]
-    said = {
-        "bank": "samples from its bank",
-        "checkpoint": "samples drawn from its checkpoint",
-        "none": "no samples",
-    }
-    parts += [f"{len(group)} with {said[src]}{named(group)}" for src, group in sources.items() if group]
-    return "; ".join(parts)
-
-
-# --- the family table -----------------------------------------------------------------------------------------
-
-
-def fmt(value, spec: str = "{:.3f}") -> str:
-    """A table cell: '–' for a missing or NaN value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    return spec.format(value)
-
-
-COLUMNS = [  # the few a reader compares; params, steps, img/s stay in the results files, KID in the FID lines
-    "experiment",
-    "samples (n)",
-    "test bits/dim (bound)",
-    "fd_c10 (× floor, same n)",
-    "precision / recall",
-    "FID (n)",
-    "s / 1k samples",
-    "train minutes",
-]
-
-
-def comparison_table(entries: list[dict], missing: list[str], smoke: bool | None = None) -> str:
-    """The comparison as a markdown table of the COLUMNS a reader compares, one row per entry (keys of `gather`,
-    plus `fd` and `floor` FDResults and an optional `fid` dict with fid, n and more), then one row per missing
-    family, and a line saying what else the results files hold and which data copies and devices the rows come
-    from; in smoke mode (smoke=None reads $WORKBOOK_SMOKE) a bold line above it says the numbers check the code
-    only."""
-    rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for m in entries:
-        fd, fl, fid = m.get("fd"), m.get("floor"), m.get("fid") or {}
-        ratio = f" ({fd.fd / fl.fd:.1f}×)" if fd and fl else ""
-        cells = [
-            m["experiment"],
-            f"{m['source']} ({m['n_samples']:,})",
-            fmt(m["bpd"]) + (f" ({m['bound']})" if m["bound"] else ""),
-            fmt(fd and fd.fd) + ratio,
-            f"{fmt(fd.precision, '{:.2f}')} / {fmt(fd.recall, '{:.2f}')}" if fd else "–",
-            fmt(fid.get("fid"), "{:.2f}") + (f" ({fid['n']:,})" if fid.get("n") else ""),
-            fmt(m["seconds_per_1k"], "{:.1f}"),
-            fmt(m["wall_minutes"], "{:.1f}"),
-        ]
-        rows.append("| " + " | ".join(str(c) for c in cells) + " |")
-    rows += [f"| {name} | missing: no results file yet |" + " |" * (len(COLUMNS) - 2) for name in missing]
-    copies = sorted(
-        {f"{m['data'].get('format', '?')}{' (lossy)' if m['data'].get('lossy') else ''}" for m in entries}
-    )
-    devices = sorted({str(m["device"]) for m in entries})
-    if entries:
-        rows += [
-            "",
-            f"Data copy: {', '.join(copies)}; device: {', '.join(devices)}. Each model's parameters, steps and "
-            "img/s are in its results file; KID and the real-data FID floor, where FID was measured, in the FID "
-            "lines above.",
-        ]
-    banner = smoke_line(smoke)
-    return (f"**{banner}**\n\n" if banner else "") + "\n".join(rows)
