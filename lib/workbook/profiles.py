@@ -45,274 +45,225 @@ COMPILE_VAE_CPU = (
 PROFILE_SIZES = {
     "data": {
         "why": {
-            "smoke": 'histograms and mean images on the first 5,000 training images; counts and duplicates on all',
-            "short": 'every statistic on all 60,000 images (nothing trains, so short is full)',
-            "full": 'every statistic on all 60,000 images',
-            "cpu": 'every statistic on all 60,000 images (under a minute on 2 cores: nothing trains)',
+            "smoke": "histograms and mean images on the first 5,000 training images; counts and duplicates "
+                "on all",
+            "short": "every statistic on all 60,000 images (nothing trains, so short is full)",
+            "full": "every statistic on all 60,000 images",
+            "cpu": "every statistic on all 60,000 images (under a minute on 2 cores: nothing trains)",
         },
-        "n_stats": dict(smoke=5_000, short=None, full=None, cpu=None,
-            why=(
-                'training images behind the histograms and mean images (a class-mixed prefix); None: all '
-                '50,000'
-            )),
+        "n_stats": dict(smoke=5_000, short=None, full=None, cpu=None, why="training images behind the "
+            "histograms and mean images (a class-mixed prefix); None: all 50,000"),
     },
     "literature": {
         "why": {
-            "smoke": 'the committed results and the smoke results (which check code, not science)',
-            "short": 'the committed results only',
-            "full": 'the committed results only',
-            "cpu": 'the committed results only',
+            "smoke": "the committed results and the smoke results (which check code, not science)",
+            "short": "the committed results only",
+            "full": "the committed results only",
+            "cpu": "the committed results only",
         },
         "include_smoke_results": dict(smoke=True, short=False, full=False, cpu=False,
-            why='smoke results are listed only in smoke'),
+                why="smoke results are listed only in smoke"),
     },
     "ncsn": {
         "why": {
-            "smoke": (
-                'the tiny preset, 40 steps on 512 images, 4 sigmas x 5 Langevin steps: the CPU in about a '
-                'minute'
-            ),
-            "short": (
-                "4 minutes of training are a few percent of the preset's 100k steps, so the ladder shrinks to"
-                " L = 10 levels down to 0.01 (as NCSN's paper) with T = 20 Langevin steps per level and the "
-                "step size NCSNv2's technique 4 gives for that T: 201 network evaluations per sample instead "
-                'of 5,001, which leaves time for a 1,000-image bank'
-            ),
-            "full": 'the preset as given, 20 minutes of training, a 2,000-image bank',
-            "cpu": (
-                'the reference U-Net for 25 minutes at batch 32 (bf16 autocast on a CPU with native bf16: '
-                'about 11 images/s on 2 cores, so about 17,000 images, a third of an epoch), the ladder '
-                "shrunk to L = 10 levels down to 0.01 with T = 10 Langevin steps and technique 4's step size:"
-                ' 101 network evaluations per sample (about 40 a second), for a 200-image bank (about 8 '
-                'minutes) and 36 shown samples'
-            ),
+            "smoke": "the tiny preset, 40 steps on 512 images, 4 sigmas x 5 Langevin steps: the CPU in "
+                "about a minute",
+            "short": "4 minutes of training are a few percent of the preset's 100k steps, so the ladder "
+                "shrinks to L = 10 levels down to 0.01 (as NCSN's paper) with T = 20 Langevin steps per "
+                "level and the step size NCSNv2's technique 4 gives for that T: 201 network evaluations per "
+                "sample instead of 5,001, which leaves time for a 1,000-image bank",
+            "full": "the preset as given, 20 minutes of training, a 2,000-image bank",
+            "cpu": "the reference U-Net for 25 minutes at batch 32 (bf16 autocast on a CPU with native "
+                "bf16: about 11 images/s on 2 cores, so about 17,000 images, a third of an epoch), the "
+                "ladder shrunk to L = 10 levels down to 0.01 with T = 10 Langevin steps and technique 4's "
+                "step size: 101 network evaluations per sample (about 40 a second), for a 200-image bank "
+                "(about 8 minutes) and 36 shown samples",
         },
-        "preset": dict(smoke='tiny', short='reference', full='reference', cpu='reference',
-            why='paper (RefineNet, L=10) | reference (U-Net, L=50) | ncsnv2 | tiny (the CPU)'),
-        "max_minutes": dict(smoke=0.0, short=4.0, full=20.0, cpu=25.0,
-            why=(
-                "training budget; a probe turns it into steps (0: STEPS, or the preset's); smoke trains by "
-                'steps'
-            )),
-        "steps": dict(smoke=40, short=None, full=None, cpu=None,
-            why='optimizer steps instead of a budget; None: from the budget'),
-        "batch_size": dict(smoke=None, short=None, full=None, cpu=32,
-            why="None: the preset's (128; tiny: 16)"),
+        "preset": dict(smoke="tiny", short="reference", full="reference", cpu="reference",
+                why="paper (RefineNet, L=10) | reference (U-Net, L=50) | ncsnv2 | tiny (the CPU)"),
+        "max_minutes": dict(smoke=0.0, short=4.0, full=20.0, cpu=25.0, why="training budget; a probe turns "
+            "it into steps (0: STEPS, or the preset's); smoke trains by steps"),
+        "steps": dict(smoke=40, short=None, full=None, cpu=None, why="optimizer steps instead of a budget; "
+            "None: from the budget"),
+        "batch_size": dict(smoke=None, short=None, full=None, cpu=32, why="None: the preset's (128; tiny: "
+            "16)"),
         "lr": dict(smoke=None, short=None, full=None, cpu=None, why="None: the preset's"),
         "sigma_max": dict(smoke=None, short=None, full=None, cpu=None, why="sigma_1; None: the preset's"),
         "sigma_min": dict(smoke=None, short=0.01, full=None, cpu=0.01, why="sigma_L; None: the preset's"),
         "n_sigmas": dict(smoke=None, short=10, full=None, cpu=10, why="L; None: the preset's"),
-        "n_steps_each": dict(smoke=None, short=20, full=None, cpu=10,
-            why="T, Langevin steps per level; None: the preset's"),
+        "n_steps_each": dict(smoke=None, short=20, full=None, cpu=10, why="T, Langevin steps per level; "
+            "None: the preset's"),
         "step_lr": dict(smoke=None, short=TECHNIQUE_4, full=None, cpu=TECHNIQUE_4,
-            why=(
-                "epsilon of Algorithm 1; None: the preset's; 'technique 4': NCSNv2's rule for the final L and"
-                ' T'
-            )),
-        "denoise": dict(smoke=None, short=True, full=None, cpu=True,
-            why="the final denoising step x + sigma_L^2 s(x, sigma_L); None: the preset's"),
-        "n_train": dict(smoke=512, short=None, full=None, cpu=None,
-            why='training images; None: the 45k fit split'),
-        "n_samples": dict(smoke=16, short=64, full=64, cpu=36,
-            why='samples in the grids, trajectories and neighbour search'),
-        "n_bank_samples": dict(smoke=16, short=1_000, full=N_BANK, cpu=200,
-            why='samples stored in the bank for notebook 06'),
-        "n_fid": dict(smoke=0, short=1_000, full=1_000, cpu=200,
-            why='bank samples behind fd_c10 (at most the bank); smoke: none, fd_c10 is checked in 06'),
-        "n_pairwise": dict(smoke=500, short=None, full=None, cpu=None,
-            why="images behind technique 1's largest pairwise distance; None: all training images"),
+                why="epsilon of Algorithm 1; None: the preset's; 'technique 4': NCSNv2's rule for the final "
+                "L and T"),
+        "denoise": dict(smoke=None, short=True, full=None, cpu=True, why="the final denoising step x + "
+            "sigma_L^2 s(x, sigma_L); None: the preset's"),
+        "n_train": dict(smoke=512, short=None, full=None, cpu=None, why="training images; None: the 45k fit "
+            "split"),
+        "n_samples": dict(smoke=16, short=64, full=64, cpu=36, why="samples in the grids, trajectories and "
+            "neighbour search"),
+        "n_bank_samples": dict(smoke=16, short=1_000, full=N_BANK, cpu=200, why="samples stored in the bank "
+            "for notebook 06"),
+        "n_fid": dict(smoke=0, short=1_000, full=1_000, cpu=200, why="bank samples behind fd_c10 (at most "
+            "the bank); smoke: none, fd_c10 is checked in 06"),
+        "n_pairwise": dict(smoke=500, short=None, full=None, cpu=None, why="images behind technique 1's "
+            "largest pairwise distance; None: all training images"),
     },
     "beta_vae": {
         "why": {
-            "smoke": (
-                'the tiny preset, 40 steps on 512 training images, 256 test images, k = 64: the CPU in about '
-                'a minute'
-            ),
-            "short": (
-                '1 minute of training per beta (four betas), then L_k at k = 1,000 on 500 test images per '
-                "beta: k decoder passes per image is the evaluation's whole cost, so it is cut 10x from the "
-                'full k = 5,000 on 1,000 images'
-            ),
-            "full": '8 minutes of training per beta, L_5000 on 1,000 test images',
-            "cpu": (
-                '6 minutes of training per beta at batch 64 (four betas; measured on 2 Xeon cores: about 330 '
-                'images/s, about 1,800 steps = 2.5 epochs each), then L_500 on 300 test images per beta '
-                '(150,000 decoder passes, about 2.2 minutes at some 1,100 a second); the ELBO terms and '
-                'active units on all 10,000 test images'
-            ),
+            "smoke": "the tiny preset, 40 steps on 512 training images, 256 test images, k = 64: the CPU in "
+                "about a minute",
+            "short": "1 minute of training per beta (four betas), then L_k at k = 1,000 on 500 test images "
+                "per beta: k decoder passes per image is the evaluation's whole cost, so it is cut 10x from "
+                "the full k = 5,000 on 1,000 images",
+            "full": "8 minutes of training per beta, L_5000 on 1,000 test images",
+            "cpu": "6 minutes of training per beta at batch 64 (four betas; measured on 2 Xeon cores: about "
+                "330 images/s, about 1,800 steps = 2.5 epochs each), then L_500 on 300 test images per beta "
+                "(150,000 decoder passes, about 2.2 minutes at some 1,100 a second); the ELBO terms and "
+                "active units on all 10,000 test images",
         },
-        "preset": dict(smoke='tiny', short='default', full='default', cpu='default',
-            why='the tiny VAE fits a CPU'),
-        "max_minutes": dict(smoke=0.0, short=1.0, full=8.0, cpu=6.0,
-            why='training budget per beta; a probe turns it into steps (0: STEPS); smoke trains by steps'),
-        "steps": dict(smoke=40, short=None, full=None, cpu=None,
-            why='optimizer steps per beta instead of a budget'),
+        "preset": dict(smoke="tiny", short="default", full="default", cpu="default",
+                why="the tiny VAE fits a CPU"),
+        "max_minutes": dict(smoke=0.0, short=1.0, full=8.0, cpu=6.0, why="training budget per beta; a probe "
+            "turns it into steps (0: STEPS); smoke trains by steps"),
+        "steps": dict(smoke=40, short=None, full=None, cpu=None, why="optimizer steps per beta instead of a "
+            "budget"),
         "batch_size": dict(smoke=32, short=None, full=None, cpu=64, why="None: the preset's (128)"),
         "lr": dict(smoke=None, short=None, full=None, cpu=None, why="None: the preset's (1e-4)"),
         "latent_dim": dict(smoke=None, short=None, full=None, cpu=None, why="L; None: the preset's (128)"),
-        "log_every": dict(smoke=10, short=None, full=None, cpu=None,
-            why="steps per logged record; None: the preset's"),
-        "compile": dict(smoke=False, short=None, full=None, cpu=True,
-            why=(
-                "torch.compile of encoder and decoder; None: the preset's (off). cpu: on for the VAEs, "
-                'measured on 2 Xeon cores (outputs/bench/cpu.json, batch 64): IWAE k = 1 / 5 / 50 train at '
-                '682 -> 726, 262 -> 301, 22 -> 29 images/s compiled, for 1.3 s (Beta-VAE) to 7 s (k = 50) of '
-                'compilation (cpu-compile.json); the NVAE ran slower compiled and the U-Net gained 5% for 91 '
-                's of it, so they stay eager. Without a C++ compiler the run warns and stays eager'
-            )),
-        "n_train": dict(smoke=512, short=None, full=None, cpu=None,
-            why='training images; None: the 45k fit split'),
-        "n_test": dict(smoke=256, short=None, full=None, cpu=None,
-            why='test images; None: the 10k test split'),
-        "k_eval": dict(smoke=64, short=1_000, full=5_000, cpu=500,
-            why='k of the importance-weighted estimate L_k of log p(x)'),
-        "n_likelihood": dict(smoke=128, short=500, full=1_000, cpu=300,
-            why='test images for L_k (k decoder passes each); the other numbers use every test image'),
-        "n_bank": dict(smoke=16, short=1_000, full=N_BANK, cpu=500,
-            why='samples kept as uint8 beside each results file'),
+        "log_every": dict(smoke=10, short=None, full=None, cpu=None, why="steps per logged record; None: "
+            "the preset's"),
+        "compile": dict(smoke=False, short=None, full=None, cpu=True, why=COMPILE_VAE_CPU),
+        "n_train": dict(smoke=512, short=None, full=None, cpu=None, why="training images; None: the 45k fit "
+            "split"),
+        "n_test": dict(smoke=256, short=None, full=None, cpu=None, why="test images; None: the 10k test "
+            "split"),
+        "k_eval": dict(smoke=64, short=1_000, full=5_000, cpu=500, why="k of the importance-weighted "
+            "estimate L_k of log p(x)"),
+        "n_likelihood": dict(smoke=128, short=500, full=1_000, cpu=300, why="test images for L_k (k decoder "
+            "passes each); the other numbers use every test image"),
+        "n_bank": dict(smoke=16, short=1_000, full=N_BANK, cpu=500, why="samples kept as uint8 beside each "
+            "results file"),
     },
     "iwae": {
         "why": {
-            "smoke": (
-                'the tiny preset, one epoch of 512 training images (16 steps of 32), 256 test images, k = 64,'
-                ' 0.05 minutes per model at equal wall time: about a minute on 2 CPU cores'
-            ),
-            "short": (
-                '4 models in 2 views in about 8 minutes: 2 epochs each, 0.5 minutes each at equal wall time, '
-                'L_k at k = 1,000 on 300 test images (k decoder passes per image dominate the evaluation)'
-            ),
-            "full": '5 epochs and 5 minutes per model, L_5000 on 1,000 test images',
-            "cpu": (
-                'one epoch of 5,000 training images per model (k = 50 trains at about 8 images/s on 2 cores: '
-                '10 minutes), 2.5 minutes per model at equal wall time, L_500 on 200 test images per model '
-                '(100,000 decoder passes, about 1.5 minutes) and active units on 2,000: a test of the two '
-                'claims at a few hundred steps'
-            ),
+            "smoke": "the tiny preset, one epoch of 512 training images (16 steps of 32), 256 test images, "
+                "k = 64, 0.05 minutes per model at equal wall time: about a minute on 2 CPU cores",
+            "short": "4 models in 2 views in about 8 minutes: 2 epochs each, 0.5 minutes each at equal wall "
+                "time, L_k at k = 1,000 on 300 test images (k decoder passes per image dominate the "
+                "evaluation)",
+            "full": "5 epochs and 5 minutes per model, L_5000 on 1,000 test images",
+            "cpu": "one epoch of 5,000 training images per model (k = 50 trains at about 8 images/s on 2 "
+                "cores: 10 minutes), 2.5 minutes per model at equal wall time, L_500 on 200 test images per "
+                "model (100,000 decoder passes, about 1.5 minutes) and active units on 2,000: a test of the "
+                "two claims at a few hundred steps",
         },
-        "preset": dict(smoke='tiny', short='default', full='default', cpu='default',
-            why='the tiny VAE fits a CPU'),
-        "epochs": dict(smoke=1.0, short=2.0, full=5.0, cpu=1.0,
-            why='equal-epochs view: passes over the training images per model'),
-        "max_minutes": dict(smoke=0.0, short=10.0, full=10.0, cpu=15.0,
-            why='cap per model in the equal-epochs view (0: none); a stopped run resumes'),
+        "preset": dict(smoke="tiny", short="default", full="default", cpu="default",
+                why="the tiny VAE fits a CPU"),
+        "epochs": dict(smoke=1.0, short=2.0, full=5.0, cpu=1.0, why="equal-epochs view: passes over the "
+            "training images per model"),
+        "max_minutes": dict(smoke=0.0, short=10.0, full=10.0, cpu=15.0, why="cap per model in the "
+            "equal-epochs view (0: none); a stopped run resumes"),
         "equal_wall_minutes": dict(smoke=0.05, short=0.5, full=5.0, cpu=2.5,
-            why='equal-wall-time view: training minutes per model, turned into steps by a probe (0: skip)'),
+                why="equal-wall-time view: training minutes per model, turned into steps by a probe (0: "
+                "skip)"),
         "batch_size": dict(smoke=32, short=None, full=None, cpu=None, why="None: the preset's (64)"),
         "lr": dict(smoke=None, short=None, full=None, cpu=None, why="None: the preset's (1e-4)"),
         "latent_dim": dict(smoke=None, short=None, full=None, cpu=None, why="L; None: the preset's (128)"),
-        "log_every": dict(smoke=4, short=None, full=None, cpu=None,
-            why="steps per logged record; None: the preset's"),
-        "ckpt_every": dict(smoke=8, short=None, full=None, cpu=None,
-            why="steps per checkpoint; None: the preset's"),
-        "compile": dict(smoke=False, short=None, full=None, cpu=True,
-            why=(
-                "torch.compile of encoder and decoder; None: the preset's (off). cpu: on for the VAEs, "
-                'measured on 2 Xeon cores (outputs/bench/cpu.json, batch 64): IWAE k = 1 / 5 / 50 train at '
-                '682 -> 726, 262 -> 301, 22 -> 29 images/s compiled, for 1.3 s (Beta-VAE) to 7 s (k = 50) of '
-                'compilation (cpu-compile.json); the NVAE ran slower compiled and the U-Net gained 5% for 91 '
-                's of it, so they stay eager. Without a C++ compiler the run warns and stays eager'
-            )),
-        "n_train": dict(smoke=512, short=None, full=None, cpu=5_000,
-            why='training images; None: the 45k fit split'),
-        "n_test": dict(smoke=256, short=None, full=None, cpu=2_000,
-            why='test images; None: the 10k test split'),
-        "k_eval": dict(smoke=64, short=1_000, full=5_000, cpu=500,
-            why='k of the evaluation estimate, the same for every model'),
-        "n_likelihood": dict(smoke=128, short=300, full=1_000, cpu=200,
-            why='test images for that estimate (k decoder passes each)'),
-        "n_bank": dict(smoke=16, short=1_000, full=N_BANK, cpu=200,
-            why='samples kept as uint8 beside each results file'),
+        "log_every": dict(smoke=4, short=None, full=None, cpu=None, why="steps per logged record; None: the "
+            "preset's"),
+        "ckpt_every": dict(smoke=8, short=None, full=None, cpu=None, why="steps per checkpoint; None: the "
+            "preset's"),
+        "compile": dict(smoke=False, short=None, full=None, cpu=True, why=COMPILE_VAE_CPU),
+        "n_train": dict(smoke=512, short=None, full=None, cpu=5_000, why="training images; None: the 45k "
+            "fit split"),
+        "n_test": dict(smoke=256, short=None, full=None, cpu=2_000, why="test images; None: the 10k test "
+            "split"),
+        "k_eval": dict(smoke=64, short=1_000, full=5_000, cpu=500, why="k of the evaluation estimate, the "
+            "same for every model"),
+        "n_likelihood": dict(smoke=128, short=300, full=1_000, cpu=200, why="test images for that estimate "
+            "(k decoder passes each)"),
+        "n_bank": dict(smoke=16, short=1_000, full=N_BANK, cpu=200, why="samples kept as uint8 beside each "
+            "results file"),
     },
     "nvae": {
         "why": {
-            "smoke": 'the tiny config, a few dozen steps per stage on 512 images and k = 8, on the CPU',
-            "short": (
-                'the reference-like config (2 scales, 64 channels, 3 groups per scale): 0.75 minutes for each'
-                ' debug run, 3 for stage 2, 1 for stage 3, then L_100 on 1,000 test images'
-            ),
-            "full": (
-                '10 minutes for each debug run, 45 for stage 2, 15 for stage 3, then L_100 on the whole test '
-                'split'
-            ),
-            "cpu": (
-                'the reference-like config (about 8 images/s on 2 cores with bf16): 2.5 minutes for each '
-                'debug run, 18 for stage 2 (about 9,000 images: a fifth of an epoch), 6 for stage 3; the '
-                'evaluation runs in fp32 at about 10 forward passes a second, so the validation ELBO is on '
-                '200 images and L_10 on 200 test images (2,000 passes, about 4 minutes); a 200-sample bank '
-                'after a 1,000-sample BatchNorm re-estimation'
-            ),
+            "smoke": "the tiny config, a few dozen steps per stage on 512 images and k = 8, on the CPU",
+            "short": "the reference-like config (2 scales, 64 channels, 3 groups per scale): 0.75 minutes "
+                "for each debug run, 3 for stage 2, 1 for stage 3, then L_100 on 1,000 test images",
+            "full": "10 minutes for each debug run, 45 for stage 2, 15 for stage 3, then L_100 on the whole "
+                "test split",
+            "cpu": "the reference-like config (about 8 images/s on 2 cores with bf16): 2.5 minutes for each "
+                "debug run, 18 for stage 2 (about 9,000 images: a fifth of an epoch), 6 for stage 3; the "
+                "evaluation runs in fp32 at about 10 forward passes a second, so the validation ELBO is on "
+                "200 images and L_10 on 200 test images (2,000 passes, about 4 minutes); a 200-sample bank "
+                "after a 1,000-sample BatchNorm re-estimation",
         },
-        "preset": dict(smoke='tiny', short='reference', full='reference', cpu='reference',
-            why='the tiny config fits a CPU'),
-        "debug_minutes": dict(smoke=0.0, short=0.75, full=10.0, cpu=2.5,
-            why='budget of each stage-1 run; a probe turns minutes into steps; smoke trains by steps'),
-        "full_minutes": dict(smoke=0.0, short=3.0, full=45.0, cpu=18.0,
-            why='budget of stage 2: its steps come from a probe, its KL warm-up is 30% of them'),
-        "continue_minutes": dict(smoke=0.0, short=1.0, full=15.0, cpu=6.0,
-            why='budget of stage 3 (fresh LR and KL warm-ups over its steps)'),
-        "debug_steps": dict(smoke=24, short=2_000, full=2_000, cpu=2_000,
-            why='stage-1 schedule a budget is fitted to'),
-        "debug_warmup": dict(smoke=4, short=200, full=200, cpu=200,
-            why='stage-1 LR warm-up steps (of debug_steps)'),
-        "full_steps": dict(smoke=40, short=None, full=None, cpu=None,
-            why="stage-2 schedule; None: the preset's"),
+        "preset": dict(smoke="tiny", short="reference", full="reference", cpu="reference",
+                why="the tiny config fits a CPU"),
+        "debug_minutes": dict(smoke=0.0, short=0.75, full=10.0, cpu=2.5, why="budget of each stage-1 run; a "
+            "probe turns minutes into steps; smoke trains by steps"),
+        "full_minutes": dict(smoke=0.0, short=3.0, full=45.0, cpu=18.0, why="budget of stage 2: its steps "
+            "come from a probe, its KL warm-up is 30% of them"),
+        "continue_minutes": dict(smoke=0.0, short=1.0, full=15.0, cpu=6.0, why="budget of stage 3 (fresh LR "
+            "and KL warm-ups over its steps)"),
+        "debug_steps": dict(smoke=24, short=2_000, full=2_000, cpu=2_000, why="stage-1 schedule a budget is "
+            "fitted to"),
+        "debug_warmup": dict(smoke=4, short=200, full=200, cpu=200, why="stage-1 LR warm-up steps (of "
+            "debug_steps)"),
+        "full_steps": dict(smoke=40, short=None, full=None, cpu=None, why="stage-2 schedule; None: the "
+            "preset's"),
         "continue_steps": dict(smoke=20, short=30_000, full=30_000, cpu=30_000,
-            why='stage-3 schedule the budget is fitted to: warm-ups keep their share of these steps'),
+                why="stage-3 schedule the budget is fitted to: warm-ups keep their share of these steps"),
         "continue_warmup": dict(smoke=4, short=1_000, full=1_000, cpu=1_000,
-            why='stage-3 LR warm-up steps (of continue_steps)'),
+                why="stage-3 LR warm-up steps (of continue_steps)"),
         "continue_kl_warmup": dict(smoke=10, short=3_000, full=3_000, cpu=3_000,
-            why="stage 3's fresh KL warm-up window within its steps"),
-        "n_fit": dict(smoke=512, short=None, full=None, cpu=None,
-            why='training images; None: the 45k fit split'),
-        "n_val": dict(smoke=64, short=1_000, full=None, cpu=200,
-            why='validation images for model selection; None: all 5k'),
-        "n_test": dict(smoke=64, short=1_000, full=None, cpu=200,
-            why='test images, reported once; None: all 10k'),
-        "iw_k": dict(smoke=8, short=100, full=100, cpu=10,
-            why='k of the importance-weighted bound (1000: 10x slower)'),
-        "k_chunk": dict(smoke=8, short=25, full=25, cpu=10, why='posterior samples per decoder pass'),
-        "eval_batch": dict(smoke=32, short=100, full=100, cpu=50, why='test images per evaluation batch'),
-        "bn_batches": dict(smoke=2, short=20, full=20, cpu=10,
-            why='BatchNorm re-estimation before sampling: batches'),
-        "bn_batch": dict(smoke=32, short=500, full=500, cpu=100,
-            why='BatchNorm re-estimation: prior samples per batch'),
-        "n_bank": dict(smoke=64, short=1_000, full=N_BANK, cpu=200, why='samples stored for notebook 06'),
+                why="stage 3's fresh KL warm-up window within its steps"),
+        "n_fit": dict(smoke=512, short=None, full=None, cpu=None, why="training images; None: the 45k fit "
+            "split"),
+        "n_val": dict(smoke=64, short=1_000, full=None, cpu=200, why="validation images for model "
+            "selection; None: all 5k"),
+        "n_test": dict(smoke=64, short=1_000, full=None, cpu=200, why="test images, reported once; None: "
+            "all 10k"),
+        "iw_k": dict(smoke=8, short=100, full=100, cpu=10, why="k of the importance-weighted bound (1000: "
+            "10x slower)"),
+        "k_chunk": dict(smoke=8, short=25, full=25, cpu=10, why="posterior samples per decoder pass"),
+        "eval_batch": dict(smoke=32, short=100, full=100, cpu=50, why="test images per evaluation batch"),
+        "bn_batches": dict(smoke=2, short=20, full=20, cpu=10, why="BatchNorm re-estimation before "
+            "sampling: batches"),
+        "bn_batch": dict(smoke=32, short=500, full=500, cpu=100, why="BatchNorm re-estimation: prior "
+            "samples per batch"),
+        "n_bank": dict(smoke=64, short=1_000, full=N_BANK, cpu=200, why="samples stored for notebook 06"),
     },
     "comparison": {
         "why": {
-            "smoke": (
-                'small sets so the whole notebook runs in about a minute on 2 CPU cores; the numbers check '
-                'the code'
-            ),
-            "short": (
-                'the calibration on 10,000 test images and every bank (short and full differ only in the '
-                'models)'
-            ),
-            "full": 'the calibration on 10,000 test images and every bank',
-            "cpu": (
-                'fd_c10 against 10,000 training images, the calibration on 1,000 test images, FID/KID of each'
-                ' bank against as many training images as it holds (n vs n: at most 500 images through the '
-                'Inception, about 40 s at 13 images/s; FID at n = 500 reads higher than at 50,000, see the '
-                'floor column)'
-            ),
+            "smoke": "small sets so the whole notebook runs in about a minute on 2 CPU cores; the numbers "
+                "check the code",
+            "short": "the calibration on 10,000 test images and every bank (short and full differ only in "
+                "the models)",
+            "full": "the calibration on 10,000 test images and every bank",
+            "cpu": "fd_c10 against 10,000 training images, the calibration on 1,000 test images, FID/KID of "
+                "each bank against as many training images as it holds (n vs n: at most 500 images through "
+                "the Inception, about 40 s at 13 images/s; FID at n = 500 reads higher than at 50,000, see "
+                "the floor column)",
         },
-        "n_reference": dict(smoke=5_000, short=None, full=None, cpu=10_000,
-            why='training images behind the reference statistics; None: all 50,000'),
-        "n_cal": dict(smoke=500, short=10_000, full=10_000, cpu=1_000,
-            why='images per calibration measurement'),
-        "n_spread": dict(smoke=(100, 250, 500), short=(1000, 5000, 10000), full=(1000, 5000, 10000), cpu=(250, 500, 1000),
-            why='sample counts of the spread study'),
-        "n_repeats": dict(smoke=3, short=5, full=5, cpu=3, why='random subsets per sample count'),
+        "n_reference": dict(smoke=5_000, short=None, full=None, cpu=10_000, why="training images behind the "
+            "reference statistics; None: all 50,000"),
+        "n_cal": dict(smoke=500, short=10_000, full=10_000, cpu=1_000, why="images per calibration "
+            "measurement"),
+        "n_spread": dict(smoke=(100, 250, 500), short=(1_000, 5_000, 10_000), full=(1_000, 5_000, 10_000), cpu=(250, 500, 1_000),
+                why="sample counts of the spread study"),
+        "n_repeats": dict(smoke=3, short=5, full=5, cpu=3, why="random subsets per sample count"),
         "n_bank_from_ckpt": dict(smoke=200, short=N_BANK, full=N_BANK, cpu=200,
-            why='samples drawn from a checkpoint without a bank'),
-        "n_fid_full": dict(smoke=0, short=0, full=0, cpu=0,
-            why='FID/KID from this many fresh samples of each checkpoint (papers: 50,000); 0: from the banks'),
-        "n_fid_smoke": dict(smoke=20, short=None, full=None, cpu=None,
-            why='bank images FID measures in smoke (about 13 images/s on 2 CPU cores); None: the whole bank'),
-        "bn_batches": dict(smoke=2, short=20, full=20, cpu=10,
-            why='NVAE: decoder BatchNorm re-estimated before sampling (05)'),
-        "bn_batch": dict(smoke=32, short=500, full=500, cpu=100,
-            why='NVAE BatchNorm re-estimation: prior samples per batch'),
+                why="samples drawn from a checkpoint without a bank"),
+        "n_fid_full": dict(smoke=0, short=0, full=0, cpu=0, why="FID/KID from this many fresh samples of "
+            "each checkpoint (papers: 50,000); 0: from the banks"),
+        "n_fid_smoke": dict(smoke=20, short=None, full=None, cpu=None, why="bank images FID measures in "
+            "smoke (about 13 images/s on 2 CPU cores); None: the whole bank"),
+        "bn_batches": dict(smoke=2, short=20, full=20, cpu=10, why="NVAE: decoder BatchNorm re-estimated "
+            "before sampling (05)"),
+        "bn_batch": dict(smoke=32, short=500, full=500, cpu=100, why="NVAE BatchNorm re-estimation: prior "
+            "samples per batch"),
     },
 }
 # fmt: on
