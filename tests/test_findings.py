@@ -47,9 +47,7 @@ def test_the_likelihood_standard_error_is_the_spread_of_per_image_bounds_over_ro
         def log_weights(self, x, k):
             return (-x.flatten(1).sum(1)).expand(k, -1), None
 
-    monkeypatch.setattr(
-        likelihood, "importance_log_likelihood", lambda m, xb, k, chunk: m.log_weights(xb, 1)[0][0]
-    )
+    monkeypatch.setattr(likelihood, "importance_log_weights", lambda m, xb, k, chunk: m.log_weights(xb, k)[0])
     x = (torch.tensor([0.0, 1.0, 2.0, 3.0]) / 3072).view(4, 1, 1, 1).expand(4, 3, 32, 32).contiguous()
     out = likelihood.evaluate_likelihood(Fixed(), x * 3072 / 100, k=4, batch_size=2, k_chunk=2)
     per_image = torch.tensor(out["bpd_per_image"], dtype=torch.float64)

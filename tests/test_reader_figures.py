@@ -3,14 +3,10 @@ label above its own grid, and the printed config changes."""
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import pytest
 
 from lib import viz
-from lib.models import MODELS
-from lib.workbook import setups
 
 
 def _records(n: int, sigmas=(1.0, 0.37, 0.14, 0.05)):
@@ -55,17 +51,6 @@ def test_grid_panels_side_by_side_and_show_grid_keep_the_label_on_their_grid():
     _titles_sit_above_their_own_grids(viz.show_grid(x, nrow=8, title="samples"))
     with pytest.raises(ValueError):
         viz.grid_panels([])
-
-
-def test_the_printed_config_names_only_what_differs_from_the_preset():
-    model_cfg, train_cfg = MODELS["ncsn"].presets["tiny"]
-    S = types.SimpleNamespace(
-        preset="tiny", train_cfg=train_cfg.__class__(**{**vars(train_cfg), "steps": 40})
-    )
-    line = setups.preset_changes(S, "ncsn")
-    assert line == f"TrainConfig of preset 'tiny': the preset's, except steps 40 (preset {train_cfg.steps:,})"
-    assert setups.config_changes(model_cfg, model_cfg, "NCSNConfig") == "NCSNConfig: the preset's, unchanged"
-    assert len(setups.preset_changes(S, "ncsn", model_cfg).splitlines()) == 2
 
 
 def test_loading_the_fid_network_saves_no_torch_jit_warning_into_a_notebook():
