@@ -1,9 +1,7 @@
 """The model and training configs each notebook builds from its resolved sizes (lib.workbook.profiles), with the
 notebook's own parameters that no profile changes (SEED, BETAS, LIKELIHOOD, ...): the presets of lib.models
 with the profile's sizes laid over them. `build` adds them to the settings and returns notes worth printing.
-
-NCSN's ladder follows Song & Ermon (2019, 2020): a geometric ladder sigma_1 > ... > sigma_L, and NCSNv2's
-technique 1 (sigma_1 from the data's largest pairwise distance) and technique 4 (step_lr for the chosen T).
+(Notebook 02 builds its NCSN configs in its own cells.)
 """
 
 from __future__ import annotations
@@ -11,25 +9,16 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from types import SimpleNamespace
 
-from .. import samplers
 from ..common import paths
-from ..models import MODELS, check_beta_sweep, ncsnv2_config, objective_name
+from ..models import MODELS, check_beta_sweep, objective_name
 
-TECHNIQUE_4 = "technique 4"  # NCSN's step_lr from NCSNv2's technique 4 for the ladder and T it ends up with
-LADDER_PARAMETERS = dict(
-    sigma_max="SIGMA_MAX",
-    sigma_min="SIGMA_MIN",
-    n_sigmas="N_SIGMAS",
-    n_steps_each="N_STEPS_EACH",
-    step_lr="STEP_LR",
-)  # NCSN's ladder fields and the parameters that set them
 NVAE_STAGES = ("debug", "full", "continue", "eval")
 NVAE_RUNS = ("debug_gaussian", "debug_dmol", "full", "continue")
 
 
 def build(S: SimpleNamespace, params: dict) -> list[str]:
     """Add the notebook's configs to S (in place); returns notes for the printed summary."""
-    builder = {"ncsn": ncsn, "beta_vae": beta_vae, "iwae": iwae, "nvae": nvae}.get(S.notebook)
+    builder = {"beta_vae": beta_vae, "iwae": iwae, "nvae": nvae}.get(S.notebook)
     return builder(S, params) if builder else []
 
 
@@ -44,59 +33,6 @@ def budget_or_steps(S: SimpleNamespace, minutes_name: str = "train_minutes") -> 
         return []
     setattr(S, minutes_name, 0.0)
     return [f"STEPS = {S.steps} trains by steps: no training budget is probed"]
-
-
-def ncsn(S: SimpleNamespace, params: dict) -> list[str]:
-    """S.model_cfg, S.train_cfg and S.run_name of notebook 02; S.ladder_given: the ladder values a reader set."""
-    model_cfg, train_cfg = MODELS["ncsn"].presets[S.preset]
-    ladder = given(
-        sigma_max=S.sigma_max, sigma_min=S.sigma_min, n_sigmas=S.n_sigmas, n_steps_each=S.n_steps_each
-    )
-    model_cfg = replace(model_cfg, **ladder, **given(denoise=S.denoise))
-    S.model_cfg = replace(model_cfg, step_lr=ncsn_step_lr(model_cfg, S.step_lr))
-    S.ladder_given = {} if S.smoke else given(**{k: params[p] for k, p in LADDER_PARAMETERS.items()})
-    fields = given(steps=S.steps, batch_size=S.batch_size, lr=S.lr)
-    S.train_cfg = replace(train_cfg, seed=params["SEED"], max_minutes=0.0, **fields)
-    S.n_fid = min(S.n_fid, S.n_bank)
-    S.run_name = params["RUN_NAME"] or f"ncsn-{S.preset}{S.run_suffix}"
-    return budget_or_steps(S)
-
-
-def ladder_ratio(sigma_max: float, sigma_min: float, n_sigmas: int) -> float:
-    """gamma = sigma_{i-1} / sigma_i of the geometric ladder (1 for a single level)."""
-    return (sigma_max / sigma_min) ** (1 / (n_sigmas - 1)) if n_sigmas > 1 else 1.0
-
-
-def ncsn_step_lr(cfg, step_lr) -> float:
-    """The config's step_lr: `step_lr` as given, TECHNIQUE_4 for NCSNv2's rule at cfg's ladder and T, or None for
-    the preset's."""
-    if isinstance(step_lr, str) and step_lr != TECHNIQUE_4:
-        raise ValueError(
-            f"STEP_LR = {step_lr!r}: give a number, or {TECHNIQUE_4!r} (NCSNv2's rule for L and T)"
-        )
-    if step_lr == TECHNIQUE_4:
-        gamma = ladder_ratio(cfg.sigma_max, cfg.sigma_min, cfg.n_sigmas)
-        return samplers.technique4_step_lr(cfg.n_steps_each, gamma, cfg.sigma_min)
-    return cfg.step_lr if step_lr is None else step_lr
-
-
-def ncsn_ladder_from_data(S: SimpleNamespace, x_pairwise, device="cpu") -> tuple[object, float, str]:
-    """(model config, largest pairwise distance, note) for images x_pairwise. The ncsnv2 preset without a given
-    SIGMA_MAX takes sigma_1 from that distance (technique 1), then L and step_lr from techniques 2 and 4; a
-    ladder value the reader set still wins. Other presets keep their ladder."""
-    cfg = S.model_cfg
-    if S.preset != "ncsnv2" or "sigma_max" in S.ladder_given:
-        return cfg, samplers.largest_pairwise_distance(x_pairwise, device=device), ""
-    fitted = ncsnv2_config(
-        x_pairwise, base=cfg, n_steps_each=cfg.n_steps_each, sigma_min=cfg.sigma_min, limit=len(x_pairwise)
-    )
-    fitted = replace(fitted, **S.ladder_given)
-    note = (
-        f"NCSNv2 technique 1: sigma_1 = {fitted.sigma_max:.2f} (the preset assumed {cfg.sigma_max:g}); then "
-        f"L = {fitted.n_sigmas}, step_lr = {fitted.step_lr:.3g} for T = {fitted.n_steps_each} (techniques 2 and "
-        "4, or N_SIGMAS / STEP_LR where set)"
-    )
-    return fitted, fitted.sigma_max, note
 
 
 def beta_vae(S: SimpleNamespace, params: dict) -> list[str]:
