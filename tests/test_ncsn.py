@@ -5,21 +5,25 @@ and pixel-space neighbours (all on CPU)."""
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from lib.common import sampler_speed
 from lib.losses import dsm_loss, per_level_means
 from lib.metrics import nearest_neighbours
-from lib.models import MODELS, NCSN, NCSNConfig
-from lib.models.ncsn import NCSN_TINY
+from lib.models import MODELS, NCSN, NCSNConfig, ncsnv2_config
+from lib.models.ncsn import NCSN_TINY, NCSN_V2
 from lib.nets.ncsn import RefineNet, ScoreUNet
 from lib.samplers import (
     annealed_langevin,
     annealed_langevin_inpaint,
     geometric_sigmas,
+    ladder_ratio,
+    langevin_step,
     largest_pairwise_distance,
     technique2_gamma,
     technique2_n_sigmas,
@@ -255,6 +259,16 @@ def test_technique4_step_lr_brings_the_variance_ratio_closest_to_one():
     assert ratio(1e-12, 5) == pytest.approx(gamma**2, rel=1e-6)  # no movement: the previous level's variance
 
 
+def test_ncsnv2_config_chains_techniques_2_and_4_from_sigma_1():
+    cfg = ncsnv2_config(50.0, 0.01, 5)
+    assert cfg == NCSN_V2 and cfg.net == "refinenet" and cfg.scale_by_sigma and cfg.denoise
+    gamma = ladder_ratio(cfg.sigma_max, cfg.sigma_min, cfg.n_sigmas)
+    assert gamma <= technique2_gamma(3072) < ladder_ratio(50.0, 0.01, cfg.n_sigmas - 1)  # the fewest levels
+    assert cfg.step_lr == technique4_step_lr(5, gamma, 0.01)
+    wider = ncsnv2_config(80.0, 0.01, 5, base=NCSN_TINY)
+    assert wider.n_sigmas > cfg.n_sigmas and wider.nf == NCSN_TINY.nf  # the base keeps its net
+
+
 def test_pixel_neighbours_and_the_largest_distance_match_brute_force():
     g = torch.Generator().manual_seed(0)
     ref = torch.randint(0, 256, (50, 3, 4, 4), dtype=torch.uint8, generator=g)
@@ -289,12 +303,10 @@ def tiny_ncsn(net="unet"):
 
 @pytest.mark.parametrize("net", ["unet", "refinenet"])
 def test_bf16_autocast_scores_match_fp32_closely(net):
-    from lib.samplers import autocast_score
-
     model, x = tiny_ncsn(net), torch.rand(4, 3, 32, 32)
     with torch.no_grad():
         fp32 = model.score(x, 2)
-        bf16 = autocast_score(model.score, "cpu", "bf16")(x, 2)
+        bf16 = sampler_speed.autocast_score(model.score, "cpu", "bf16")(x, 2)
     assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)  # really evaluated in bf16
     assert (bf16 - fp32).norm() / fp32.norm() < 0.03  # bf16 keeps ~3 significant digits per operation
 
@@ -312,8 +324,6 @@ def test_int_and_tensor_levels_give_the_same_score(net):
 def test_plain_sampling_is_the_old_chain_and_chunks_do_not_change_it(monkeypatch):
     """precision="fp32", compile=False is Alg. 1 as annealed_langevin runs it; so is the default ("auto") on a
     device without native bf16."""
-    from lib import samplers
-
     model, plain = tiny_ncsn(), dict(precision="fp32", compile=False)
     torch.manual_seed(1)
     x0 = torch.rand(4, 3, 32, 32)
@@ -325,7 +335,7 @@ def test_plain_sampling_is_the_old_chain_and_chunks_do_not_change_it(monkeypatch
     assert torch.equal(model.sample(4, x=x0, **plain), old)
     torch.manual_seed(2)
     assert torch.equal(model.sample(4, x=x0, batch_size=4, **plain), old)
-    monkeypatch.setattr(samplers, "native_bf16", lambda device: False)
+    monkeypatch.setattr(sampler_speed, "native_bf16", lambda device: False)
     torch.manual_seed(2)
     assert torch.equal(model.sample(4, x=x0), old)
     torch.manual_seed(2)
@@ -338,11 +348,9 @@ def test_compiled_langevin_step_follows_the_eager_chain_with_one_graph(monkeypat
     and a second call reuses the graph."""
     from torch._dynamo.utils import counters
 
-    from lib import samplers
-
     torch._dynamo.reset()
-    step = torch.compile(samplers.langevin_step, backend="eager")
-    monkeypatch.setattr(samplers, "compiled_langevin_step", lambda: step)
+    step = torch.compile(langevin_step, backend="eager")
+    monkeypatch.setattr(sampler_speed, "_compiled", lambda langevin: step)
     model, x0 = tiny_ncsn(), torch.rand(2, 3, 32, 32)
     torch.manual_seed(3)
     eager = model.sample(2, x=x0, precision="fp32", compile=False)
@@ -361,9 +369,7 @@ def test_compiled_langevin_step_follows_the_eager_chain_with_one_graph(monkeypat
 def test_a_langevin_step_that_fails_to_compile_runs_the_eager_chain(no_cxx_compiler, monkeypatch):
     """Without a C++ compiler the compiled step raises at its first call: the chain goes on eagerly (one
     warning) and gives the eager chain's samples."""
-    from lib import samplers
-
-    monkeypatch.setattr(samplers, "_COMPILE_FAILURE", [None])
+    monkeypatch.setattr(sampler_speed, "_COMPILE_FAILURE", [None])
     model, x0 = tiny_ncsn(), torch.rand(2, 3, 32, 32)
     torch.manual_seed(3)
     eager = model.sample(2, x=x0, compile=False)
@@ -371,7 +377,11 @@ def test_a_langevin_step_that_fails_to_compile_runs_the_eager_chain(no_cxx_compi
     with pytest.warns(UserWarning, match="torch.compile failed for the Langevin step") as caught:
         compiled = model.sample(2, x=x0, compile=True)
     assert torch.equal(compiled, eager) and len(caught) == 1
-    assert "InvalidCxxCompiler" in samplers._COMPILE_FAILURE[0]
+    assert "InvalidCxxCompiler" in sampler_speed._COMPILE_FAILURE[0]
+    torch.manual_seed(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning a process: a later compiled chain is eager and silent
+        assert torch.equal(model.sample(2, x=x0, compile=True), eager)
 
 
 @pytest.mark.parametrize(
@@ -380,26 +390,22 @@ def test_a_langevin_step_that_fails_to_compile_runs_the_eager_chain(no_cxx_compi
      ("cpu", False, ("fp32", False))],
 )  # fmt: skip
 def test_the_auto_sampler_is_bf16_where_native_and_compiled_on_cuda(monkeypatch, device, native, expected):
-    from lib import samplers
-
-    monkeypatch.setattr(samplers, "native_bf16", lambda d: native)
-    assert samplers.sampler_speed(device) == expected
-    assert samplers.sampler_speed(device, "fp32", False) == ("fp32", False)  # explicit choices stay
+    monkeypatch.setattr(sampler_speed, "native_bf16", lambda d: native)
+    assert sampler_speed.sampler_speed(device) == expected
+    assert sampler_speed.sampler_speed(device, "fp32", False) == ("fp32", False)  # explicit choices stay
     with pytest.raises(ValueError, match="compile must be True, False or 'auto'"):
-        samplers.sampler_speed(device, compile="yes")
+        sampler_speed.sampler_speed(device, compile="yes")
 
 
 @pytest.mark.parametrize("native", [True, False])
 def test_the_sampler_score_is_the_net_as_the_sampler_evaluates_it(monkeypatch, native):
     """What 02's sampling estimate times: bf16 autocast where the sampler uses it, the plain score elsewhere."""
-    from lib import samplers
-
-    monkeypatch.setattr(samplers, "native_bf16", lambda device: native)
+    monkeypatch.setattr(sampler_speed, "native_bf16", lambda device: native)
     model, x = tiny_ncsn().eval(), torch.rand(4, 3, 32, 32)
     level = torch.zeros(4, dtype=torch.long)
     with torch.no_grad():
         timed, plain = model.sampler_score("cpu")(x, level), model.score(x, level)
-        bf16 = samplers.autocast_score(model.score, "cpu", "bf16")(x, level)
+        bf16 = sampler_speed.autocast_score(model.score, "cpu", "bf16")(x, level)
     assert timed.dtype == torch.float32
     assert torch.equal(timed, bf16 if native else plain) and not torch.equal(bf16, plain)
 
@@ -408,11 +414,7 @@ def test_the_bf16_sampler_matches_the_fp32_chain(monkeypatch):
     """The fast sampler (bf16 score, fp32 chain) against the plain one. Paired (the same start and injected noise),
     a sample moves by well under 1% of the samples' spread; independent chains have the same per-channel means
     and spreads within sampling error (4 standard errors of the per-image means)."""
-    from lib import samplers
-
-    monkeypatch.setattr(
-        samplers, "native_bf16", lambda device: True
-    )  # the default is the bf16 chain here too
+    monkeypatch.setattr(sampler_speed, "native_bf16", lambda device: True)  # the default: bf16 here too
     model, n = tiny_ncsn(), 64
     torch.manual_seed(0)
     x0 = torch.rand(n, 3, 32, 32)

@@ -14,16 +14,16 @@ import torch
 from torch import nn
 
 from ..common.checks import check_field_types
+from ..common.sampler_speed import autocast_score, compiled_step, sampler_speed
 from ..data import N_DIMS
 from ..losses import dsm_loss, per_level_means
 from ..nets.ncsn import RefineNet, ScoreUNet
 from ..samplers import (
     annealed_langevin,
     annealed_langevin_inpaint,
-    autocast_score,
     geometric_sigmas,
-    largest_pairwise_distance,
-    sampler_speed,
+    ladder_ratio,
+    langevin_step,
     technique2_n_sigmas,
     technique4_step_lr,
 )
@@ -87,9 +87,7 @@ class NCSN(nn.Module):
 
     def score(self, x: torch.Tensor, level) -> torch.Tensor:
         """s_theta(x, sigma_level) for x (B, 3, H, W) near [0, 1]; level an int or (B,) long."""
-        if isinstance(
-            level, int
-        ):  # a view and a fill kernel: no host-to-device copy (a sync) per Langevin step
+        if isinstance(level, int):  # a view and a fill kernel: no host-to-device copy (a sync) per step
             sigma = self.sigmas[level].expand(x.shape[0])
             level = torch.full((x.shape[0],), level, dtype=torch.long, device=x.device)
         else:
@@ -100,9 +98,7 @@ class NCSN(nn.Module):
 
     def loss(self, x: torch.Tensor, step: int) -> tuple[torch.Tensor, dict]:
         losses, level = dsm_loss(self.score, x, self.sigmas, self.cfg.anneal_power)
-        per_level = per_level_means(
-            losses, level, self.cfg.n_sigmas
-        )  # unbiased, averaged over the log window
+        per_level = per_level_means(losses, level, self.cfg.n_sigmas)  # unbiased, over the log window
         return losses.mean(), {name: per_level[lvl] for lvl, name in self.logged.items()}
 
     def _chain(self, options: dict) -> dict:
@@ -128,29 +124,21 @@ class NCSN(nn.Module):
         step_lr, denoise. With return_trajectory, also the list of (unclamped) snapshots. Speed: precision="bf16"
         evaluates the net under bf16 autocast (the chain stays fp32), compile=True runs each Langevin step as one
         compiled function, batch_size runs the chains in chunks of that many (default: all n at once). "auto"
-        (the default) is bf16 where the device computes it natively and compiled on CUDA (samplers.sampler_speed);
-        precision="fp32", compile=False is the plain chain."""
+        (the default) is bf16 where the device computes it natively and compiled on CUDA
+        (lib.common.sampler_speed); precision="fp32", compile=False is the plain chain."""
         x = torch.rand(n, 3, 32, 32, device=self.sigmas.device) if x is None else x
         precision, compile = sampler_speed(x.device, precision, compile)
         score = autocast_score(self.score, x.device.type, precision)
-        chunks = x.split(batch_size or len(x))
+        step = compiled_step(langevin_step) if compile else langevin_step
+        chain = dict(
+            return_trajectory=return_trajectory, keep_every=keep_every, step=step, **self._chain(options)
+        )
         outs = [
-            annealed_langevin(
-                score,
-                chunk,
-                self.sigmas,
-                return_trajectory=return_trajectory,
-                keep_every=keep_every,
-                compile=compile,
-                **self._chain(options),
-            )
-            for chunk in chunks
+            annealed_langevin(score, chunk, self.sigmas, **chain) for chunk in x.split(batch_size or len(x))
         ]
         if not return_trajectory:
             return torch.cat(outs).clamp(0, 1)
-        path = [
-            torch.cat(snapshots) for snapshots in zip(*(trajectory for _, trajectory in outs))
-        ]  # (n, ...) each
+        path = [torch.cat(snaps) for snaps in zip(*(trajectory for _, trajectory in outs))]  # (n, ...) each
         return torch.cat([out for out, _ in outs]).clamp(0, 1), path
 
     def sampler_score(self, device: torch.device | str, precision: str = "auto"):
@@ -168,20 +156,13 @@ class NCSN(nn.Module):
 
 
 def ncsnv2_config(
-    x, base: NCSNConfig | None = None, n_steps_each: int = 5, sigma_min: float = 0.01, limit: int = 5000
+    sigma_max: float, sigma_min: float = 0.01, n_steps_each: int = 5, base: NCSNConfig | None = None
 ) -> NCSNConfig:
-    """NCSNv2 techniques 1, 2, 4 on images x (N, 3, 32, 32): sigma_1 = largest pairwise distance (first
-    `limit` images), L from technique 2, step_lr from technique 4 for T = n_steps_each."""
-    sigma_max = largest_pairwise_distance(x[:limit])
-    return _ncsnv2(
-        sigma_max, sigma_min, n_steps_each, base or NCSNConfig(net="refinenet", scale_by_sigma=True)
-    )
-
-
-def _ncsnv2(sigma_max: float, sigma_min: float, n_steps_each: int, base: NCSNConfig) -> NCSNConfig:
+    """NCSNv2's ladder from sigma_1 = sigma_max (technique 1: the data's largest pairwise distance,
+    lib.samplers.largest_pairwise_distance): L by technique 2, step_lr by technique 4 for T = n_steps_each."""
+    base = base or NCSNConfig(net="refinenet", scale_by_sigma=True)
     n_sigmas = technique2_n_sigmas(sigma_max, sigma_min, N_DIMS)
-    gamma = (sigma_max / sigma_min) ** (1 / (n_sigmas - 1))  # the ladder's ratio sigma_{i-1} / sigma_i
-    step_lr = technique4_step_lr(n_steps_each, gamma, sigma_min)
+    step_lr = technique4_step_lr(n_steps_each, ladder_ratio(sigma_max, sigma_min, n_sigmas), sigma_min)
     return replace(
         base,
         sigma_max=sigma_max,
@@ -201,14 +182,14 @@ NCSN_PAPER = NCSNConfig(
     sigma_max=1.0,
     sigma_min=0.01,
     n_steps_each=100,
-    step_lr=2e-5,
+    step_lr=2e-5,  # the paper's epsilon; the released code's chain is step_lr=4e-5 in Alg. 1's convention
     denoise=False,
-)  # the released code's chain is step_lr=4e-5 here
+)
 NCSN_REFERENCE = NCSNConfig(
     net="unet", nf=128, n_sigmas=50, sigma_max=1.0, sigma_min=0.01, n_steps_each=100, step_lr=2e-5
 )
-# sigma_1 = 50: technique 1 on CIFAR-10 (NCSNv2 paper); ncsnv2_config(x) recomputes it from a data copy
-NCSN_V2 = _ncsnv2(50.0, 0.01, 5, NCSNConfig(net="refinenet", scale_by_sigma=True))
+# sigma_1 = 50: technique 1 on CIFAR-10 (NCSNv2 paper); notebook 02 recomputes it from its data copy
+NCSN_V2 = ncsnv2_config(50.0, 0.01, 5)
 NCSN_TINY = NCSNConfig(
     net="unet",
     nf=16,

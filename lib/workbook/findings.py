@@ -46,21 +46,6 @@ def smoke_line(smoke: bool | None = None) -> str:
     return f"[{SMOKE_NOTE}]" if (paths.is_smoke() if smoke is None else smoke) else ""
 
 
-def copying_verdict(sample_nn: Sequence[float], test_nn: Sequence[float]) -> str:
-    """Nearest-training-neighbour distances of samples vs of real test images: copying can only be judged when
-    samples lie about as close to the training set as real images do. Verdicts use medians and the minimum."""
-    s_med, t_med, s_min = statistics.median(sample_nn), statistics.median(test_nn), min(sample_nn)
-    numbers = f"median L2 {s_med:.2f} for samples vs {t_med:.2f} for test images, closest sample {s_min:.2f}"
-    if s_med > 1.5 * t_med:
-        return (
-            f"samples lie much farther from the training set than real images do ({numbers}): they do not yet "
-            "resemble the data, so copying cannot be judged"
-        )
-    if s_min < 0.5 * t_med:
-        return f"some samples sit closer to a training image than real test images do ({numbers}): check for copies"
-    return f"no sample is unusually close to a training image ({numbers}): no sign of copying"
-
-
 def overridden_parameters(pairs: dict[str, tuple], profile: str = "smoke") -> str:
     """For a notebook's settings: pairs maps a parameter name to (the value given, the value used); the note names
     every parameter that was set (not None) and replaced, e.g. 'smoke profile: MAX_MINUTES = 30 replaced by 0
