@@ -3,7 +3,7 @@ module imports its own package and lower layers, never a higher one, and there i
 (tests/test_layout.py checks both).
 
     common/    paths (every output and cache folder, smoke mode, the profile), devices, atomic files, config
-               field checks, text progress bars
+               field checks, text progress bars, the sampler's speed switches (`sampler_speed`: bf16, compile)
     data/      CIFAR-10: finding and decoding it (torchvision's batches or image folders, `sources`), its uint8
                cache, splits, device-resident batches, the one uint8 <-> float converter; `degrade` for
                calibration
@@ -17,9 +17,11 @@ module imports its own package and lower layers, never a higher one, and there i
                registry MODELS and build (a family imports lib.train.config, never the loop)
     metrics/   likelihood bounds, active units, pixel neighbours, Fréchet distances (fd_c10, FID/KID), the fd_c10
                classifier (`python -m lib.metrics train-classifier`), the FID calibration
-    viz/       figures: core, curves, ncsn, vae (returned, never shown; stamped in smoke mode)
-    workbook/  what notebooks use around the models: training (train or load a run), budget, results,
-               findings, and the runner (`python -m lib.workbook`, `make workbook`)
+    viz/       figure primitives several notebooks use: core, curves, vae (returned, never shown; stamped in
+               smoke mode); a notebook's own figures are drawn in its cells
+    workbook/  what two or more notebooks use around the models: profiles (sizes per profile, as data), budget
+               (fit: within minutes or steps), training, results, findings, and the runner
+               (`python -m lib.workbook`, `make workbook`)
     bench/     throughput of the real loop step and samplers, plain vs fast: flops, timing, suites
                (`python -m lib.bench all --out DIR`; `--tiny` rehearses it on the CPU), and the doctor's checks
     doctor     `python -m lib.doctor`: a new machine checked in minutes (every family's fast path, lib.bench.doctor)

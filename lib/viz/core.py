@@ -230,7 +230,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     return path
 
 
-# --- NCSN figures: the noise ladder, Langevin strips, nearest training neighbours -----------------------
+# --- labelled grids: images with column and row labels ---------------------------------------------------
 
 
 @stamped
