@@ -101,14 +101,14 @@ class NVAENet(nn.Module):
                 h = self.enc_down[j // self.groups_per_scale](h)
         return feats
 
-    def _advance(self, h: torch.Tensor, i: int) -> torch.Tensor:
+    def advance(self, h: torch.Tensor, i: int) -> torch.Tensor:
         """The decoder cells between group i - 1 and group i (with the 2x upsampling cell at a scale change)."""
         h = self.dec_towers[i - 1](h)
         if i % self.groups_per_scale == 0:
             h = self.dec_up[i // self.groups_per_scale - 1](h)
         return h
 
-    def _prior(self, h: torch.Tensor, i: int) -> tuple[Normal, Normal]:
+    def prior(self, h: torch.Tensor, i: int) -> tuple[Normal, Normal]:
         """p(z_i | z_<i) and its raw (unclamped) parameters: the standard normal for the top group, else from
         the decoder state."""
         if i == 0:
@@ -127,8 +127,8 @@ class NVAENet(nn.Module):
         h, groups = self.h0.expand(batch, -1, -1, -1), []
         for i in range(len(self.enc_towers)):
             if i > 0:
-                h = self._advance(h, i)
-            p, p_raw = self._prior(h, i)
+                h = self.advance(h, i)
+            p, p_raw = self.prior(h, i)
             q = None
             if feats is not None:  # NVAE eq. 2: q is p shifted and rescaled by the encoder's residual
                 d_mu, d_log_sigma = self.post_heads[i](feats[-1 - i] + self.enc_combine[i](h)).chunk(2, dim=1)
