@@ -7,7 +7,8 @@ module imports its own package and lower layers, never a higher one, and there i
     data/      CIFAR-10: finding and decoding it (torchvision's batches or image folders, `sources`), its uint8
                cache, splits, device-resident batches, the one uint8 <-> float converter; `degrade` for
                calibration
-    nets/      nn.Modules only: score nets, VAE encoder/decoder, NVAE cells, the fd_c10 classifier
+    nets/      nn.Modules only: score nets, VAE encoder/decoder, NVAE cells, the fd_c10 classifier; fast_layers:
+               the same layers computed faster on the CPU (speed only)
     dists      diagonal Gaussian, discretized logistic / Gaussian, DMOL
     losses     pure functions: DSM, beta-ELBO, capacity, IWAE, DReG, NVAE's KL terms, bits/dim
     samplers   annealed Langevin dynamics, inpainting, NCSNv2's ladder rules

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from lib.nets import layers
-from lib.nets.layers import GemmConv2d, GemmConvTranspose2d
+from lib.nets import fast_layers as layers
+from lib.nets.fast_layers import GemmConv2d, GemmConvTranspose2d
 
 
 def _pair(plain: nn.Module, fast: nn.Module) -> tuple[nn.Module, nn.Module]:
@@ -75,3 +76,11 @@ def test_gemm_conv_transpose_keeps_the_bf16_dtype_of_autocast():
         fast, plain = conv(x), nn.ConvTranspose2d.forward(conv, x)
     assert fast.dtype == plain.dtype == torch.bfloat16
     torch.testing.assert_close(fast.float(), plain.float(), atol=0.05, rtol=0.02)
+
+
+def test_the_channels_last_max_pool_is_the_plain_max_pool_in_the_inputs_layout():
+    x = torch.randn(2, 8, 16, 16, requires_grad=True)
+    pooled = layers.max_pool_5x5(x)
+    assert torch.equal(pooled, F.max_pool2d(x, 5, stride=1, padding=2)) and pooled.is_contiguous()
+    pooled.sum().backward()
+    assert torch.equal(x.grad, torch.autograd.grad(F.max_pool2d(x, 5, 1, 2).sum(), x)[0])

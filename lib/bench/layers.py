@@ -1,8 +1,8 @@
 """Layer-level timings behind the CPU fast paths: `python -m lib.bench.layers [--batch B] [--out FILE]`.
 
 Each row times one layer's forward + backward (bf16 autocast and fp32) in PyTorch's own form and in the form the
-nets use on the CPU: GemmConv2d / GemmConvTranspose2d (lib.nets.layers) for the VAEs' 2x2 maps and
-max_pool_5x5 (lib.nets.ncsn) for the RefineNet's chained residual pooling. The layers are chosen by these
+nets use on the CPU: GemmConv2d / GemmConvTranspose2d (lib.nets.fast_layers) for the VAEs' 2x2 maps and
+max_pool_5x5 (lib.nets.fast_layers) for the RefineNet's chained residual pooling. The layers are chosen by these
 measurements, not by assumption; rerun it on a new CPU before trusting the thresholds there."""
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..common.devices import describe_device
-from ..nets.layers import GemmConv2d, GemmConvTranspose2d
-from ..nets.ncsn import max_pool_5x5
+from ..nets.fast_layers import GemmConv2d, GemmConvTranspose2d, max_pool_5x5
 
 
 def _ms(fn, repeats: int) -> float:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fast_layers import max_pool_5x5
 from .layers import AttnBlock, CondInstanceNorm2dPlus, GaussianFourierProjection, ResBlock, group_norm
 
 
@@ -158,17 +159,6 @@ class CondRCU(nn.Module):
             x = conv(F.elu(norm(x, level)))
             x = x + residual if i % self.n_stages == self.n_stages - 1 else x
         return x
-
-
-def max_pool_5x5(x: torch.Tensor) -> torch.Tensor:
-    """5x5 max-pooling at stride 1 (same size), the CRP's pooling. On the CPU it runs in channels-last memory and
-    hands back the input's layout: PyTorch's NCHW kernel took 48 ms for (16, 128, 32, 32) on this project's 2-core
-    Xeon against 4 ms channels-last (63 vs 19 ms with the backward pass, conversions included;
-    `python -m lib.bench.layers`)."""
-    if x.device.type != "cpu" or x.is_contiguous(memory_format=torch.channels_last):
-        return F.max_pool2d(x, 5, stride=1, padding=2)
-    pooled = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), 5, stride=1, padding=2)
-    return pooled.contiguous()
 
 
 class CondCRP(nn.Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import GemmConv2d, GemmConvTranspose2d
+from .fast_layers import GemmConv2d, GemmConvTranspose2d
 
 IMAGE_SIZE = 32
 
