@@ -45,7 +45,7 @@ from ..train import run_folder
 from ..train.config import TrainConfig
 from ..train.loop import TrainResult, train
 from .findings import counted
-from .training import run_record, train_or_load
+from .training import train_or_load
 
 TRAIN_SCHEDULE_FIELDS = ("warmup_steps",)  # TrainConfig fields counted in steps
 MODEL_SCHEDULE_FIELDS = ("kl_warmup_steps", "kl_warmup_start", "capacity_steps")  # model fields in steps
@@ -231,17 +231,8 @@ def train_within(
         store_plan(folder, plan)
         log(f"training plan: {plan.describe()}; the probe took {plan.probe_seconds:.0f} s")
     model_cfg, fitted = fitted_configs(model_cfg, train_cfg, plan.steps)
-    result = train(
-        build(name, model_cfg, seed),
-        x,
-        fitted,
-        folder,
-        device=device,
-        stop_at=stop_at,
-        init_from=init_from,
-        model_config=run_record(name, model_cfg, x, data, **extra),
-        use_wandb=use_wandb,
-    )
+    result = train_or_load(name, model_cfg, fitted, x, folder, device, data, seed, init_from=init_from,
+                           stop_at=stop_at, use_wandb=use_wandb, **extra)  # fmt: skip
     if result.step >= plan.steps:
         plan = record_outcome(folder, result) or plan
         log(plan.outcome())

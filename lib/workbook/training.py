@@ -48,18 +48,21 @@ def train_or_load(
     seed: int = 0,
     continue_training: bool = True,
     init_from=None,
+    stop_at: int | None = None,
+    use_wandb: bool = True,
     **extra,
 ) -> TrainResult:
     """Build MODELS[name] from model_cfg (weights seeded by `seed`) and train it on uint8 images x_train, or load
     the run when it has finished. continue_training=False loads an existing checkpoint as it is (a wall-time
     budgeted run would otherwise train for another budget each time the notebook runs); init_from starts a new
-    run from another run's weights (staged training). The stored model config holds the family's fields, the data
+    run from another run's weights (staged training); stop_at ends this session at that step, as in
+    lib.train.train. The stored model config holds the family's fields, the data
     copy, the number of training images and `extra` (e.g. the preset, the split): resuming or loading the run
     under any other value is refused (lib.train.run_folder.check_model_config)."""
-    model = build(name, model_cfg, seed)
-    stop_at = None if continue_training or not list_checkpoints(Path(run)) else 0
+    if not continue_training and list_checkpoints(Path(run)):
+        stop_at = 0
     return train(
-        model,
+        build(name, model_cfg, seed),
         x_train,
         train_cfg,
         run,
@@ -67,4 +70,5 @@ def train_or_load(
         stop_at=stop_at,
         init_from=init_from,
         model_config=run_record(name, model_cfg, x_train, data, **extra),
+        use_wandb=use_wandb,
     )
