@@ -25,10 +25,19 @@ def test_tables_carry_the_smoke_line_only_in_smoke_mode():
     assert findings.SMOKE_NOTE not in findings.format_table(rows, columns, smoke=False)
 
 
-def test_overridden_parameters_names_only_those_set_and_replaced():
-    note = findings.overridden_parameters({"MAX_MINUTES": (30.0, 0.0), "LR": (None, 1e-3), "STEPS": (40, 40)})
-    assert note.startswith("smoke profile: MAX_MINUTES = 30.0 replaced by 0.0") and "LR" not in note
-    assert "STEPS" not in note and findings.overridden_parameters({"LR": (None, 1e-3)}) == ""
+def test_a_seed_gap_has_the_standard_error_of_two_independent_means():
+    gap, se = findings.seed_gap([1.0, 2.0, 3.0], [0.0, 0.0, 3.0])  # variances 1 and 3, three seeds each
+    assert gap == pytest.approx(1.0) and se == pytest.approx((1 / 3 + 3 / 3) ** 0.5)
+    assert findings.seed_gap([1.0], [0.5])[1] != findings.seed_gap([1.0], [0.5])[1]  # nan: one seed each
+
+
+def test_a_difference_is_stated_with_its_error_and_decided_only_beyond_two_of_them():
+    decided = findings.stated("beta=1 vs beta=0.5", 0.0039, 0.0005, findings.PAIRED)
+    assert decided == (
+        "beta=1 vs beta=0.5: +0.0039 ± 0.0005 bits/dim (SE paired over the same test images), decided (7.8 SE)"
+    )
+    assert "undecided (1.5 SE)" in findings.stated("k=5 vs k=1", -0.003, 0.002, findings.SEEDS)
+    assert "not decidable" in findings.stated("k=5 vs k=1", -0.003, float("nan"), findings.SEEDS)
 
 
 def test_the_likelihood_standard_error_is_the_spread_of_per_image_bounds_over_root_n(monkeypatch):

@@ -226,3 +226,13 @@ def test_the_floor_at_n_of_a_gaussian_matches_its_known_small_sample_bias():
     assert shifted["mean"] == pytest.approx(d * 0.25 + d / 400 + d * (d + 1) / (4 * 399), rel=0.1)
     with pytest.raises(ValueError, match="needs n real images"):
         metrics.distance_floor(fd_to(*exact), real[:10], None, 20)
+
+
+def test_the_kl_per_unit_sums_to_the_closed_form_kl():
+    x = (torch.rand(5, 3, 32, 32) * 255).to(torch.uint8)
+    model = _tiny_vae()
+    per_unit = metrics.kl_per_unit(model, x, batch_size=2)
+    with torch.no_grad():
+        whole = model.posterior(x.float() / 255).kl_standard_normal().mean()
+    assert per_unit.shape == (model.posterior(x[:1].float() / 255).mu.shape[1],) and (per_unit >= 0).all()
+    assert float(per_unit.sum()) == pytest.approx(float(whole), rel=1e-5)

@@ -40,6 +40,7 @@ from .likelihood import (
     hierarchical_bounds,
     importance_log_likelihood,
     importance_log_weights,
+    kl_per_unit,
     posterior_means,
     reconstruction_error,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "hierarchical_bounds",
     "importance_log_likelihood",
     "importance_log_weights",
+    "kl_per_unit",
     "posterior_means",
     "reconstruction_error",
     "high_frequency_energy",

@@ -99,6 +99,19 @@ def posterior_means(model, x, batch_size: int = 256, device=None) -> torch.Tenso
     return torch.cat([model.posterior(xb).mu.cpu() for xb in _batches(x, batch_size, device)])
 
 
+@torch.no_grad()
+def kl_per_unit(model, x, batch_size: int = 256, device=None) -> torch.Tensor:
+    """The mean KL(q(z_j|x) || N(0, 1)) of each latent unit j over images x, (L,) nats on the CPU: the rate each
+    unit carries, summing to the ELBO's KL. Sorted, it is the spectrum that shows which units a beta prunes."""
+    device = device or torch.device("cpu")
+    total, count = 0.0, 0
+    for xb in _batches(x, batch_size, device):
+        q = model.posterior(xb)
+        total = total + (0.5 * (q.mu**2 + q.logvar.exp() - 1.0 - q.logvar)).sum(0).double().cpu()
+        count += len(xb)
+    return total / count
+
+
 def active_units(mu: torch.Tensor, threshold: float = 0.01) -> torch.Tensor:
     """Burda et al. (2016, Sec. 5.2): unit j is active when Cov_x(E_q[z_j|x]) > threshold; mu (N, L) -> bool (L,)."""
     if mu.shape[0] < 2:
@@ -235,4 +248,5 @@ def evaluate_vae(
         "latent_dim": len(active),
         "mse": reconstruction_error(model, x_test, device=device),
         "unit_variance": mu.var(0).tolist(),
+        "kl_per_unit": kl_per_unit(model, x_test, device=device).tolist(),  # nats, per latent unit
     }

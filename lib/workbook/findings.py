@@ -31,6 +31,34 @@ def paired_gap(before: Sequence[float], after: Sequence[float]) -> tuple[float, 
     return statistics.fmean(diff), statistics.stdev(diff) / len(diff) ** 0.5
 
 
+PAIRED = "paired over the same test images"  # the kinds of standard error a verdict names
+SEEDS = "over training seeds"
+
+
+def seed_gap(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """mean(a) - mean(b) of one number measured on independently seeded training runs of two settings, and its
+    standard error sqrt(s_a^2 / n_a + s_b^2 / n_b) (nan with fewer than two seeds on either side: training
+    randomness is then unmeasured)."""
+    if not a or not b:
+        raise ValueError("a seed comparison needs at least one run of each setting")
+    se = (
+        (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+        if min(len(a), len(b)) >= 2
+        else float("nan")
+    )
+    return statistics.fmean(a) - statistics.fmean(b), se
+
+
+def stated(name: str, effect: float, se: float, kind: str, unit: str = "bits/dim", spec: str = ".4f") -> str:
+    """One way to state a difference: '<name>: +0.0039 ± 0.0005 bits/dim (SE <kind>), decided (7.8 SE)', decided
+    only beyond 2 SE; within them 'undecided'; without a standard error (nan: one seed) 'not decidable'."""
+    text = f"{name}: {effect:+{spec}} ± {se:{spec}} {unit} (SE {kind})".replace("  ", " ")
+    if se != se:  # nan
+        return f"{name}: {effect:+{spec}} {unit}, SE {kind} unmeasured (one run each): not decidable"
+    ratio = abs(effect) / se if se > 0 else float("inf")
+    return f"{text}, {'decided' if ratio > 2 else 'undecided'} ({ratio:.1f} SE)"
+
+
 def counted(n: float, noun: str, spec: str = ",") -> str:
     """'1 step', '16 steps', '0.06 epochs', '1 epoch': n formatted by spec, the noun singular only when the number
     reads exactly '1' (so '1.00 epochs' stays plural, as a measured amount)."""
@@ -44,20 +72,3 @@ SMOKE_NOTE = "SMOKE RUN: reduced sizes and budgets; these numbers check the code
 def smoke_line(smoke: bool | None = None) -> str:
     """The line every smoke table and finding carries ('' outside smoke mode)."""
     return f"[{SMOKE_NOTE}]" if (paths.is_smoke() if smoke is None else smoke) else ""
-
-
-def overridden_parameters(pairs: dict[str, tuple], profile: str = "smoke") -> str:
-    """For a notebook's settings: pairs maps a parameter name to (the value given, the value used); the note names
-    every parameter that was set (not None) and replaced, e.g. 'smoke profile: MAX_MINUTES = 30 replaced by 0
-    (the smoke sizes win; use the full profile to apply them)', or '' when none was."""
-    replaced = [
-        f"{name} = {given!r} replaced by {'the default (None)' if used is None else repr(used)}"
-        for name, (given, used) in pairs.items()
-        if given is not None and given != used
-    ]
-    if not replaced:
-        return ""
-    remedy = (
-        "use the short or full profile to apply them" if profile == "smoke" else "they do not apply in it"
-    )
-    return f"{profile} profile: {'; '.join(replaced)} (the {profile} sizes win; {remedy})"
