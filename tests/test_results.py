@@ -126,6 +126,7 @@ def test_tightest_test_bound_prefers_importance_weighted_over_elbo():
     # with their standard errors (far below any bound: 06 and 01 once listed 0.010 bits/dim as the best bound)
     assert results.tightest_test_bound({**vae, "bpd_k_se": 0.010}) == (4.0, "L_5000")
     assert results.tightest_test_bound({**nvae, "test_bpd_iw_se": 0.026}) == (3.3, "L_100")
+    assert results.tightest_test_bound({**vae, "bpd_gap": 0.025, "bpd_gap_se": 0.001}) == (4.0, "L_5000")
     assert results.tightest_test_bound({"bpd_elbo": 4.1, "val_bpd_elbo": 3.0}) == (4.1, "ELBO")
     assert results.tightest_test_bound({"final_loss": 1.0, "fd_c10": 2.0}) == (
         None,

@@ -255,16 +255,16 @@ def model_from_run(record: dict, smoke: bool | None = None, device="cpu"):
 def tightest_test_bound(metrics: dict) -> tuple[float | None, str | None]:
     """(bits/dim, label) of the tightest test bound in a results record's metrics: an importance-weighted L_k
     (label "L_<k>"; NVAE's `test_bpd_iw`, the VAEs' `bpd_k`) before the ELBO (label "ELBO"), the lower value
-    among several of a kind; (None, None) without a likelihood (NCSN). Validation and training numbers and standard
-    errors (`*_se`) are skipped."""
+    among several of a kind; (None, None) without a likelihood (NCSN). Validation and training numbers, standard
+    errors (`*_se`) and gaps between two bounds (`bpd_gap`) are skipped."""
     k = metrics.get("k_eval", metrics.get("k"))
     found = []
     for key, value in metrics.items():
         words = set(key.lower().split("_"))
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             continue
-        if not words & {"bpd", "bits"} or words & {"val", "train", "fit", "se"}:
-            continue  # a bound's standard error (bpd_k_se, test_bpd_iw_se) is no bound: it would be the lowest
+        if not words & {"bpd", "bits"} or words & {"val", "train", "fit", "se", "gap"}:
+            continue  # a bound's standard error (bpd_k_se) or the ELBO - L_k gap is no bound: it would be the lowest
         is_elbo = "elbo" in words
         label = "ELBO" if is_elbo else f"L_{k}" if words & {"k", "iw"} and k else key
         found.append((is_elbo, float(value), label))
