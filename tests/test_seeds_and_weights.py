@@ -25,9 +25,10 @@ def test_the_weight_spread_of_equal_weights_and_of_one_dominant_weight():
     dominant[3] = 0.0  # one weight dwarfs the others: w_max = 1, the effective sample size is 1
     w_max, ess = metrics.weight_spread(dominant)
     assert torch.allclose(w_max, torch.ones(2)) and torch.allclose(ess, torch.ones(2))
-    two = torch.tensor([[0.0], [math.log(3.0)]])  # weights 1 and 3: normalised 1/4, 3/4; ESS 1 / (1/16 + 9/16)
+    two = torch.tensor([[0.0], [math.log(3.0)]])  # weights 1 and 3: normalised 1/4, 3/4
     w_max, ess = metrics.weight_spread(two)
-    assert math.isclose(w_max.item(), 0.75, rel_tol=1e-6) and math.isclose(ess.item(), 1.6, rel_tol=1e-6)
+    assert math.isclose(w_max.item(), 0.75, rel_tol=1e-6)
+    assert math.isclose(ess.item(), 1.6, rel_tol=1e-6)  # 1 / (1/16 + 9/16)
 
 
 def test_evaluate_likelihood_reports_the_weight_spread_of_its_own_draws():
@@ -40,11 +41,17 @@ def test_evaluate_likelihood_reports_the_weight_spread_of_its_own_draws():
 
 def test_a_second_seed_is_recorded_without_a_bank(images, isolated_outputs):
     cfg, train_cfg = tiny_beta_vae()
-    fitted = budget.fit("beta_vae", cfg, train_cfg, images, isolated_outputs / "smoke" / "runs" / "bv-s1", "cpu")
+    fitted = budget.fit(
+        "beta_vae", cfg, train_cfg, images, isolated_outputs / "smoke" / "runs" / "bv-s1", "cpu"
+    )
     S = types.SimpleNamespace(n_bank=8, smoke=True, profile="smoke")
-    path = results.record_fitted(fitted, "beta_vae", S, _Copy(), "cpu", {"bpd_k": 5.0}, 1, n_bank=0, training_seed=1)
+    path = results.record_fitted(
+        fitted, "beta_vae", S, _Copy(), "cpu", {"bpd_k": 5.0}, 1, n_bank=0, training_seed=1
+    )
     record = json.loads(path.read_text())
-    assert record["sample_bank"] is None and record["training_seed"] == 1 and record["metrics"]["bpd_k"] == 5.0
+    assert (
+        record["sample_bank"] is None and record["training_seed"] == 1 and record["metrics"]["bpd_k"] == 5.0
+    )
     assert results.load_sample_bank("bv-s1", smoke=True) is None
 
 

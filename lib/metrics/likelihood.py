@@ -252,7 +252,7 @@ def evaluate_vae(
         "bpd_gap": ll["bpd_gap"],
         "bpd_gap_se": ll["bpd_gap_se"],
         "bounds_on": f"the first {ll['n_images']} test images, both bounds from the same {k} draws per image",
-        **{key: ll[key] for key in ("weight_max", "weight_max_se", "ess", "ess_se")},  # the same draws' spread
+        **{key: ll[key] for key in ("weight_max", "weight_max_se", "ess", "ess_se")},  # the same draws
         "log_px_k": ll["log_px_nats"],
         "bpd_k": ll["bpd"],
         "bpd_k_se": ll["bpd_se"],

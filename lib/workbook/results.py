@@ -152,6 +152,8 @@ def record_fitted(
     (lib.workbook.profiles): the experiment is the run folder's name; the configs it trained under, the bank
     size (n_bank, else S's; 0: no bank), the profile and the training plan come from `fitted` and S; extra: e.g.
     preset, bank."""
+    if n_bank is None:
+        n_bank = getattr(S, "n_bank", None) or getattr(S, "n_bank_samples", N_BANK)
     return record_experiment(
         Path(fitted.result.folder).name,
         model_name=model_name,
@@ -161,7 +163,7 @@ def record_fitted(
         cifar=cifar,
         device=device,
         metrics=metrics,
-        n_bank=getattr(S, "n_bank", None) or getattr(S, "n_bank_samples", N_BANK) if n_bank is None else n_bank,
+        n_bank=n_bank,
         seed=seed,
         smoke=S.smoke,
         profile=S.profile,
