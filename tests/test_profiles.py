@@ -164,11 +164,12 @@ CPU_HOURS = 2  # the cpu profile's promise: each notebook within about 2 hours o
 
 def cpu_training_minutes(S) -> float:
     """The training minutes a notebook's cpu sizes commit to before evaluation (budgets end on time)."""
-    if S.notebook == "beta_vae":
-        return len(defaults("beta_vae")["BETAS"]) * S.max_minutes
-    if S.notebook == "iwae":  # the equal-wall view is exact; the equal-epochs view is capped per model
+    if S.notebook == "beta_vae":  # every beta, every training seed
+        return len(defaults("beta_vae")["BETAS"]) * S.n_seeds * S.max_minutes
+    if S.notebook == "iwae":  # per model and seed: the equal-wall view is exact, the equal-epochs view capped
         views = defaults("iwae")
-        return (len(views["VAE_KS"]) + len(views["IWAE_KS"])) * (S.equal_wall_minutes + S.max_minutes)
+        per_model = S.n_seeds * S.max_minutes + S.wall_seeds * S.equal_wall_minutes
+        return (len(views["VAE_KS"]) + len(views["IWAE_KS"])) * per_model
     if S.notebook == "nvae":
         return 2 * S.debug_minutes + S.full_minutes + S.continue_minutes
     return getattr(S, "max_minutes", 0.0)
@@ -199,3 +200,10 @@ def test_a_reader_value_wins_in_the_cpu_profile():
         "beta_vae", defaults("beta_vae", PROFILE="cpu", MAX_MINUTES=2.0, K_EVAL=100), quiet=True
     )
     assert S.max_minutes == 2.0 and S.k_eval == 100 and S.n_likelihood == 300
+
+
+@pytest.mark.parametrize("table", ["beta_vae", "iwae"])
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_ranking_of_training_settings_has_three_seeds_in_every_profile_but_smoke(table, profile):
+    S = profiles.settings(table, defaults(table, PROFILE=profile), quiet=True)
+    assert S.n_seeds == 1 if profile == "smoke" else S.n_seeds >= 3

@@ -43,6 +43,7 @@ from .likelihood import (
     kl_per_unit,
     posterior_means,
     reconstruction_error,
+    weight_spread,
 )
 from .pixels import high_frequency_energy, nearest_neighbours
 
@@ -73,6 +74,7 @@ __all__ = [
     "kl_per_unit",
     "posterior_means",
     "reconstruction_error",
+    "weight_spread",
     "high_frequency_energy",
     "nearest_neighbours",
     "InceptionUnavailable",

@@ -75,21 +75,34 @@ def bound_numbers(per_bound: torch.Tensor, per_elbo: torch.Tensor, k: int) -> di
     }
 
 
+def weight_spread(log_w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How concentrated the normalised importance weights w_i / sum_j w_j of each image are, from log_w (k, B):
+    (the largest normalised weight (B,), in [1/k, 1]; the effective sample size 1 / sum_i w_i^2 (B,), in [1, k])."""
+    log_norm = log_w.double() - torch.logsumexp(log_w.double(), 0)  # log normalised weights, (k, B)
+    return log_norm.max(0).values.exp().float(), (-torch.logsumexp(2 * log_norm, 0)).exp().float()
+
+
 @torch.no_grad()
 def evaluate_likelihood(
     model, x, k: int = 5000, batch_size: int = 8, k_chunk: int = 500, device=None
 ) -> dict:
     """L_k (log p(x) estimate) and the ELBO (beta = 1) over images x (uint8 or [0, 1]) from the same k posterior
-    draws per image: the ELBO is the mean of the log-weights, L_k their log-mean-exp (bound_numbers)."""
+    draws per image: the ELBO is the mean of the log-weights, L_k their log-mean-exp (bound_numbers); and, from
+    the same weights, their spread (weight_spread: the largest normalised weight and the effective sample size,
+    means over the images with their standard errors)."""
     device = device or torch.device("cpu")
-    bound, elbo = [], []
+    bound, elbo, spread = [], [], []
     with _eval_mode(model), Progress(len(x), f"importance-weighted L_{k}", "img") as bar:
         for xb in _batches(x, batch_size, device):
             log_w = importance_log_weights(model, xb, k, k_chunk)  # (k, B)
             bound.append(iwae_bound(log_w).cpu())
             elbo.append(log_w.mean(0).cpu())
+            spread.append(torch.stack(weight_spread(log_w)).cpu())  # (2, B)
             bar.update(len(xb))
-    return bound_numbers(torch.cat(bound), torch.cat(elbo), k)
+    w_max, ess = torch.cat(spread, 1)
+    numbers = bound_numbers(torch.cat(bound), torch.cat(elbo), k)
+    numbers.update(weight_max=w_max.mean().item(), weight_max_se=standard_error(w_max))
+    return numbers | dict(ess=ess.mean().item(), ess_se=standard_error(ess))
 
 
 @torch.no_grad()
@@ -221,7 +234,8 @@ def evaluate_vae(
 
     The bounds (L_k and the ELBO, bpd_k and bpd_elbo) come from the first n_likelihood images and the same k draws
     per image (it costs k decoder passes per image), so L_k >= ELBO holds by construction; the ELBO's terms
-    (reconstruction, kl, elbo and the trained objective, in nats), active units and mse use all n_test images. Active units: Burda et al.'s Cov_x(E_q[z_j]) > 0.01. model_cfg and the training
+    (reconstruction, kl, elbo and the trained objective, in nats), active units and mse use all n_test images; the
+    spread of the bounds' normalised importance weights (weight_max, ess) comes from the same draws. Active units: Burda et al.'s Cov_x(E_q[z_j]) > 0.01. model_cfg and the training
     step give the trained objective (beta_elbo, or capacity_elbo at C of that step); None: the beta = 1 ELBO.
     """
     model = model.eval()
@@ -239,6 +253,7 @@ def evaluate_vae(
         "bpd_gap": ll["bpd_gap"],
         "bpd_gap_se": ll["bpd_gap_se"],
         "bounds_on": f"the first {ll['n_images']} test images, both bounds from the same {k} draws per image",
+        **{key: ll[key] for key in ("weight_max", "weight_max_se", "ess", "ess_se")},  # the same draws
         "log_px_k": ll["log_px_nats"],
         "bpd_k": ll["bpd"],
         "bpd_k_se": ll["bpd_se"],

@@ -55,7 +55,7 @@ def stated(name: str, effect: float, se: float, kind: str, unit: str = "bits/dim
     text = f"{name}: {effect:+{spec}} ± {se:{spec}} {unit} (SE {kind})".replace("  ", " ")
     if se != se:  # nan
         return f"{name}: {effect:+{spec}} {unit}, SE {kind} unmeasured (one run each): not decidable"
-    ratio = abs(effect) / se if se > 0 else float("inf")
+    ratio = abs(effect) / se if se > 0 else float("inf") if effect else 0.0  # 0 ± 0: no difference to decide
     return f"{text}, {'decided' if ratio > 2 else 'undecided'} ({ratio:.1f} SE)"
 
 

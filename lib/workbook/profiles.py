@@ -113,23 +113,28 @@ PROFILE_SIZES = {
     },
     "beta_vae": {
         "why": {
-            "smoke": "the tiny preset, 40 steps on 512 training images, 256 test images, k = 64: the CPU in "
-                "about a minute",
-            "short": "1 minute of training per beta (four betas), then L_k at k = 1,000 on 500 test images "
-                "per beta: k decoder passes per image is the evaluation's whole cost, so it is cut 10x from "
-                "the full k = 5,000 on 1,000 images",
-            "full": "8 minutes of training per beta, L_5000 on 1,000 test images",
-            "cpu": "6 minutes of training per beta at batch 64 (four betas; measured on 2 Xeon cores: about "
-                "330 images/s, about 1,800 steps = 2.5 epochs each), then L_500 on 300 test images per beta "
-                "(150,000 decoder passes, about 2.2 minutes at some 1,100 a second); the ELBO terms and "
-                "active units on all 10,000 test images",
+            "smoke": "the tiny preset, 40 steps on 512 training images, 256 test images, k = 64, one seed per "
+                "beta (so its verdicts over training seeds read 'not decidable'): the CPU in about a minute",
+            "short": "0.5 minutes of training per run, four betas x 3 seeds (6 minutes), then L_k at k = 1,000 "
+                "on 500 test images per run: k decoder passes per image is the evaluation's whole cost, so it "
+                "is cut 10x from the full k = 5,000 on 1,000 images; 12 evaluations make it about 10 minutes",
+            "full": "8 minutes of training per run (four betas x 3 seeds: 96 minutes), L_5000 on 1,000 test "
+                "images",
+            "cpu": "6 minutes of training per run at batch 64, four betas x 3 seeds = 72 minutes (measured on "
+                "2 Xeon cores: about 330 images/s, about 1,800 steps = 2.5 epochs each), then L_500 on 300 "
+                "test images per run (150,000 decoder passes, about 2.2 minutes at some 1,100 a second: 27 "
+                "minutes for 12 runs); the ELBO terms and active units on all 10,000 test images; a sample "
+                "bank for seed 0 only",
         },
         "preset": dict(smoke="tiny", short="default", full="default", cpu="default",
                 why="the tiny VAE fits a CPU"),
-        "max_minutes": dict(smoke=0.0, short=1.0, full=8.0, cpu=6.0, why="training budget per beta; a probe "
-            "turns it into steps (0: STEPS); smoke trains by steps"),
-        "steps": dict(smoke=40, short=None, full=None, cpu=None, why="optimizer steps per beta instead of a "
+        "max_minutes": dict(smoke=0.0, short=0.5, full=8.0, cpu=6.0, why="training budget per run (one beta, "
+            "one seed); a probe turns it into steps (0: STEPS); smoke trains by steps"),
+        "steps": dict(smoke=40, short=None, full=None, cpu=None, why="optimizer steps per run instead of a "
             "budget"),
+        "n_seeds": dict(smoke=1, short=3, full=3, cpu=3, why="training seeds per beta (seed s: TrainConfig and "
+            "weights seeded SEED + s, run folders with -s<s> for s > 0): ranking the betas needs their spread "
+            "over training seeds, so at least 3; smoke's one seed checks the code"),
         "batch_size": dict(smoke=32, short=None, full=None, cpu=64, why="None: the preset's (128)"),
         "lr": dict(smoke=None, short=None, full=None, cpu=None, why="None: the preset's (1e-4)"),
         "latent_dim": dict(smoke=None, short=None, full=None, cpu=None, why="L; None: the preset's (128)"),
@@ -144,31 +149,41 @@ PROFILE_SIZES = {
             "estimate L_k of log p(x)"),
         "n_likelihood": dict(smoke=128, short=500, full=1_000, cpu=300, why="test images for L_k (k decoder "
             "passes each); the other numbers use every test image"),
-        "n_bank": dict(smoke=16, short=1_000, full=N_BANK, cpu=500, why="samples kept as uint8 beside each "
-            "results file"),
+        "n_bank": dict(smoke=16, short=1_000, full=N_BANK, cpu=500, why="samples kept as uint8 beside the "
+            "results file of seed 0 (the other seeds' results files have no bank)"),
     },
     "iwae": {
         "why": {
             "smoke": "the tiny preset, one epoch of 512 training images (16 steps of 32), 256 test images, "
-                "k = 64, 0.05 minutes per model at equal wall time: about a minute on 2 CPU cores",
-            "short": "4 models in 2 views in about 8 minutes: 2 epochs each, 0.5 minutes each at equal wall "
-                "time, L_k at k = 1,000 on 300 test images (k decoder passes per image dominate the "
-                "evaluation)",
-            "full": "5 epochs and 5 minutes per model, L_5000 on 1,000 test images",
-            "cpu": "one epoch of 5,000 training images per model (k = 50 trains at about 8 images/s on 2 "
-                "cores: 10 minutes), 2.5 minutes per model at equal wall time, L_500 on 200 test images per "
-                "model (100,000 decoder passes, about 1.5 minutes) and active units on 2,000: a test of the "
-                "two claims at a few hundred steps",
+                "k = 64, 0.05 minutes per model at equal wall time, one seed per model (so its verdicts over "
+                "training seeds read 'not decidable'): about a minute on 2 CPU cores",
+            "short": "4 models x 3 seeds at equal epochs (1 epoch each: 1.5x the images of the former single "
+                "seed at 2 epochs), one seed each at equal wall time (0.5 minutes), L_k at k = 1,000 on 300 "
+                "test images (k decoder passes per image dominate the 16 evaluations): about 12 minutes",
+            "full": "5 epochs and 5 minutes per model, 3 seeds in both views, L_5000 on 1,000 test images",
+            "cpu": "seeds where the claims are tested: 4 models x 3 seeds at equal epochs (Burda et al.'s "
+                "protocol; one epoch of 4,000 training images, 63 steps: k = 50 trains at about 12 images/s "
+                "on 2 cores, 5.7 minutes, under the 6.5-minute cap) and one seed at equal wall time (2.5 "
+                "minutes each, a second view checked over the same images only): at most 4 x (3 x 6.5 + 2.5) "
+                "= 88 minutes of training by the caps, about 30 as run; L_500 on 200 test images per model "
+                "(100,000 decoder passes, about 1.5 minutes, 16 models) and active units on 2,000: a test of "
+                "the two claims at a few dozen steps",
         },
         "preset": dict(smoke="tiny", short="default", full="default", cpu="default",
                 why="the tiny VAE fits a CPU"),
-        "epochs": dict(smoke=1.0, short=2.0, full=5.0, cpu=1.0, why="equal-epochs view: passes over the "
+        "epochs": dict(smoke=1.0, short=1.0, full=5.0, cpu=1.0, why="equal-epochs view: passes over the "
             "training images per model"),
-        "max_minutes": dict(smoke=0.0, short=10.0, full=10.0, cpu=15.0, why="cap per model in the "
+        "max_minutes": dict(smoke=0.0, short=10.0, full=10.0, cpu=6.5, why="cap per run in the "
             "equal-epochs view (0: none); a stopped run resumes"),
         "equal_wall_minutes": dict(smoke=0.05, short=0.5, full=5.0, cpu=2.5,
                 why="equal-wall-time view: training minutes per model, turned into steps by a probe (0: "
                 "skip)"),
+        "n_seeds": dict(smoke=1, short=3, full=3, cpu=3, why="training seeds per model in the equal-epochs "
+            "view, where Burda et al.'s claims are ranked over training seeds (seed s: TrainConfig and weights "
+            "seeded SEED + s, run folders with -s<s> for s > 0): at least 3; smoke's one seed checks the code"),
+        "wall_seeds": dict(smoke=1, short=1, full=3, cpu=1, why="training seeds per model in the equal-wall "
+            "view: one (its k comparison paired over the same test images, seed verdicts not decidable) where "
+            "the budget is tight, 3 in full"),
         "batch_size": dict(smoke=32, short=None, full=None, cpu=None, why="None: the preset's (64)"),
         "lr": dict(smoke=None, short=None, full=None, cpu=None, why="None: the preset's (1e-4)"),
         "latent_dim": dict(smoke=None, short=None, full=None, cpu=None, why="L; None: the preset's (128)"),
@@ -177,7 +192,7 @@ PROFILE_SIZES = {
         "ckpt_every": dict(smoke=8, short=None, full=None, cpu=None, why="steps per checkpoint; None: the "
             "preset's"),
         "compile": dict(smoke=False, short=None, full=None, cpu=True, why=COMPILE_VAE_CPU),
-        "n_train": dict(smoke=512, short=None, full=None, cpu=5_000, why="training images; None: the 45k "
+        "n_train": dict(smoke=512, short=None, full=None, cpu=4_000, why="training images; None: the 45k "
             "fit split"),
         "n_test": dict(smoke=256, short=None, full=None, cpu=2_000, why="test images; None: the 10k test "
             "split"),

@@ -111,10 +111,12 @@ def record_experiment(
     lib.train.TrainResult; or from `sampler`, e.g. an NVAE with re-estimated BatchNorm; or take the `bank`
     (images, seconds per 1k) the notebook drew already), store it, and write the results record with the run's
     compute and `metrics` (the bank's sampling time is added). The record's config is `config`, else the model and
-    training configs and the preset. Returns the results path."""
+    training configs and the preset. n_bank = 0 without a bank: no bank. Returns the results path."""
     model = result.ema.eval()
+    if bank is None and not n_bank:  # no bank (e.g. a second training seed of a setting)
+        bank = np.zeros((0, 3, 32, 32), np.uint8), None
     images, seconds_per_1k = bank if bank is not None else draw_samples(sampler or model, n=n_bank, seed=seed)
-    bank_file = save_sample_bank(experiment, images, seed=seed, seconds_per_1k=seconds_per_1k, smoke=smoke)
+    bank_file = save_sample_bank(experiment, images, seed, seconds_per_1k, smoke) if len(images) else None
     if config is None:  # without train_cfg: the TrainConfig the run folder's config.json says it trained with
         trained = (
             asdict(train_cfg)
@@ -136,17 +138,22 @@ def record_experiment(
         img_per_s=result.img_per_s,
         metrics={**metrics, "sample_seconds_per_1k": seconds_per_1k},
         smoke=smoke,
-        sample_bank=bank_file.name,  # beside the results file (an absolute path would name this machine)
+        sample_bank=bank_file and bank_file.name,  # beside the results file (a path would name this machine)
         run=Path(result.folder).name,
         n_params=sum(p.numel() for p in model.parameters()),
         **extra,
     )
 
 
-def record_fitted(fitted, model_name: str, S, cifar, device, metrics: dict, seed: int, **extra) -> Path:
+def record_fitted(
+    fitted, model_name: str, S, cifar, device, metrics: dict, seed: int, n_bank: int | None = None, **extra
+) -> Path:
     """record_experiment for a run fitted by lib.workbook.budget.fit in a notebook with sizes S
     (lib.workbook.profiles): the experiment is the run folder's name; the configs it trained under, the bank
-    size, the profile and the training plan come from `fitted` and S; extra: e.g. preset, bank."""
+    size (n_bank, else S's; 0: no bank), the profile and the training plan come from `fitted` and S; extra: e.g.
+    preset, bank."""
+    if n_bank is None:
+        n_bank = getattr(S, "n_bank", None) or getattr(S, "n_bank_samples", N_BANK)
     return record_experiment(
         Path(fitted.result.folder).name,
         model_name=model_name,
@@ -156,7 +163,7 @@ def record_fitted(fitted, model_name: str, S, cifar, device, metrics: dict, seed
         cifar=cifar,
         device=device,
         metrics=metrics,
-        n_bank=getattr(S, "n_bank", None) or getattr(S, "n_bank_samples", N_BANK),
+        n_bank=n_bank,
         seed=seed,
         smoke=S.smoke,
         profile=S.profile,
