@@ -279,10 +279,20 @@ def test_calibration_compares_n_vs_n_disjoint_halves_and_degradations(
 ):
     record, saves = {"feature_timings": {}, "comparisons": []}, []
     fid_calibration.calibrate(
-        n_train=60, n_test=30, n_degraded=12, record=record, save=lambda: saves.append(1), sizes=(10, 30, 80)
+        n_train=60,
+        n_test=30,
+        n_degraded=12,
+        record=record,
+        save=lambda: saves.append(1),
+        sizes=(10, 30, 80),
+        floor_sizes=(10, 30),
     )  # the tiny copy has 32 test images
     rows = {(r["comparison"], r["n"]): r for r in record["comparisons"]}
-    assert all(r["n"] == r["n_reference"] for r in record["comparisons"])  # the way a bank is measured
+    floors = [r for r in record["comparisons"] if r["comparison"] == "test subsets vs train (floor)"]
+    assert all(r["n"] == r["n_reference"] for r in record["comparisons"] if r not in floors)  # n vs n
+    # n = 30 is every test image: no subsets to draw
+    assert [(r["n"], r["n_reference"], r["repeats"]) for r in floors] == [(10, 60, 5)]
+    assert all(floors[0]["sd"][name] > 0 for name in ("fid", "kid"))  # a spread over subsets, never ± 0
     assert {n for c, n in rows if c == "test vs train"} == {10, 30}  # 80 is beyond the test images
     assert rows[("test halves", 15)]["what"] == "test[15:30] vs test[:15]"
     assert [r["sigma"] for r in record["comparisons"] if r.get("degradation") == "noise"] == list(

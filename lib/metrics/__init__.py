@@ -24,6 +24,7 @@ from .classifier import (
 from .fidelity import (
     FDResult,
     distance_floor,
+    distance_floors,
     fd_c10,
     feature_stats,
     frechet_distance,
@@ -58,6 +59,7 @@ __all__ = [
     "load_classifier",
     "FDResult",
     "distance_floor",
+    "distance_floors",
     "fd_c10",
     "feature_stats",
     "frechet_distance",

@@ -21,12 +21,15 @@ import torch
 from ..common import devices, files, paths
 from ..data import degrade, load_cifar10
 from . import inception
+from .fidelity import distance_floors
 
 RESULTS = "fid_calibration"
 NOISE_SIGMAS = (0.03, 0.1)  # additive Gaussian noise, std on the [0, 1] scale
 BLUR_SIGMAS = (0.6, 1.2)  # Gaussian blur, std in pixels
 JPEG_QUALITIES = (75,)  # one more JPEG pass at the copy's quality: a proxy for what its compression does
-SIZES = (1000, 2000, 5000)  # test vs train at n vs n: short's banks, full's, the reference's
+SIZES = (200, 500, 1000, 2000, 5000)  # test vs train at n vs n: cpu's banks, short's, full's, the reference's
+FLOOR_SIZES = (200, 500, 1000)  # the floor notebook 06 reads models beside: random test subsets of n vs train
+FLOOR_REPEATS = 5  # random subsets per floor (mean ± sd)
 
 # A published real-vs-real figure on the original CIFAR-10 batches with the same network, resize and n. torch-fidelity
 # (Obukhov et al.) pins it in its test suite: FID of 5,000 random training images against 5,000 random test images
@@ -84,9 +87,29 @@ def _compare(name: str, real: np.ndarray, fake: np.ndarray, what: str, **extra) 
     return {"comparison": name, "what": what, **inception.fid_kid(real, fake), **extra}
 
 
-def calibrate(n_train: int, n_test: int, n_degraded: int, record: dict, save, sizes=SIZES) -> None:
-    """Fill record["comparisons"] step by step, calling save() after each new feature set. Every comparison is n vs
-    n, the way notebook 06 measures a bank (lib.metrics.fid_from_bank: as many training images as samples)."""
+def floor_row(train: np.ndarray, test: np.ndarray, n: int, repeats: int = FLOOR_REPEATS) -> dict:
+    """The real-data floor at n the way notebook 06 reads a model: FID, KID, precision and recall of `repeats` random
+    subsets of n test images against all of `train` (lib.metrics.distance_floors), each as its mean with its sd
+    over the subsets in row["sd"]."""
+    floors = distance_floors(lambda x, ref: inception.fid_kid(ref, x), test, train, n, repeats)
+    names = ("fid", "kid", "precision", "recall")
+    return {
+        "comparison": "test subsets vs train (floor)",
+        "what": f"{repeats} random subsets of {n} of test[:{len(test)}] vs train[:{len(train)}]",
+        "n": n,
+        "n_reference": len(train),
+        "repeats": repeats,
+        **{name: floors[name]["mean"] for name in names},
+        "sd": {name: floors[name]["sd"] for name in names},
+    }
+
+
+def calibrate(
+    n_train: int, n_test: int, n_degraded: int, record: dict, save, sizes=SIZES, floor_sizes=FLOOR_SIZES
+) -> None:
+    """Fill record["comparisons"] step by step, calling save() after each new feature set. The test-vs-train rows
+    are n vs n, the way notebook 06 measured a bank before issue 36; the floor rows (floor_row, at each n of
+    floor_sizes below n_test) are what 06 reads a model beside now: subsets of n test images vs all train ones."""
     cifar = load_cifar10()
     record.update(data=cifar.describe(), lossy=cifar.lossy, published=PUBLISHED)
     timings, rows = record["feature_timings"], record["comparisons"]
@@ -95,6 +118,7 @@ def calibrate(n_train: int, n_test: int, n_degraded: int, record: dict, save, si
     for n in sorted({n for n in sizes if n <= min(n_train, n_test)}):
         extra = {"published_original": PUBLISHED["fid"]} if n == PUBLISHED["n"] else {}
         rows.append(_compare("test vs train", train[:n], test[:n], f"test[:{n}] vs train[:{n}]", **extra))
+    rows += [floor_row(train, test, n) for n in floor_sizes if n < n_test]
     half = n_test // 2
     rows.append(
         _compare(
@@ -182,7 +206,7 @@ def main(argv=None) -> None:
         "--n-train",
         type=int,
         default=5000,
-        help="training images (test vs train at n = 1,000, "
+        help="training images (test vs train at n = 200, 500, 1,000, "
         "2,000 and 5,000 as far as they reach; 5,000 is the published reference's n)",
     )
     parser.add_argument(

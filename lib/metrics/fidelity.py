@@ -72,16 +72,33 @@ def distance_floor(distance, real, reference, n: int, repeats: int = 5, seed: in
     (features, or images: whatever `distance` takes), as {"n", "mean", "sd", "values"}. A model's distance at n is
     read beside this floor at the same n: Fréchet distances are biased upwards at small n (for n draws of a
     d-dimensional standard Gaussian against its exact statistics, by about d/n + d(d+1)/(4(n-1)))."""
+    return distance_floors(lambda x, ref: {"d": distance(x, ref)}, real, reference, n, repeats, seed)["d"]
+
+
+@torch.no_grad()
+def distance_floors(distances, real, reference, n: int, repeats: int = 5, seed: int = 0) -> dict:
+    """distance_floor of several distances over the same subsets, each subset measured once: distances(real[S],
+    reference) -> {name: value} (e.g. FID, KID, precision and recall from one call); {name: {"n", "mean", "sd",
+    "values"}}. The subsets are drawn without replacement from `real`; when n is a large part of it they overlap,
+    so the sd is a lower bound on the spread of independent draws (finite-population factor sqrt(1 - n/N))."""
     if not 1 <= n <= len(real):
         raise ValueError(f"the floor at n = {n} needs n real images, and there are {len(real)}")
     if repeats < 2:
         raise ValueError(f"repeats must be >= 2 for a spread, got {repeats}")
     rng = np.random.default_rng(seed)
-    values = [
-        float(distance(real[np.sort(rng.choice(len(real), n, replace=False))], reference))
-        for _ in range(repeats)
+    measured = [
+        distances(real[np.sort(rng.choice(len(real), n, replace=False))], reference) for _ in range(repeats)
     ]
-    return {"n": n, "mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)), "values": values}
+    return {
+        name: {
+            "n": n,
+            "mean": float(np.mean(values)),
+            "sd": float(np.std(values, ddof=1)),
+            "values": values,
+        }
+        for name in measured[0]
+        for values in [[float(m[name]) for m in measured]]
+    }
 
 
 def _knn_radii(f: torch.Tensor, k: int, chunk: int) -> torch.Tensor:

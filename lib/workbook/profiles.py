@@ -254,15 +254,17 @@ PROFILE_SIZES = {
     },
     "comparison": {
         "why": {
-            "smoke": "small sets so the whole notebook runs in about a minute on 2 CPU cores; the numbers "
+            "smoke": "small sets so the whole notebook runs in about two minutes on 2 CPU cores; the numbers "
                 "check the code",
-            "short": "the calibration on 10,000 test images and every bank (short and full differ only in "
+            "short": "the calibration on 10,000 test images; every model at the n every bank holds, against "
+                "10,000 training images, beside 5 subsets of n of the test split (short and full differ only in "
                 "the models)",
-            "full": "the calibration on 10,000 test images and every bank",
-            "cpu": "fd_c10 against 10,000 training images, the calibration on 1,000 test images, FID/KID of "
-                "each bank against as many training images as it holds (n vs n: at most 500 images through "
-                "the Inception, about 40 s at 13 images/s; FID at n = 500 reads higher than at 50,000, see "
-                "the floor column)",
+            "full": "the calibration on 10,000 test images; every model at the n every bank holds, against "
+                "10,000 training images, beside 5 subsets of n of the test split",
+            "cpu": "fd_c10 against 10,000 training images, the calibration on 1,000 test images; every model's "
+                "distances at the n every bank holds (200 today) against 2,000 training images, beside the floor "
+                "of 5 random subsets of n of the first 2,000 test images (4,000 real and 200 samples a model "
+                "through the Inception, about 13 images/s on 2 cores: about 9 minutes for 14 models)",
         },
         "n_reference": dict(smoke=5_000, short=None, full=None, cpu=10_000, why="training images behind the "
             "reference statistics; None: all 50,000"),
@@ -275,8 +277,14 @@ PROFILE_SIZES = {
                 why="samples drawn from a checkpoint without a bank"),
         "n_fid_full": dict(smoke=0, short=0, full=0, cpu=0, why="FID/KID from this many fresh samples of "
             "each checkpoint (papers: 50,000); 0: from the banks"),
-        "n_fid_smoke": dict(smoke=20, short=None, full=None, cpu=None, why="bank images FID measures in "
-            "smoke (about 13 images/s on 2 CPU cores); None: the whole bank"),
+        "n_compare": dict(smoke=None, short=None, full=None, cpu=None, why="samples per model behind every "
+            "distance (one n for all, issue 36); None: the largest every model's samples reach"),
+        "n_fid_reference": dict(smoke=50, short=10_000, full=10_000, cpu=2_000, why="training images behind "
+            "the FID/KID/precision-recall reference, the same for every model and the floor"),
+        "n_floor_pool": dict(smoke=50, short=10_000, full=10_000, cpu=2_000, why="test images the floor's "
+            "random subsets of n are drawn from (the first ones of the split)"),
+        "n_floor_repeats": dict(smoke=5, short=5, full=5, cpu=5, why="random subsets of n real test images "
+            "per floor (mean ± sd; issue 36 asks for at least 5)"),
         "bn_batches": dict(smoke=2, short=20, full=20, cpu=10, why="NVAE: decoder BatchNorm re-estimated "
             "before sampling (05)"),
         "bn_batch": dict(smoke=32, short=500, full=500, cpu=100, why="NVAE BatchNorm re-estimation: prior "
