@@ -170,3 +170,14 @@ def test_progress_prints_a_final_count_and_time_line(capsys):
         bar.update(6)
     out = capsys.readouterr().out
     assert out.startswith("sampling: 10 / 10 img in ") and out.rstrip().endswith("img/s)")
+
+
+def test_records_of_extra_training_seeds_are_left_out_with_a_note(tmp_path):
+    for name, seed in (("a", None), ("a-s1", 1), ("b", 0)):
+        record = {"experiment": name, "metrics": {}} | ({} if seed is None else {"training_seed": seed})
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+    records, notes = results.load_records(tmp_path)
+    assert [r["experiment"] for r in records] == ["a", "b"] and notes == [
+        "left out 1 record(s) of extra training seeds (their notebooks state the seeds' spread)"
+    ]
+    assert len(results.load_records(tmp_path, all_seeds=True)[0]) == 3

@@ -11,12 +11,9 @@ warm-up and cosine, NVAE's KL warm-up, the capacity annealing: `fit_schedules`) 
    changed under a checkpoint);
 3. the run itself, like any run of `lib.train.train`; planned vs actual (steps, minutes, img/s) is stored in
    `budget.json`, printed in one line and copied into the results record (lib.workbook.results).
-Earlier versions re-planned once from the run's own pace after a tenth of the budget (300 more lines). Over the
-ten budgeted cpu runs it was measured on (outputs/results/*-cpu.json, field `budget`: the probe's steps, the
-re-planned steps and the actual minutes), it changed the steps of four and ended them 3.3% off their budgets on
-average (at most 11.2%); the probe's plan alone, scaled by the measured pace, would have ended 4.3% off (at most
-13.5%: NCSN, whose start-up, closing checkpoint and sample grid took 98 s that the probe does not see). One point
-of accuracy did not earn the lines, so a run keeps its probe's plan; a run with a costly end needs some slack.
+Earlier versions also re-planned once from the run's own pace (300 more lines). On the ten budgeted cpu runs
+(outputs/results/*-cpu.json, `budget`) runs ended 3.3% off their budgets on average with it (at most 11.2%) and an
+estimated 4.3% without (at most 13.5%, NCSN): a point of accuracy did not earn the lines (README: Training budgets).
 
 `estimate_seconds` times a few calls of a costly function and extrapolates; `Stopwatch` collects the time of each
 part of a notebook, beside its estimate.

@@ -171,21 +171,31 @@ def record_fitted(
     )
 
 
-def load_records(folder: str | Path | None = None, smoke: bool | None = None) -> tuple[list[dict], list[str]]:
+def load_records(
+    folder: str | Path | None = None, smoke: bool | None = None, all_seeds: bool = False
+) -> tuple[list[dict], list[str]]:
     """(results records sorted by file name, notes on skipped files) from `folder` (default: the results folder
-    of the profile). Files that are not readable JSON or lack "experiment" and "metrics" are skipped with a note."""
+    of the profile). Files that are not readable JSON or lack "experiment" and "metrics" are skipped with a note.
+    The records of extra training seeds (training_seed > 0: their notebook states the seeds' spread; they carry
+    no sample bank) are left out, with one note, unless all_seeds."""
     folder = Path(folder) if folder is not None else results_path("any", smoke).parent
-    records, notes = [], []
+    records, notes, seeds = [], [], 0
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             record = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             notes.append(f"skipped {path.name}: not readable JSON ({err})")
             continue
-        if isinstance(record, dict) and "experiment" in record and "metrics" in record:
-            records.append(record)
-        else:
+        if not (isinstance(record, dict) and "experiment" in record and "metrics" in record):
             notes.append(f"skipped {path.name}: not a results record (no 'experiment' and 'metrics' fields)")
+        elif record.get("training_seed") and not all_seeds:
+            seeds += 1
+        else:
+            records.append(record)
+    if seeds:
+        notes.append(
+            f"left out {seeds} record(s) of extra training seeds (their notebooks state the seeds' spread)"
+        )
     return records, notes
 
 

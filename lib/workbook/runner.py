@@ -232,13 +232,9 @@ def run_one(notebook: Path, output: Path, parameters: dict, profile: str, timeou
         coalesce_streams(output)  # a bar's last state, not one saved line per update
     figures = count_figures(output)
     if status == "ok" and figures == 0 and workbook_metadata(notebook).get("shows_figures"):
-        status, detail = (
-            "FAILED",
-            (
-                f"showed no figure although it should (MPLBACKEND={os.environ.get('MPLBACKEND')!r}; "
-                f"executed notebook: {output})"
-            ),
-        )
+        backend = os.environ.get("MPLBACKEND")
+        status = "FAILED"
+        detail = f"showed no figure although it should (MPLBACKEND={backend!r}; executed notebook: {output})"
     return Outcome(
         notebook.stem, status, (time.monotonic() - start) / 60, _read_key_figure(key_file), detail, figures
     )
@@ -270,22 +266,11 @@ def summary_table(outcomes: list[Outcome], profile: str, readers: list[str] = ()
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     failed = sum(o.status != "ok" for o in outcomes)
-    notes = (
-        [
-            f"{', '.join(readers)} read the results files the other notebooks write ({profile} profile), so they "
-            "ran after them"
-        ]
-        if readers
-        else []
-    )
-    return "\n".join(
-        [
-            f"workbook summary ({profile} profile)",
-            *lines,
-            f"{len(outcomes) - failed} ok, {failed} failed",
-            *notes,
-        ]
-    )
+    notes = [
+        f"{', '.join(readers)} read the results files of the others ({profile} profile), so they ran last"
+    ]
+    head, tail = f"workbook summary ({profile} profile)", f"{len(outcomes) - failed} ok, {failed} failed"
+    return "\n".join([head, *lines, tail, *(notes if readers else [])])
 
 
 def main(
