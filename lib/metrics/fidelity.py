@@ -63,7 +63,7 @@ def feature_stats(features) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-# ---------------------------------------------------------------- precision and recall
+# ---------------------------------------------------------------- the floor at n
 
 
 @torch.no_grad()
@@ -89,18 +89,22 @@ def distance_floors(distances, real, reference, n: int, repeats: int = 5, seed: 
     measured = [
         distances(real[np.sort(rng.choice(len(real), n, replace=False))], reference) for _ in range(repeats)
     ]
-    return {
-        name: {
+    floors = {}
+    for name in measured[0]:
+        values = [float(m[name]) for m in measured]
+        floors[name] = {
             "n": n,
             "mean": float(np.mean(values)),
             "sd": float(np.std(values, ddof=1)),
             "values": values,
         }
-        for name in measured[0]
-        for values in [[float(m[name]) for m in measured]]
-    }
+    return floors
 
 
+# ---------------------------------------------------------------- precision and recall
+
+
+@torch.no_grad()
 def _knn_radii(f: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
     """Distance from each row of f (N, F) to its k-th nearest other row."""
     radii = []

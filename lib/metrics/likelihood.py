@@ -101,8 +101,8 @@ def evaluate_likelihood(
             bar.update(len(xb))
     w_max, ess = torch.cat(spread, 1)
     numbers = bound_numbers(torch.cat(bound), torch.cat(elbo), k)
-    numbers.update(weight_max=w_max.mean().item(), weight_max_se=standard_error(w_max))
-    return numbers | dict(ess=ess.mean().item(), ess_se=standard_error(ess))
+    spread = dict(weight_max=w_max.mean().item(), weight_max_se=standard_error(w_max))
+    return numbers | spread | dict(ess=ess.mean().item(), ess_se=standard_error(ess))
 
 
 @torch.no_grad()
@@ -151,8 +151,8 @@ PROBE_COPIES = 4  # copies of one image in the call that measures the decoder's 
 def hierarchical_bounds(model, x, k: int = 100, k_chunk: int = 25, batch_size: int = 50, device=None) -> dict:
     """The ELBO and the importance-weighted bound L_k (k = 100 by default, 1000 optional) from the same k draws per
     image (bound_numbers), and the mean analytic KL of each latent group (nats), over images x (uint8 or [0, 1]);
-    k samples are drawn k_chunk at a time,
-    fewer where batch_size x k_chunk decoded images would not fit in the device's free memory (fitting_k_chunk)."""
+    k samples are drawn k_chunk at a time, fewer where batch_size x k_chunk decoded images would not fit in the
+    device's free memory (fitting_k_chunk)."""
     if k < 1 or k_chunk < 1:
         raise ValueError(f"k and k_chunk must be >= 1, got k={k}, k_chunk={k_chunk}")
     device = device or next(model.parameters()).device
@@ -166,9 +166,18 @@ def hierarchical_bounds(model, x, k: int = 100, k_chunk: int = 25, batch_size: i
             bound.append(iwae_bound(log_w).cpu())  # (k, B) -> (B,)
             elbo.append(log_w.mean(0).cpu())  # the same draws: L_k >= ELBO image by image
     numbers = bound_numbers(torch.cat(bound), torch.cat(elbo), k)
+    shared = (
+        "k",
+        "n_images",
+        "elbo_nats",
+        "bpd_elbo",
+        "bpd_elbo_se",
+        "bpd_gap",
+        "bpd_gap_se",
+        "bpd_per_image",
+    )
     return {
-        **{key: numbers[key] for key in ("k", "n_images", "elbo_nats", "bpd_elbo", "bpd_elbo_se")},
-        **{key: numbers[key] for key in ("bpd_gap", "bpd_gap_se", "bpd_per_image")},
+        **{key: numbers[key] for key in shared},
         "iw_nats": numbers["log_px_nats"],
         "bpd_iw": numbers["bpd"],
         "bpd_iw_se": numbers["bpd_se"],

@@ -35,18 +35,18 @@ PAIRED = "paired over the same test images"  # the kinds of standard error a ver
 SEEDS = "over training seeds"
 
 
+def over_seeds(values: Sequence[float]) -> tuple[float, float]:
+    """Mean over seeded training runs and its standard error (nan with one seed: training noise unmeasured)."""
+    se = statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+    return statistics.fmean(values), se
+
+
 def seed_gap(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """mean(a) - mean(b) of one number measured on independently seeded training runs of two settings, and its
-    standard error sqrt(s_a^2 / n_a + s_b^2 / n_b) (nan with fewer than two seeds on either side: training
-    randomness is then unmeasured)."""
+    """mean(a) - mean(b) over two settings' seeded runs, SE sqrt(s_a^2/n_a + s_b^2/n_b) (nan: one seed)."""
     if not a or not b:
         raise ValueError("a seed comparison needs at least one run of each setting")
-    se = (
-        (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
-        if min(len(a), len(b)) >= 2
-        else float("nan")
-    )
-    return statistics.fmean(a) - statistics.fmean(b), se
+    (mean_a, se_a), (mean_b, se_b) = over_seeds(a), over_seeds(b)
+    return mean_a - mean_b, (se_a**2 + se_b**2) ** 0.5
 
 
 def stated(name: str, effect: float, se: float, kind: str, unit: str = "bits/dim", spec: str = ".4f") -> str:
